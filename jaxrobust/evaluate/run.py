@@ -1,0 +1,189 @@
+"""``evaluate(workdir)``: restore checkpoints, compute the configured evaluations, write results.
+
+Config section ``evaluate``:
+  checkpoint: "best" or "last".
+  batch_size: inputs per jitted batch.
+  classification.models: classifier models to score for accuracy, NLL and ECE.
+  classification.ece_bins: number of equal-width ECE bins (15 as in the hybrid-models thesis).
+  ood.out_datasets: OOD test sets compared against the test split of ``config.data.name``.
+  ood.scores: ``"model/score"`` names, e.g. ``"vae/elbo"``, ``"classifier/max_softmax"``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from tqdm.auto import tqdm
+
+from jaxrobust import data as datasets
+from jaxrobust import metrics
+from jaxrobust.config import load_workdir_config
+from jaxrobust.errors import ConfigError
+from jaxrobust.evaluate import plots
+from jaxrobust.evaluate.batched import map_dataset
+from jaxrobust.evaluate.report import write_results
+from jaxrobust.evaluate.restore import restore_model
+
+
+def evaluate(
+    workdir: str | os.PathLike, config: ml_collections.ConfigDict | None = None
+) -> dict:
+    """Run the evaluations of ``config.evaluate`` (default: the workdir's stored config)."""
+    workdir = Path(workdir)
+    config = config if config is not None else load_workdir_config(workdir)
+    ev = config.evaluate
+    progress = config.get("progress", True)
+    which = ev.get("checkpoint", "best")
+    batch_size = ev.get("batch_size", 1000)
+    key = jax.random.key(config.seed + 1)
+    plot_dir = workdir / "plots"
+    tic = time.perf_counter()
+
+    classifier_names = list(ev.get("classification", {}).get("models", []))
+    ood = ev.get("ood", {})
+    score_refs = list(ood.get("scores", []))
+    needed = dict.fromkeys(classifier_names + [ref.split("/")[0] for ref in score_refs])
+    restored = {name: restore_model(workdir, config, name, which) for name in needed}
+
+    test_limit = ev.get("test_limit")
+    in_name = config.data.name
+    in_images, in_labels = _load(in_name, test_limit, progress)
+    results = {
+        "experiment": config.get("name", ""),
+        "meta": {
+            "device": _device_text(),
+            "checkpoint": which,
+            "checkpoints": {name: r[3] for name, r in restored.items()},
+        },
+        "classification": {},
+        "ood": {},
+    }
+
+    num_bins = ev.get("classification", {}).get("ece_bins", 15)
+    for name in classifier_names:
+        model, preprocess, variables, _ = restored[name]
+        if model.logits is None:
+            raise ConfigError(f"evaluate.classification: model {name!r} is not a classifier.")
+        logits = map_dataset(
+            lambda v, x, k, m=model: m.logits(v, x), variables, in_images, preprocess, key,
+            batch_size,
+        )
+        probs = np.asarray(jax.nn.softmax(jnp.asarray(logits)))
+        bins = {k: np.asarray(v) for k, v in metrics.reliability_bins(probs, in_labels, num_bins).items()}
+        ece = float(metrics.expected_calibration_error(probs, in_labels, num_bins))
+        nll = float(
+            jnp.mean(optax.softmax_cross_entropy_with_integer_labels(jnp.asarray(logits), in_labels))
+        )
+        results["classification"][name] = {
+            "accuracy": float(np.mean(np.argmax(logits, -1) == in_labels)),
+            "nll": nll,
+            "ece": ece,
+            "ece_bins": num_bins,
+            "num_examples": int(len(in_labels)),
+            "reliability": {k: v.tolist() for k, v in bins.items()},
+        }
+        plots.plot_reliability_diagram(
+            bins, ece, f"{name} on {in_name}", plot_dir / f"reliability_{name}.png"
+        )
+
+    in_scores = {}
+    jobs = [(out, ref) for out in ood.get("out_datasets", []) for ref in score_refs]
+    bar = tqdm(total=len(jobs), desc="scores", unit="score", disable=not progress)
+    for out_name in ood.get("out_datasets", []):
+        out_images, _ = _load(out_name, test_limit, progress)
+        pair = f"{in_name}->{out_name}"
+        results["ood"][pair] = {}
+        curves = {}
+        for ref in score_refs:
+            model_name, score_name = _split_ref(ref, restored)
+            model, preprocess, variables, _ = restored[model_name]
+            score = model.scores[score_name]
+            _check_same_shape(in_name, in_images, out_name, out_images)
+            if ref not in in_scores:
+                in_scores[ref] = map_dataset(
+                    score.fn, variables, in_images, preprocess, key, batch_size
+                )
+            s_in = in_scores[ref]
+            s_out = map_dataset(score.fn, variables, out_images, preprocess, key, batch_size)
+            _check_finite(ref, in_name, s_in)
+            _check_finite(ref, out_name, s_out)
+            direction = {"higher_is_ood": score.higher_is_ood}
+            area = float(metrics.auroc(s_in, s_out, **direction))
+            results["ood"][pair][ref] = {
+                "higher_is_ood": score.higher_is_ood,
+                "description": score.description,
+                "auroc": area,
+                "aupr_in": float(metrics.average_precision(s_in, s_out, **direction)),
+                "aupr_out": float(
+                    metrics.average_precision(s_in, s_out, positive="out", **direction)
+                ),
+                "fpr80": float(metrics.fpr_at_tpr(s_in, s_out, tpr=0.8, **direction)),
+                "fpr95": float(metrics.fpr_at_tpr(s_in, s_out, tpr=0.95, **direction)),
+                "mean_in": float(np.mean(s_in)),
+                "mean_out": float(np.mean(s_out)),
+            }
+            fpr, tpr = metrics.roc_curve(s_in, s_out, **direction)
+            curves[ref] = (np.asarray(fpr), np.asarray(tpr), area)
+            plots.plot_score_histograms(
+                s_in, s_out, (in_name, out_name), f"{ref}: {score.description}",
+                plot_dir / f"hist_{in_name}_vs_{out_name}_{ref.replace('/', '_')}.png",
+            )
+            bar.update()
+        if curves:
+            plots.plot_roc_curves(
+                curves, f"{in_name} (in) vs {out_name} (out)", plot_dir / f"roc_{in_name}_vs_{out_name}.png"
+            )
+    bar.close()
+    results["meta"]["seconds"] = time.perf_counter() - tic
+    write_results(results, workdir)
+    return results
+
+
+def _load(name: str, limit: int | None, progress: bool):
+    images, labels = datasets.load(name, "test", progress=progress)
+    if limit:
+        images, labels = images[:limit], labels[:limit]
+    return images, np.asarray(labels)
+
+
+def _split_ref(ref: str, restored: dict) -> tuple[str, str]:
+    if ref.count("/") != 1:
+        raise ConfigError(f"Score {ref!r} must be written 'model/score', e.g. 'vae/elbo'.")
+    model_name, score_name = ref.split("/")
+    model = restored[model_name][0]
+    if score_name not in model.scores:
+        raise ConfigError(
+            f"Model {model_name!r} ({model.kind}) has no score {score_name!r}; "
+            f"it has {sorted(model.scores)}."
+        )
+    return model_name, score_name
+
+
+def _check_same_shape(in_name, in_images, out_name, out_images) -> None:
+    if in_images.shape[1:] != out_images.shape[1:]:
+        raise ConfigError(
+            f"OOD set {out_name} has images {out_images.shape[1:]}, but the models were trained "
+            f"on {in_name} {in_images.shape[1:]}; choose an OOD set of the same shape."
+        )
+
+
+def _check_finite(ref: str, dataset: str, scores: np.ndarray) -> None:
+    bad = int(np.sum(~np.isfinite(scores)))
+    if bad:
+        raise FloatingPointError(
+            f"Score {ref} is NaN/inf on {bad} of {scores.size} {dataset} inputs; the model or "
+            "its checkpoint is broken (retrain, or evaluate an earlier checkpoint)."
+        )
+
+
+def _device_text() -> str:
+    devices = jax.local_devices()
+    kinds = sorted({d.device_kind for d in devices})
+    return f"{len(devices)}x {', '.join(kinds)} ({jax.default_backend()})"

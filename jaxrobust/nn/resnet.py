@@ -1,0 +1,60 @@
+"""CIFAR-style ResNets (He et al. 2016): 3x3 stride-1 stem, no max-pool, BasicBlocks.
+
+ResNet-18 = BasicBlocks [2, 2, 2, 2] at widths 64/128/256/512 and global average pooling, as in
+the hybrid-models thesis (seed 000, the author's code) and the usual CIFAR training scripts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import partial
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 conv-BN layers with an identity (or 1x1 conv-BN projection) shortcut."""
+
+    features: int
+    strides: int = 1
+
+    @nn.compact
+    def __call__(self, x: jnp.ndarray, train: bool) -> jnp.ndarray:
+        norm = partial(nn.BatchNorm, use_running_average=not train, momentum=0.9, epsilon=1e-5)
+        conv = partial(nn.Conv, use_bias=False)
+        h = conv(self.features, (3, 3), strides=self.strides, padding=1)(x)
+        h = nn.relu(norm()(h))
+        h = conv(self.features, (3, 3), padding=1)(h)
+        h = norm()(h)
+        if self.strides != 1 or x.shape[-1] != self.features:
+            x = conv(self.features, (1, 1), strides=self.strides)(x)
+            x = norm()(x)
+        return nn.relu(h + x)
+
+
+class ResNet(nn.Module):
+    """CIFAR ResNet; returns logits, or pooled features when ``num_classes`` is None."""
+
+    stage_sizes: Sequence[int]
+    num_classes: int | None = 10
+    widths: Sequence[int] = (64, 128, 256, 512)
+
+    @nn.compact
+    def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
+        h = nn.Conv(self.widths[0], (3, 3), padding=1, use_bias=False)(x)
+        h = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5)(h)
+        h = nn.relu(h)
+        for stage, (blocks, width) in enumerate(zip(self.stage_sizes, self.widths, strict=True)):
+            for block in range(blocks):
+                strides = 2 if stage > 0 and block == 0 else 1
+                h = BasicBlock(width, strides)(h, train)
+        h = jnp.mean(h, axis=(-3, -2))
+        if self.num_classes is None:
+            return h
+        return nn.Dense(self.num_classes)(h)
+
+
+def resnet18(num_classes: int | None = 10) -> ResNet:
+    """ResNet-18 for 32x32 inputs: BasicBlocks [2, 2, 2, 2]."""
+    return ResNet(stage_sizes=(2, 2, 2, 2), num_classes=num_classes)

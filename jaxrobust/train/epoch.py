@@ -1,0 +1,107 @@
+"""One training epoch, and one evaluation pass, as single jitted calls.
+
+The dataset (uint8) lives on the device. ``train_epoch`` draws the epoch's permutation, then
+``lax.scan`` runs every step: gather the batch, preprocess and augment it on device, take the
+gradient, update. Per-step metrics come back as ``[steps]`` arrays, read once per epoch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+from jax.sharding import Mesh
+
+from jaxrobust.data.batching import padded_batches, shuffled_batches
+from jaxrobust.data.preprocess import Preprocess
+from jaxrobust.models.base import Model
+from jaxrobust.train.sharding import batch_sharded, replicated
+
+PyTree = Any
+
+
+class TrainState(NamedTuple):
+    """Everything that changes during training; a pytree."""
+
+    step: jax.Array
+    params: PyTree
+    model_state: PyTree
+    opt_state: PyTree
+
+
+def make_train_epoch(
+    model: Model,
+    optimizer: optax.GradientTransformation,
+    preprocess: Preprocess,
+    batch_size: int,
+    mesh: Mesh,
+) -> Callable[[TrainState, jax.Array, jax.Array, jax.Array], tuple[TrainState, dict]]:
+    """``train_epoch(state, images, labels, epoch_key) -> (state, {metric: [steps]})``, jitted.
+
+    The state is donated: its buffers are reused for the new state.
+    """
+    batch_spec = batch_sharded(mesh)
+
+    def train_step(state: TrainState, inputs, images, labels):
+        batch_idx, key = inputs
+        augment_key, loss_key = jax.random.split(key)
+        batch = {
+            "image": preprocess(images[batch_idx], key=augment_key, train=True),
+            "label": labels[batch_idx],
+        }
+        batch = jax.lax.with_sharding_constraint(batch, batch_spec)
+
+        def objective(params):
+            losses, (metrics, model_state) = model.loss(
+                params, state.model_state, batch, loss_key, True
+            )
+            return jnp.mean(losses), (metrics, model_state)
+
+        grads, (metrics, model_state) = jax.grad(objective, has_aux=True)(state.params)
+        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        metrics = {name: jnp.mean(value) for name, value in metrics.items()}
+        return TrainState(state.step + 1, params, model_state, opt_state), metrics
+
+    def train_epoch(state, images, labels, epoch_key):
+        perm_key, steps_key = jax.random.split(epoch_key)
+        batches = shuffled_batches(perm_key, images.shape[0], batch_size)
+        step_keys = jax.random.split(steps_key, batches.shape[0])
+
+        def body(carry, inputs):
+            return train_step(carry, inputs, images, labels)
+
+        return jax.lax.scan(body, state, (batches, step_keys))
+
+    return jax.jit(train_epoch, donate_argnums=0)
+
+
+def make_eval_pass(
+    model: Model, preprocess: Preprocess, batch_size: int, mesh: Mesh
+) -> Callable[[PyTree, PyTree, jax.Array, jax.Array, jax.Array], dict]:
+    """``eval_pass(params, model_state, images, labels, key) -> {metric: mean}``, jitted.
+
+    Every example counts once: the last batch is padded and masked out of the means.
+    """
+    batch_spec = batch_sharded(mesh)
+
+    def eval_pass(params, model_state, images, labels, key):
+        idx, mask = padded_batches(images.shape[0], batch_size)
+        keys = jax.random.split(key, idx.shape[0])
+
+        def body(_, inputs):
+            batch_idx, batch_mask, batch_key = inputs
+            batch = {"image": preprocess(images[batch_idx]), "label": labels[batch_idx]}
+            batch = jax.lax.with_sharding_constraint(batch, batch_spec)
+            _, (metrics, _) = model.loss(params, model_state, batch, batch_key, False)
+            sums = {k: jnp.sum(v.astype(jnp.float32) * batch_mask) for k, v in metrics.items()}
+            return None, sums
+
+        _, sums = jax.lax.scan(body, None, (jnp.asarray(idx), jnp.asarray(mask), keys))
+        count = float(mask.sum())
+        return {name: jnp.sum(total) / count for name, total in sums.items()}
+
+    return jax.jit(eval_pass, static_argnums=(), out_shardings=replicated(mesh))

@@ -1,0 +1,266 @@
+"""``train_and_evaluate(config, workdir)``: train every model a config names, with checkpoints.
+
+For each entry of ``config.models``: build the model, put the training and validation sets on the
+devices, restore the latest checkpoint if the workdir has one (resume), then run one jitted call
+per epoch, validate, append a row to ``workdir/metrics.jsonl`` and save an Orbax checkpoint
+(last and best kept). Randomness is a pure function of ``(config.seed, model name, epoch)``, so a
+resumed run ends with exactly the parameters of an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import zlib
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from tqdm.auto import tqdm
+
+from jaxrobust import data as datasets
+from jaxrobust.config import config_to_dict, save_config
+from jaxrobust.data.batching import steps_per_epoch
+from jaxrobust.data.preprocess import Preprocess
+from jaxrobust.errors import ConfigError, NonFiniteLossError
+from jaxrobust.models import Model, build_model
+from jaxrobust.models.base import merge_variables, split_variables
+from jaxrobust.train.checkpoint import ModelCheckpoints
+from jaxrobust.train.epoch import TrainState, make_eval_pass, make_train_epoch
+from jaxrobust.train.optim import build_optimizer
+from jaxrobust.train.sharding import check_batch_divisible, data_mesh, replicated
+
+METRICS_FILENAME = "metrics.jsonl"
+# Keys that may change between a run and its resumption (they do not change what an epoch does).
+RESUMABLE_KEYS = ("num_epochs", "evaluate", "progress")
+
+EpochHook = Callable[[str, int, TrainState], None]
+
+
+def model_key(seed: int, name: str) -> jax.Array:
+    """Root key of one model: independent of the order of models in the config."""
+    return jax.random.fold_in(jax.random.key(seed), zlib.crc32(name.encode()))
+
+
+def checkpoint_dir(workdir: str | os.PathLike, name: str) -> Path:
+    return Path(workdir).absolute() / "checkpoints" / name
+
+
+def build_from_config(config: ml_collections.ConfigDict, name: str) -> tuple[Model, Preprocess]:
+    """The model ``config.models[name]`` and the preprocessing of ``config.data``."""
+    if name not in config.models:
+        raise ConfigError(f"No model {name!r} in config.models; it has {sorted(config.models)}.")
+    info = datasets.dataset_info(config.data.name)
+    preprocess = Preprocess.from_config(config.data.get("preprocess"))
+    image_shape = preprocess.output_shape(info.image_shape)
+    model = build_model(config.models[name].to_dict(), image_shape, info.num_classes)
+    return model, preprocess
+
+
+def abstract_variables(model: Model, preprocess: Preprocess, config, sharding=None) -> Any:
+    """Shapes/dtypes of the model's variables, without allocating them."""
+    info = datasets.dataset_info(config.data.name)
+    example = jnp.zeros((1, *preprocess.output_shape(info.image_shape)), jnp.float32)
+    shapes = jax.eval_shape(model.init, jax.random.key(0), example)
+    return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding), shapes)
+
+
+def train_and_evaluate(
+    config: ml_collections.ConfigDict,
+    workdir: str | os.PathLike,
+    *,
+    hooks: Sequence[EpochHook] = (),
+    devices: Sequence[jax.Device] | None = None,
+) -> dict[str, dict]:
+    """Train all ``config.models`` into ``workdir``; returns each model's last metrics.
+
+    Args:
+      config: experiment config (see ``experiments/quickstart.py`` for the fields).
+      workdir: output directory: ``config.json``, ``metrics.jsonl``, ``checkpoints/<model>/``.
+      hooks: ``hook(model_name, epoch, state)`` called after each epoch's checkpoint is written.
+      devices: devices of the data-parallel mesh (default: all local devices).
+    """
+    workdir = Path(workdir)
+    _check_resumable(config, workdir)
+    save_config(config, workdir)
+    mesh = data_mesh(devices)
+    summary = {}
+    for name in config.models:
+        summary[name] = _train_model(config, workdir, name, mesh, hooks)
+    return summary
+
+
+def _train_model(config, workdir: Path, name: str, mesh, hooks) -> dict:
+    cfg = config.models[name]
+    model, preprocess = build_from_config(config, name)
+    progress = config.get("progress", True)
+    train_images, train_labels = datasets.load(config.data.name, "train", progress=progress)
+    limit = config.data.get("train_limit")
+    if limit:
+        train_images, train_labels = train_images[:limit], train_labels[:limit]
+    val_split = config.data.get("validation_split", "test")
+    val_images, val_labels = datasets.load(config.data.name, val_split, progress=progress)
+    val_limit = config.data.get("validation_limit")
+    if val_limit:
+        val_images, val_labels = val_images[:val_limit], val_labels[:val_limit]
+
+    batch_size = cfg.batch_size
+    eval_batch_size = cfg.get("eval_batch_size", 1000)
+    check_batch_divisible(batch_size, mesh)
+    check_batch_divisible(eval_batch_size, mesh, "eval_batch_size")
+    steps = steps_per_epoch(len(train_images), batch_size)
+    optimizer = build_optimizer(cfg.optimizer.to_dict(), steps)
+
+    on_devices = replicated(mesh)
+    train_images, train_labels, val_images, val_labels = jax.device_put(
+        (train_images, train_labels.astype(np.int32), val_images, val_labels.astype(np.int32)),
+        on_devices,
+    )
+
+    key = model_key(config.seed, name)
+    example = preprocess(train_images[:1])
+    params, model_state = split_variables(model.init(jax.random.fold_in(key, 0), example))
+    state = TrainState(jnp.zeros((), jnp.int32), params, model_state, optimizer.init(params))
+    state = jax.device_put(state, on_devices)
+
+    checkpoints = ModelCheckpoints(
+        checkpoint_dir(workdir, name),
+        best_metric=cfg.get("best_metric", "val/loss"),
+        best_mode=cfg.get("best_mode", "min"),
+    )
+    start_epoch = checkpoints.latest_epoch() or 0
+    if start_epoch:
+        abstract = jax.tree.map(
+            lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=on_devices), state
+        )
+        variables, opt_state, meta = checkpoints.restore_train_state(
+            start_epoch, merge_variables(abstract.params, abstract.model_state), abstract.opt_state
+        )
+        params, model_state = split_variables(variables)
+        state = TrainState(jnp.asarray(meta["step"], jnp.int32), params, model_state, opt_state)
+        state = jax.device_put(state, on_devices)
+
+    train_epoch = make_train_epoch(model, optimizer, preprocess, batch_size, mesh)
+    eval_pass = make_eval_pass(model, preprocess, eval_batch_size, mesh)
+    epoch_key = jax.random.fold_in(key, 1)
+    val_key = jax.random.fold_in(key, 2)
+
+    compile_start = time.perf_counter()
+    train_epoch = train_epoch.lower(
+        state, train_images, train_labels, jax.random.fold_in(epoch_key, 0)
+    ).compile()
+    compile_seconds = time.perf_counter() - compile_start
+
+    num_epochs = cfg.num_epochs
+    last = {}
+    bar = tqdm(
+        range(start_epoch + 1, num_epochs + 1),
+        desc=f"train {name}",
+        unit="epoch",
+        initial=start_epoch,
+        total=num_epochs,
+        disable=not progress,
+    )
+    try:
+        for epoch in bar:
+            tic = time.perf_counter()
+            state, step_metrics = train_epoch(
+                state, train_images, train_labels, jax.random.fold_in(epoch_key, epoch)
+            )
+            losses = np.asarray(step_metrics["loss"])
+            seconds = time.perf_counter() - tic
+            _raise_if_not_finite(losses, name, epoch, steps, checkpoints)
+            val = eval_pass(
+                state.params,
+                state.model_state,
+                val_images,
+                val_labels,
+                jax.random.fold_in(val_key, epoch),
+            )
+            row = {"model": name, "epoch": epoch, "step": int(state.step)}
+            row.update({f"train/{k}": float(np.mean(v)) for k, v in step_metrics.items()})
+            row.update({f"val/{k}": float(v) for k, v in val.items()})
+            row["epoch_seconds"] = seconds
+            row["images_per_second"] = steps * batch_size / seconds
+            if epoch == start_epoch + 1:
+                row["compile_seconds"] = compile_seconds
+            _append_jsonl(workdir / METRICS_FILENAME, row)
+            meta = {"epoch": epoch, "step": int(state.step), "kind": model.kind}
+            variables = merge_variables(state.params, state.model_state)
+            checkpoints.save(epoch, variables, state.opt_state, meta, row)
+            bar.set_postfix(
+                loss=f"{row['train/loss']:.4g}",
+                val=f"{row.get(checkpoints.best_metric, float('nan')):.4g}",
+                img_s=f"{row['images_per_second']:.0f}",
+            )
+            last = row
+            checkpoints.wait()
+            for hook in hooks:
+                hook(name, epoch, state)
+    finally:
+        bar.close()
+        checkpoints.wait()
+        checkpoints.close()
+    last["best_epoch"] = checkpoints.best_epoch()
+    return last
+
+
+def _raise_if_not_finite(losses: np.ndarray, name: str, epoch: int, steps: int, checkpoints):
+    bad = np.flatnonzero(~np.isfinite(losses))
+    if bad.size == 0:
+        return
+    first = int(bad[0])
+    global_step = (epoch - 1) * steps + first + 1
+    checkpoints.wait()
+    kept = checkpoints.latest_epoch()
+    kept_text = (
+        f"the last good checkpoint (epoch {kept}) is kept in {checkpoints.directory}"
+        if kept
+        else "no checkpoint had been written yet"
+    )
+    raise NonFiniteLossError(
+        f"Model {name!r}: the training loss became {losses[first]} at step {global_step} "
+        f"(epoch {epoch}, step {first + 1} of {steps}); training stopped and {kept_text}. "
+        "Lower the learning rate, check the inputs for NaN/inf, or clip gradients."
+    )
+
+
+def _append_jsonl(path: Path, row: dict) -> None:
+    with open(path, "a") as f:
+        f.write(json.dumps(row) + "\n")
+
+
+def _strip(tree: Any) -> Any:
+    if isinstance(tree, dict):
+        return {k: _strip(v) for k, v in tree.items() if k not in RESUMABLE_KEYS}
+    return tree
+
+
+def _check_resumable(config: ml_collections.ConfigDict, workdir: Path) -> None:
+    """A workdir holds one experiment: refuse a config that trains something else there."""
+    path = workdir / "config.json"
+    if not path.is_file():
+        return
+    old = _strip(json.loads(path.read_text()))
+    new = _strip(config_to_dict(config))
+    if old != new:
+        changed = sorted(_diff_keys(old, new))
+        raise ConfigError(
+            f"{workdir} already holds a run with a different config (changed: {changed}). "
+            "Use a new --workdir, or delete the old one to start over. Only "
+            f"{list(RESUMABLE_KEYS)} may change when resuming."
+        )
+
+
+def _diff_keys(old: Any, new: Any, prefix: str = "") -> list[str]:
+    if isinstance(old, dict) and isinstance(new, dict):
+        out = []
+        for k in set(old) | set(new):
+            out += _diff_keys(old.get(k), new.get(k), f"{prefix}{k}.")
+        return out
+    return [] if old == new else [prefix.rstrip(".")]

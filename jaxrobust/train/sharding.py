@@ -1,0 +1,38 @@
+"""Data parallelism through ``jax.sharding``: one mesh axis ``"data"`` over all local devices.
+
+Parameters and the device-resident dataset are replicated; each step's batch is constrained to be
+split along its leading axis, and XLA (GSPMD) inserts the gradient all-reduce. The same program
+runs on 1 device and on N.
+"""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+DATA_AXIS = "data"
+
+
+def data_mesh(devices=None) -> Mesh:
+    """A 1-D mesh over ``devices`` (default: all local devices)."""
+    devices = jax.local_devices() if devices is None else devices
+    return Mesh(np.asarray(devices), (DATA_AXIS,))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+    return NamedSharding(mesh, PartitionSpec())
+
+
+def batch_sharded(mesh: Mesh) -> NamedSharding:
+    """Leading (batch) axis split over the mesh."""
+    return NamedSharding(mesh, PartitionSpec(DATA_AXIS))
+
+
+def check_batch_divisible(batch_size: int, mesh: Mesh, what: str = "batch_size") -> None:
+    n = mesh.devices.size
+    if batch_size % n:
+        raise ValueError(
+            f"{what}={batch_size} is not divisible by the {n} devices of the data mesh; "
+            f"choose a multiple of {n}."
+        )
