@@ -1,9 +1,9 @@
 """Command line: ``jaxrobust train | evaluate | data``.
 
-  jaxrobust train --config experiments/quickstart.py --workdir runs/quickstart [--config.K=V ...]
-  jaxrobust evaluate --workdir runs/quickstart [--config FILE] [--config.K=V ...]
-  jaxrobust data fetch mnist fashion_mnist
-  jaxrobust data list
+jaxrobust train --config experiments/quickstart.py --workdir runs/quickstart [--config.K=V ...]
+jaxrobust evaluate --workdir runs/quickstart [--config FILE] [--config.K=V ...]
+jaxrobust data fetch mnist fashion_mnist
+jaxrobust data list
 """
 
 from __future__ import annotations
@@ -93,7 +93,8 @@ def _train(args, overrides) -> int:
         shown = {k: v for k, v in row.items() if k.startswith(("train/", "val/"))}
         text = ", ".join(f"{k} {v:.4g}" for k, v in shown.items())
         print(f"{name}: epoch {row.get('epoch')} (best {row.get('best_epoch')}): {text}")
-    print(f"Checkpoints in {args.workdir}/checkpoints. Next: jaxrobust evaluate --workdir {args.workdir}")
+    print(f"Checkpoints in {args.workdir}/checkpoints.")
+    print(f"Next: jaxrobust evaluate --workdir {args.workdir}")
     return 0
 
 
@@ -128,16 +129,17 @@ def _data(args) -> int:
     print(f"{'dataset':<16}{'split':<8}{'examples':>10}{'size (MB)':>12}  source")
     for row in rows:
         print(
-            f"{row['dataset']:<16}{row['split']:<8}{row.get('num_examples', 0):>10}"
+            f"{row['dataset']:<16}{row['split']:<8}{row.get('n_examples', 0):>10}"
             f"{row['size_bytes'] / 1e6:>12.1f}  {row.get('source', '?')}"
         )
     return 0
 
 
-def _fetch_line(row) -> str:
-    if isinstance(row, dict):
-        return ", ".join(f"{k}: {v}" for k, v in row.items())
-    return str(row)
+def _fetch_line(row: dict) -> str:
+    return (
+        f"{row['dataset']}/{row['split']}: {row['action']} ({row['n_examples']} examples, "
+        f"{row['size_bytes'] / 1e6:.1f} MB, source {row['source']}) -> {row['path']}"
+    )
 
 
 if __name__ == "__main__":

@@ -22,7 +22,9 @@ from jaxrobust.errors import ConfigError
 CONFIG_FILENAME = "config.json"
 
 
-def load_config(path: str | os.PathLike, overrides: Iterable[str] = ()) -> ml_collections.ConfigDict:
+def load_config(
+    path: str | os.PathLike, overrides: Iterable[str] = ()
+) -> ml_collections.ConfigDict:
     """Import ``path``, call its ``get_config()`` and apply ``key=value`` overrides."""
     path = Path(path)
     if not path.is_file():

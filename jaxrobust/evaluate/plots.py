@@ -52,8 +52,16 @@ def plot_reliability_diagram(bins: Mapping[str, np.ndarray], ece: float, title: 
     )
     top.bar(edges[:-1], accuracy, width=width, align="edge", edgecolor="black", label="accuracy")
     gap = np.where(count > 0, np.asarray(bins["confidence"]) - accuracy, 0.0)
-    top.bar(edges[:-1], gap, bottom=accuracy, width=width, align="edge", color="red", alpha=0.3,
-            label="gap to confidence")
+    top.bar(
+        edges[:-1],
+        gap,
+        bottom=accuracy,
+        width=width,
+        align="edge",
+        color="red",
+        alpha=0.3,
+        label="gap to confidence",
+    )
     top.plot([0, 1], [0, 1], color="grey", linestyle=":")
     top.set(ylabel="accuracy", xlim=(0, 1), ylim=(0, 1))
     top.set_title(f"{title} (ECE {100 * ece:.2f}%)")

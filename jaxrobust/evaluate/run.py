@@ -32,9 +32,7 @@ from jaxrobust.evaluate.report import write_results
 from jaxrobust.evaluate.restore import restore_model
 
 
-def evaluate(
-    workdir: str | os.PathLike, config: ml_collections.ConfigDict | None = None
-) -> dict:
+def evaluate(workdir: str | os.PathLike, config: ml_collections.ConfigDict | None = None) -> dict:
     """Run the evaluations of ``config.evaluate`` (default: the workdir's stored config)."""
     workdir = Path(workdir)
     config = config if config is not None else load_workdir_config(workdir)
@@ -72,14 +70,23 @@ def evaluate(
         if model.logits is None:
             raise ConfigError(f"evaluate.classification: model {name!r} is not a classifier.")
         logits = map_dataset(
-            lambda v, x, k, m=model: m.logits(v, x), variables, in_images, preprocess, key,
+            lambda v, x, k, m=model: m.logits(v, x),
+            variables,
+            in_images,
+            preprocess,
+            key,
             batch_size,
         )
         probs = np.asarray(jax.nn.softmax(jnp.asarray(logits)))
-        bins = {k: np.asarray(v) for k, v in metrics.reliability_bins(probs, in_labels, num_bins).items()}
+        bins = {
+            k: np.asarray(v)
+            for k, v in metrics.reliability_bins(probs, in_labels, num_bins).items()
+        }
         ece = float(metrics.expected_calibration_error(probs, in_labels, num_bins))
         nll = float(
-            jnp.mean(optax.softmax_cross_entropy_with_integer_labels(jnp.asarray(logits), in_labels))
+            jnp.mean(
+                optax.softmax_cross_entropy_with_integer_labels(jnp.asarray(logits), in_labels)
+            )
         )
         results["classification"][name] = {
             "accuracy": float(np.mean(np.argmax(logits, -1) == in_labels)),
@@ -132,13 +139,18 @@ def evaluate(
             fpr, tpr = metrics.roc_curve(s_in, s_out, **direction)
             curves[ref] = (np.asarray(fpr), np.asarray(tpr), area)
             plots.plot_score_histograms(
-                s_in, s_out, (in_name, out_name), f"{ref}: {score.description}",
+                s_in,
+                s_out,
+                (in_name, out_name),
+                f"{ref}: {score.description}",
                 plot_dir / f"hist_{in_name}_vs_{out_name}_{ref.replace('/', '_')}.png",
             )
             bar.update()
         if curves:
             plots.plot_roc_curves(
-                curves, f"{in_name} (in) vs {out_name} (out)", plot_dir / f"roc_{in_name}_vs_{out_name}.png"
+                curves,
+                f"{in_name} (in) vs {out_name} (out)",
+                plot_dir / f"roc_{in_name}_vs_{out_name}.png",
             )
     bar.close()
     results["meta"]["seconds"] = time.perf_counter() - tic

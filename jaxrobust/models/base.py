@@ -15,9 +15,7 @@ PyTree = Any
 Batch = Mapping[str, jax.Array]  # {"image": float [B, H, W, C], "label": int [B]}
 
 # loss(params, state, batch, key, train) -> (per-example loss [B], (per-example metrics, new_state))
-LossFn = Callable[
-    [PyTree, PyTree, Batch, jax.Array, bool], tuple[jax.Array, tuple[dict, PyTree]]
-]
+LossFn = Callable[[PyTree, PyTree, Batch, jax.Array, bool], tuple[jax.Array, tuple[dict, PyTree]]]
 
 
 class Score(NamedTuple):

@@ -18,13 +18,16 @@ def make_classifier(network: nn.Module) -> Model:
 
     def loss(params, state, batch, key, train):
         variables = {"params": params, **state}
-        rngs = {"dropout": key}
+        rngs = {"dropout": key} if key is not None else {}
         if train and state:
             logits, new_state = network.apply(
                 variables, batch["image"], train=True, rngs=rngs, mutable=list(state)
             )
         else:
-            logits, new_state = network.apply(variables, batch["image"], train=train, rngs=rngs), state
+            logits, new_state = (
+                network.apply(variables, batch["image"], train=train, rngs=rngs),
+                state,
+            )
         ce = optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"])
         accuracy = (jnp.argmax(logits, -1) == batch["label"]).astype(jnp.float32)
         return ce, ({"loss": ce, "accuracy": accuracy}, new_state)

@@ -45,13 +45,20 @@ class ModelCheckpoints:
         policy = checkpoint_managers.AnyPreservationPolicy(
             [
                 checkpoint_managers.LatestN(n=1),
-                checkpoint_managers.BestN(get_metric_fn=metric, reverse=best_mode == "max", n=1),
+                checkpoint_managers.BestN(get_metric_fn=metric, reverse=best_mode == "min", n=1),
             ]
         )
         options = ocp.CheckpointManagerOptions(
             preservation_policy=policy, best_fn=metric, best_mode=best_mode, create=True
         )
-        self._manager = ocp.CheckpointManager(self.directory, options=options)
+        handlers = {
+            "variables": ocp.StandardCheckpointHandler(),
+            "opt_state": ocp.StandardCheckpointHandler(),
+            "meta": ocp.JsonCheckpointHandler(),
+        }
+        self._manager = ocp.CheckpointManager(
+            self.directory, options=options, item_handlers=handlers
+        )
 
     def save(
         self, epoch: int, variables: PyTree, opt_state: PyTree, meta: dict, metrics: dict
@@ -66,7 +73,8 @@ class ModelCheckpoints:
             opt_state=ocp.args.StandardSave(opt_state),
             meta=ocp.args.JsonSave(meta),
         )
-        self._manager.save(epoch, args=args, metrics={k: float(v) for k, v in metrics.items()})
+        numeric = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
+        self._manager.save(epoch, args=args, metrics=numeric)
 
     def wait(self) -> None:
         self._manager.wait_until_finished()
@@ -91,7 +99,9 @@ class ModelCheckpoints:
         elif which in ("last", "latest"):
             epoch = self.latest_epoch()
         else:
-            raise ValueError(f"Checkpoint selector must be 'best', 'last' or an epoch, got {which!r}.")
+            raise ValueError(
+                f"Checkpoint selector must be 'best', 'last' or an epoch, got {which!r}."
+            )
         if epoch is None:
             raise CheckpointNotFoundError(
                 f"No checkpoint {which!r} under {self.directory} (found epochs {self.epochs()}). "
@@ -108,9 +118,13 @@ class ModelCheckpoints:
         problems = []
         for path in sorted(set(saved_shapes) | set(expected)):
             if path not in saved_shapes:
-                problems.append(f"  {path}: missing from the checkpoint (model has {expected[path]})")
+                problems.append(
+                    f"  {path}: missing from the checkpoint (model has {expected[path]})"
+                )
             elif path not in expected:
-                problems.append(f"  {path}: in the checkpoint {saved_shapes[path]}, not in the model")
+                problems.append(
+                    f"  {path}: in the checkpoint {saved_shapes[path]}, not in the model"
+                )
             elif saved_shapes[path] != expected[path]:
                 problems.append(
                     f"  {path}: checkpoint {saved_shapes[path]} vs model {expected[path]}"

@@ -1,0 +1,42 @@
+"""Shared fixtures: a synthetic data cache and the tiny test config."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from synthetic import write_synthetic_cache  # noqa: E402
+
+from jaxrobust.config import load_config  # noqa: E402
+
+TESTS = Path(__file__).parent
+TINY_CONFIG = TESTS / "configs" / "tiny.py"
+
+
+@pytest.fixture(scope="session")
+def synthetic_data_root(tmp_path_factory) -> Path:
+    return write_synthetic_cache(tmp_path_factory.mktemp("data"))
+
+
+@pytest.fixture
+def synthetic_data(synthetic_data_root, monkeypatch) -> Path:
+    """Point JAXROBUST_DATA (this process and its subprocesses) at the synthetic cache."""
+    monkeypatch.setenv("JAXROBUST_DATA", str(synthetic_data_root))
+    return synthetic_data_root
+
+
+@pytest.fixture
+def tiny_config():
+    return load_config(TINY_CONFIG)
+
+
+def subprocess_env(**extra: str) -> dict:
+    env = dict(os.environ)
+    env.update(extra)
+    env["PYTHONPATH"] = os.pathsep.join([str(TESTS), env.get("PYTHONPATH", "")])
+    return env
