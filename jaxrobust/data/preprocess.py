@@ -45,6 +45,9 @@ class Preprocess(NamedTuple):
             raise ValueError(
                 f"Unknown preprocessing option(s) {sorted(unknown)}; known: {list(cls._fields)}."
             )
+        for name in ("mean", "std"):
+            if cfg.get(name) is not None:
+                cfg[name] = tuple(float(v) for v in cfg[name])
         out = cls(**cfg)
         if out.resize_mode not in RESIZE_MODES:
             raise ValueError(f"resize_mode must be one of {RESIZE_MODES}, got {out.resize_mode!r}.")

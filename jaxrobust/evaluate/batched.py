@@ -6,6 +6,7 @@ outputs are concatenated, with the padded tail of the last batch dropped.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -29,7 +30,13 @@ def map_dataset(
 ) -> np.ndarray:
     """``fn(variables, preprocessed_batch, key) -> [B, ...]`` over all ``images``, as NumPy."""
     num = int(images.shape[0])
-    batch_size = min(batch_size, num)
+    run = _compiled_map(fn, preprocess, min(batch_size, num), num)
+    return np.asarray(run(variables, jnp.asarray(images), key))
+
+
+@functools.lru_cache(maxsize=64)
+def _compiled_map(fn, preprocess: Preprocess, batch_size: int, num: int):
+    """One jitted function per (score, preprocessing, batch size, dataset size)."""
     idx, _ = padded_batches(num, batch_size)
 
     @jax.jit
@@ -43,4 +50,4 @@ def map_dataset(
         out = jax.lax.map(body, (jnp.asarray(idx), keys))
         return out.reshape((-1, *out.shape[2:]))[:num]
 
-    return np.asarray(run(variables, jnp.asarray(images), key))
+    return run

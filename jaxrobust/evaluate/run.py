@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 from jaxrobust import data as datasets
 from jaxrobust import metrics
 from jaxrobust.config import load_workdir_config
+from jaxrobust.devices import describe_devices
 from jaxrobust.errors import ConfigError
 from jaxrobust.evaluate import plots
 from jaxrobust.evaluate.batched import map_dataset
@@ -56,7 +57,7 @@ def evaluate(workdir: str | os.PathLike, config: ml_collections.ConfigDict | Non
     results = {
         "experiment": config.get("name", ""),
         "meta": {
-            "device": _device_text(),
+            "device": describe_devices(),
             "checkpoint": which,
             "checkpoints": {name: r[3] for name, r in restored.items()},
         },
@@ -193,9 +194,3 @@ def _check_finite(ref: str, dataset: str, scores: np.ndarray) -> None:
             f"Score {ref} is NaN/inf on {bad} of {scores.size} {dataset} inputs; the model or "
             "its checkpoint is broken (retrain, or evaluate an earlier checkpoint)."
         )
-
-
-def _device_text() -> str:
-    devices = jax.local_devices()
-    kinds = sorted({d.device_kind for d in devices})
-    return f"{len(devices)}x {', '.join(kinds)} ({jax.default_backend()})"
