@@ -51,16 +51,16 @@ def plot_reliability_diagram(bins: Mapping[str, np.ndarray], ece: float, title: 
         2, 1, figsize=(5, 6), gridspec_kw={"height_ratios": [3, 1]}, sharex=True
     )
     top.bar(edges[:-1], accuracy, width=width, align="edge", edgecolor="black", label="accuracy")
-    gap = np.where(count > 0, np.asarray(bins["confidence"]) - accuracy, 0.0)
+    confidence = np.where(count > 0, np.asarray(bins["confidence"]), 0.0)
     top.bar(
         edges[:-1],
-        gap,
-        bottom=accuracy,
+        np.abs(confidence - accuracy),
+        bottom=np.minimum(confidence, accuracy),
         width=width,
         align="edge",
         color="red",
         alpha=0.3,
-        label="gap to confidence",
+        label="gap to mean confidence",
     )
     top.plot([0, 1], [0, 1], color="grey", linestyle=":")
     top.set(ylabel="accuracy", xlim=(0, 1), ylim=(0, 1))
