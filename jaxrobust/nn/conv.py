@@ -7,6 +7,8 @@ from collections.abc import Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
+from jaxrobust.nn.layers import Conv, ConvTranspose
+
 
 class ConvEncoder(nn.Module):
     """Strided 4x4 convolutions + ReLU, then a dense layer to ``2 * latent_dim``.
@@ -21,7 +23,7 @@ class ConvEncoder(nn.Module):
     def __call__(self, x: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
         h = x
         for width in self.features:
-            h = nn.relu(nn.Conv(width, (4, 4), strides=(2, 2), padding="SAME")(h))
+            h = nn.relu(Conv(width, (4, 4), strides=(2, 2), padding="SAME")(h))
         h = h.reshape(h.shape[:-3] + (-1,))
         stats = nn.Dense(2 * self.latent_dim)(h)
         mu, log_var = jnp.split(stats, 2, axis=-1)
@@ -49,8 +51,8 @@ class ConvDecoder(nn.Module):
         h = nn.relu(nn.Dense(height // scale * width // scale * self.features[0])(z))
         h = h.reshape(z.shape[:-1] + (height // scale, width // scale, self.features[0]))
         for width_out in self.features[1:]:
-            h = nn.relu(nn.ConvTranspose(width_out, (4, 4), strides=(2, 2), padding="SAME")(h))
-        return nn.ConvTranspose(channels, (4, 4), strides=(2, 2), padding="SAME")(h)
+            h = nn.relu(ConvTranspose(width_out, (4, 4), strides=(2, 2), padding="SAME")(h))
+        return ConvTranspose(channels, (4, 4), strides=(2, 2), padding="SAME")(h)
 
 
 class SmallCNN(nn.Module):
@@ -64,7 +66,7 @@ class SmallCNN(nn.Module):
     def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
         h = x
         for width in self.features:
-            h = nn.relu(nn.Conv(width, (3, 3), padding="SAME")(h))
+            h = nn.relu(Conv(width, (3, 3), padding="SAME")(h))
             h = nn.max_pool(h, (2, 2), strides=(2, 2))
         h = h.reshape(h.shape[:-3] + (-1,))
         h = nn.relu(nn.Dense(self.hidden)(h))

@@ -12,6 +12,8 @@ from functools import partial
 import flax.linen as nn
 import jax.numpy as jnp
 
+from jaxrobust.nn.layers import Conv
+
 
 class BasicBlock(nn.Module):
     """Two 3x3 conv-BN layers with an identity (or 1x1 conv-BN projection) shortcut."""
@@ -22,7 +24,7 @@ class BasicBlock(nn.Module):
     @nn.compact
     def __call__(self, x: jnp.ndarray, train: bool) -> jnp.ndarray:
         norm = partial(nn.BatchNorm, use_running_average=not train, momentum=0.9, epsilon=1e-5)
-        conv = partial(nn.Conv, use_bias=False)
+        conv = partial(Conv, use_bias=False)
         h = conv(self.features, (3, 3), strides=self.strides, padding=1)(x)
         h = nn.relu(norm()(h))
         h = conv(self.features, (3, 3), padding=1)(h)
@@ -42,7 +44,7 @@ class ResNet(nn.Module):
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
-        h = nn.Conv(self.widths[0], (3, 3), padding=1, use_bias=False)(x)
+        h = Conv(self.widths[0], (3, 3), padding=1, use_bias=False)(x)
         h = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5)(h)
         h = nn.relu(h)
         for stage, (blocks, width) in enumerate(zip(self.stage_sizes, self.widths, strict=True)):
