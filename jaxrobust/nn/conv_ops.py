@@ -49,8 +49,6 @@ _NHWC = lax.ConvDimensionNumbers(
 _override: str | None = None
 # Below this many output channels, interleaving the phases costs more than the zeros it skips.
 _POLYPHASE_MIN_FEATURES = 32
-# Kernel gradients of outputs with at least this many rows use the matrix-product form.
-_GEMM_MIN_ROWS = 1
 
 Padding = str | Sequence[tuple[int, int]]
 Pairs = Sequence[tuple[int, int]]
@@ -157,39 +155,40 @@ def _conv_polyphase(
     t - p (zero elsewhere). For the output phase o = l v + c, only taps i = r + l m with
     r = (p - c) mod l meet an input sample, u = v + m + e with e = (c + r - p) / l, so
     y[l v + c] = sum_m x[v + e + m] W[r + l m]: a stride-1 convolution with padding low -e and
-    the sub-kernel W[r::l]. Each phase is then spread back with interior padding l - 1.
+    the sub-kernel W[r::l]. The phases are interleaved by stacking them (zero-padded to
+    ceil(out / l) rows and columns) and reshaping.
     """
     kernel = w.shape[:2]
     out_hw = [
         _dilate(x.shape[1 + a], lhs_dilation[a]) + padding[a][0] + padding[a][1] - kernel[a] + 1
         for a in range(2)
     ]
+    n_max = [-(-out_hw[a] // lhs_dilation[a]) for a in range(2)]
 
-    def plan(axis: int, phase: int) -> tuple[int, int, tuple[int, int], tuple[int, int, int]]:
+    def plan(axis: int, phase: int) -> tuple[int, int, tuple[int, int]]:
         dil, p, n_in = lhs_dilation[axis], padding[axis][0], x.shape[1 + axis]
         r = (p - phase) % dil
         taps = max(0, -(-(kernel[axis] - r) // dil))
-        n_out = -(-(out_hw[axis] - phase) // dil)
         low = -((phase + r - p) // dil)
-        conv_pad = (low, n_out + taps - 1 - n_in - low)
-        spread = (phase, out_hw[axis] - phase - _dilate(n_out, dil), dil - 1)
-        return r, taps, conv_pad, spread
+        # n_max outputs per phase; rows past out_hw are cropped after interleaving
+        return r, taps, (low, n_max[axis] + taps - 1 - n_in - low)
 
-    zero = jnp.zeros((), x.dtype)
-    y = None
-    for ph in range(min(lhs_dilation[0], out_hw[0])):
-        rh, taps_h, pad_h, spread_h = plan(0, ph)
-        for pw in range(min(lhs_dilation[1], out_hw[1])):
-            rw, taps_w, pad_w, spread_w = plan(1, pw)
-            if taps_h == 0 or taps_w == 0:
-                continue  # this phase only sees inserted zeros
+    zeros = jnp.zeros((x.shape[0], *n_max, w.shape[3]), x.dtype)
+    rows = []
+    for ph in range(lhs_dilation[0]):
+        rh, taps_h, pad_h = plan(0, ph)
+        cols = []
+        for pw in range(lhs_dilation[1]):
+            rw, taps_w, pad_w = plan(1, pw)
+            if taps_h == 0 or taps_w == 0:  # this phase only sees inserted zeros
+                cols.append(zeros)
+                continue
             sub = w[rh :: lhs_dilation[0], rw :: lhs_dilation[1]]
-            part = _conv(x, sub, (1, 1), (pad_h, pad_w), (1, 1), (1, 1), precision)
-            part = lax.pad(part, zero, [(0, 0, 0), spread_h, spread_w, (0, 0, 0)])
-            y = part if y is None else y + part
-    if y is None:
-        return jnp.zeros((x.shape[0], *out_hw, w.shape[3]), x.dtype)
-    return y
+            cols.append(_conv(x, sub, (1, 1), (pad_h, pad_w), (1, 1), (1, 1), precision))
+        rows.append(jnp.stack(cols, axis=3))  # [B, n_h, n_w, l_w, C]
+    y = jnp.stack(rows, axis=2)  # [B, n_h, l_h, n_w, l_w, C]
+    y = y.reshape(x.shape[0], n_max[0] * lhs_dilation[0], n_max[1] * lhs_dilation[1], -1)
+    return y[:, : out_hw[0], : out_hw[1]]
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5, 6))
@@ -260,8 +259,10 @@ def _kernel_grad(
     """dL/dW ``[kh, kw, Cin, Cout]`` as one canonical (NHWC/HWIO) convolution.
 
     Per spatial axis dW[i] = sum_{b, u, q} x[b, u] g[b, q] [l u + p = s q + d i]; the batch is
-    the contracted feature axis. The smaller of x and g (in H * W) plays the kernel, as XLA's
-    algebraic simplifier would otherwise swap the operands into a non-canonical layout:
+    the contracted feature axis, so one operand needs a batch-innermost transpose, which XLA:CPU
+    does slowly. x plays the kernel when it is the smaller (else XLA's algebraic simplifier would
+    swap the operands into a non-canonical layout) and for strided convolutions, whose dilated g
+    then splits into undilated phases (so only the smaller g gets the slow transpose):
 
     - g is the kernel: conv(x^T ``[Cin, H, W, B]``, g^T ``[Ho, Wo, B, Cout]``; strides d,
       lhs_dilation l, rhs_dilation s, padding (p, dilate(Ho, s) - dilate(H, l) + dilate(k, d)
@@ -270,10 +271,11 @@ def _kernel_grad(
       lhs_dilation s, rhs_dilation l, padding (d (k - 1) - p, dilate(H, l) - dilate(Ho, s) + p))
       = dW flipped in space ``[Cout, kh, kw, Cin]``.
     """
-    if tuple(lhs_dilation) == (1, 1) and (strides[0] == 1 or kernel_hw[0] == 1):
-        if g.shape[1] >= _GEMM_MIN_ROWS:
-            return _kernel_grad_gemm(x, g, kernel_hw, strides, padding, rhs_dilation, precision)
-    x_is_kernel = x.shape[1] * x.shape[2] < g.shape[1] * g.shape[2]
+    x_is_kernel = x.shape[1] * x.shape[2] < g.shape[1] * g.shape[2] or (
+        max(strides) > 1
+        and tuple(lhs_dilation) == tuple(rhs_dilation) == (1, 1)
+        and x.shape[3] >= _POLYPHASE_MIN_FEATURES
+    )
     pads = []
     for axis in range(2):
         low, k = padding[axis][0], kernel_hw[axis]
@@ -290,50 +292,6 @@ def _kernel_grad(
     lhs, rhs = jnp.transpose(x, (3, 1, 2, 0)), jnp.transpose(g, (1, 2, 0, 3))
     dw_t = _conv(lhs, rhs, rhs_dilation, pads, lhs_dilation, strides, precision)
     return jnp.transpose(dw_t, (1, 2, 0, 3))
-
-
-def _kernel_grad_gemm(
-    x: jax.Array,
-    g: jax.Array,
-    kernel_hw: Sequence[int],
-    strides: Sequence[int],
-    padding: Pairs,
-    rhs_dilation: Sequence[int],
-    precision: Any,
-) -> jax.Array:
-    """dL/dW as one matrix product over (batch, rows, columns), no batch-innermost transpose.
-
-    Needs no lhs dilation and a row stride of 1 (or kh = 1). With x_pad the padded input:
-    X[b, h, q, (j, c)] = x_pad[b, h, s_w q + d_w j, c] (kernel columns folded into channels) and
-    G[b, h, q, (i, o)] = g[b, h - d_h i, q, o] (kernel rows as shifts of g, zero outside), so
-    dW[i, j, c, o] = sum_{b, h, q} X[b, h, q, (j, c)] G[b, h, q, (i, o)]: a (kw Cin) x (kh Cout)
-    product contracting B * (Ho + d_h (kh - 1)) * Wo rows, both operands in their NHWC order.
-    """
-    kh, kw = kernel_hw
-    batch, ho, wo, cout = g.shape
-    (sh, sw), (dh, dw) = strides, rhs_dilation
-    zero = jnp.zeros((), x.dtype)
-    pad_config = [(0, 0, 0), *((lo, hi, 0) for lo, hi in padding), (0, 0, 0)]
-    xp = lax.pad(x, zero, pad_config)
-    rows = ho + dh * (kh - 1) if kh > 1 else ho
-    cols = []
-    for j in range(kw):
-        start = (0, 0, dw * j, 0)
-        limit = (batch, sh * (rows - 1) + 1, dw * j + sw * (wo - 1) + 1, x.shape[3])
-        cols.append(lax.slice(xp, start, limit, (1, sh, sw, 1)))
-    x_cols = jnp.concatenate(cols, axis=-1) if kw > 1 else cols[0]
-    shifts = [
-        lax.pad(g, zero, [(0, 0, 0), (dh * i, rows - ho - dh * i, 0), (0, 0, 0), (0, 0, 0)])
-        for i in range(kh)
-    ]
-    g_rows = jnp.concatenate(shifts, axis=-1) if kh > 1 else shifts[0]
-    dw_mat = lax.dot_general(
-        x_cols.reshape(-1, kw * x.shape[3]),
-        g_rows.reshape(-1, kh * cout),
-        (((0,), (0,)), ((), ())),
-        precision=precision,
-    )
-    return jnp.transpose(dw_mat.reshape(kw, x.shape[3], kh, cout), (2, 0, 1, 3))
 
 
 def _is_nhwc(dn: lax.ConvDimensionNumbers) -> bool:

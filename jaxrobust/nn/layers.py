@@ -125,3 +125,46 @@ def _pair(value: int | Sequence[int] | None) -> tuple[int, int]:
     if isinstance(value, int | np.integer):
         return (int(value), int(value))
     return tuple(int(v) for v in value)
+
+
+def max_pool_2x2(x: jax.Array) -> jax.Array:
+    """``nn.max_pool(x, (2, 2), strides=(2, 2))`` (VALID) for ``[..., H, W, C]``, same gradient.
+
+    y[i, j] = max(x[2i, 2j], x[2i, 2j + 1], x[2i + 1, 2j], x[2i + 1, 2j + 1]); the gradient goes
+    to the first maximum in that (row-major) order, as XLA's select-and-scatter does, but is
+    computed with elementwise masks: ~5x faster on XLA:CPU (with or without ``lax.scan``).
+    Odd trailing rows/columns are dropped, as VALID pooling does.
+    """
+    height, width = x.shape[-3] // 2 * 2, x.shape[-2] // 2 * 2
+    return _max_pool_2x2(x[..., :height, :width, :])
+
+
+@jax.custom_vjp
+def _max_pool_2x2(x: jax.Array) -> jax.Array:
+    *batch, height, width, channels = x.shape
+    windows = x.reshape(*batch, height // 2, 2, width // 2, 2, channels)
+    return windows.max(axis=(-4, -2))
+
+
+def _max_pool_2x2_fwd(x: jax.Array) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
+    y = _max_pool_2x2(x)
+    return y, (x, y)
+
+
+def _max_pool_2x2_bwd(residuals: tuple[jax.Array, jax.Array], g: jax.Array) -> tuple[jax.Array]:
+    x, y = residuals
+    *batch, height, width, channels = x.shape
+    windows = x.reshape(*batch, height // 2, 2, width // 2, 2, channels)
+    taken = jnp.zeros(y.shape, bool)
+    rows = []
+    for dy in range(2):
+        cols = []
+        for dx in range(2):
+            hit = (windows[..., dy, :, dx, :] == y) & ~taken
+            taken = taken | hit
+            cols.append(jnp.where(hit, g, jnp.zeros((), g.dtype)))
+        rows.append(jnp.stack(cols, axis=-2))  # [..., H/2, W/2, 2, C]
+    return (jnp.stack(rows, axis=-4).reshape(x.shape),)
+
+
+_max_pool_2x2.defvjp(_max_pool_2x2_fwd, _max_pool_2x2_bwd)

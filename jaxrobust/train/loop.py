@@ -30,6 +30,7 @@ from jaxrobust.data.preprocess import Preprocess
 from jaxrobust.errors import ConfigError, NonFiniteLossError
 from jaxrobust.models import Model, build_model
 from jaxrobust.models.base import merge_variables, split_variables
+from jaxrobust.nn.conv_ops import cpu_compiler_options
 from jaxrobust.train.checkpoint import ModelCheckpoints
 from jaxrobust.train.epoch import TrainState, make_eval_pass, make_train_epoch
 from jaxrobust.train.optim import build_optimizer
@@ -153,7 +154,7 @@ def _train_model(config, workdir: Path, name: str, mesh, hooks) -> dict:
     compile_start = time.perf_counter()
     train_epoch = train_epoch.lower(
         state, train_images, train_labels, jax.random.fold_in(epoch_key, 0)
-    ).compile()
+    ).compile(compiler_options=cpu_compiler_options() or None)
     compile_seconds = time.perf_counter() - compile_start
 
     num_epochs = cfg.num_epochs

@@ -1,0 +1,368 @@
+"""Training throughput (images/s): jaxrobust's jitted epoch vs the same model in PyTorch eager.
+
+Workloads (batch 128 by default, synthetic device-resident uint8 data, same optimizer both sides):
+
+- ``vae``: the quickstart VAE, latent 16, encoder (32, 64) / decoder (64, 32), 28x28x1, Bernoulli
+  likelihood, loss = mean over the batch of the negative ELBO, Adam 1e-3.
+- ``resnet18``: CIFAR ResNet-18 (3x3 stem, no max-pool, BasicBlocks [2, 2, 2, 2], BatchNorm),
+  32x32x3, softmax cross-entropy, SGD lr 0.1 momentum 0.9.
+
+jaxrobust runs a whole epoch of ``--steps`` steps as one jitted call
+(``jaxrobust.train.epoch.make_train_epoch``: ``lax.scan`` over steps) with the convolution
+implementation ``auto`` (``jaxrobust.nn.conv_ops``: canonical-layout custom gradients on CPU),
+compiled as is and with ``conv_ops.cpu_compiler_options()`` (XLA:CPU's YNNPACK convolutions off,
+Eigen's on); ``JAXROBUST_CONV_IMPL=lax`` (plain JAX gradients, i.e. before the fix) is timed
+once, on a short epoch, because it is so slow. PyTorch runs ``--steps`` eager steps per epoch
+(``torch.set_num_threads`` = core count). The jaxrobust and PyTorch epochs are interleaved
+(one warm-up each, then ``--repeats`` rounds) so that load drifting on a shared machine hits all
+alike; throughput = steps * batch / median seconds.
+
+Usage::
+
+    python tools/bench_train_step.py --workloads vae,resnet18 --output BENCHMARKS.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+DATE = "2026-11-21"
+IMAGE_SHAPES = {"vae": (28, 28, 1), "resnet18": (32, 32, 3)}
+DEFAULT_STEPS = {"vae": 20, "resnet18": 3}
+BEFORE_STEPS = {"vae": 5, "resnet18": 1}
+NUM_CLASSES = 10
+
+
+def cpu_model() -> str:
+    """``model name`` from /proc/cpuinfo (or platform.processor())."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+# ----------------------------------------------------------------------------------- jaxrobust
+
+
+def jax_runner(workload: str, steps: int, batch: int, impl: str, options: bool):
+    """(run_epoch, compile seconds): one call = one jitted ``make_train_epoch`` epoch."""
+    import jax
+    import jax.numpy as jnp
+
+    from jaxrobust.data.preprocess import Preprocess
+    from jaxrobust.models import build_model
+    from jaxrobust.models.base import split_variables
+    from jaxrobust.nn.conv_ops import conv_impl, cpu_compiler_options
+    from jaxrobust.train.epoch import TrainState, make_train_epoch
+    from jaxrobust.train.optim import build_optimizer
+    from jaxrobust.train.sharding import data_mesh
+
+    shape = IMAGE_SHAPES[workload]
+    if workload == "vae":
+        cfg = {
+            "kind": "vae",
+            "latent_dim": 16,
+            "encoder_features": (32, 64),
+            "decoder_features": (64, 32),
+        }
+        opt_cfg = {"name": "adam", "learning_rate": 1e-3}
+    else:
+        cfg = {"kind": "classifier", "network": "resnet18"}
+        opt_cfg = {"name": "sgd", "learning_rate": 0.1, "momentum": 0.9}
+    model = build_model(cfg, shape, NUM_CLASSES)
+    preprocess = Preprocess()
+    rng = np.random.default_rng(0)
+    n = steps * batch
+    images = jnp.asarray(rng.integers(0, 256, (n, *shape), dtype=np.uint8))
+    labels = jnp.asarray(rng.integers(0, NUM_CLASSES, n, dtype=np.int32))
+    params, state = split_variables(model.init(jax.random.key(0), preprocess(images[:1])))
+    optimizer = build_optimizer(opt_cfg, steps)
+    train_state = TrainState(jnp.zeros((), jnp.int32), params, state, optimizer.init(params))
+    compiler_options = cpu_compiler_options() if options else None
+    with conv_impl(impl):  # read when the epoch is traced, i.e. by lower()
+        epoch = make_train_epoch(model, optimizer, preprocess, batch, data_mesh())
+        start = time.perf_counter()
+        compiled = epoch.lower(train_state, images, labels, jax.random.key(1)).compile(
+            compiler_options=compiler_options
+        )
+        compile_s = time.perf_counter() - start
+    box = [train_state]
+
+    def run_epoch(i: int) -> None:
+        box[0], metrics = compiled(box[0], images, labels, jax.random.key(100 + i))
+        jax.block_until_ready((box[0], metrics))
+
+    return run_epoch, compile_s
+
+
+# ----------------------------------------------------------------------------------- PyTorch
+
+
+def torch_models(workload: str):
+    """The PyTorch twin of the jaxrobust model: (module, loss_fn(module, x, y) -> scalar)."""
+    import torch
+    from torch import nn
+    from torch.nn import functional as F
+
+    if workload == "vae":
+
+        class VAE(nn.Module):
+            """Conv(k4, s2, p1) = flax SAME here; ConvTranspose(k4, s2, p1) = flax SAME."""
+
+            def __init__(self, latent: int = 16) -> None:
+                super().__init__()
+                self.enc = nn.Sequential(
+                    nn.Conv2d(1, 32, 4, 2, 1), nn.ReLU(), nn.Conv2d(32, 64, 4, 2, 1), nn.ReLU()
+                )
+                self.stats = nn.Linear(7 * 7 * 64, 2 * latent)
+                self.dense = nn.Linear(latent, 7 * 7 * 64)
+                self.dec = nn.Sequential(
+                    nn.ConvTranspose2d(64, 32, 4, 2, 1),
+                    nn.ReLU(),
+                    nn.ConvTranspose2d(32, 1, 4, 2, 1),
+                )
+
+            def forward(self, x: torch.Tensor) -> torch.Tensor:
+                """Per-example negative ELBO (nats), one reparameterised sample."""
+                mu, log_var = self.stats(self.enc(x).flatten(1)).chunk(2, dim=1)
+                z = mu + torch.exp(0.5 * log_var) * torch.randn_like(mu)
+                h = F.relu(self.dense(z)).view(-1, 64, 7, 7)
+                logits = self.dec(h)
+                nll = F.binary_cross_entropy_with_logits(logits, x, reduction="none")
+                kl = 0.5 * (mu.square() + log_var.exp() - 1.0 - log_var).sum(1)
+                return nll.flatten(1).sum(1) + kl
+
+        def vae_loss(model, x, y):
+            del y
+            return model(x).mean()
+
+        model = VAE()
+        return model, torch.optim.Adam(model.parameters(), lr=1e-3), vae_loss
+
+    class BasicBlock(nn.Module):
+        def __init__(self, cin: int, cout: int, stride: int) -> None:
+            super().__init__()
+            self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+            self.bn1 = nn.BatchNorm2d(cout)
+            self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+            self.bn2 = nn.BatchNorm2d(cout)
+            self.shortcut = nn.Sequential()
+            if stride != 1 or cin != cout:
+                self.shortcut = nn.Sequential(
+                    nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout)
+                )
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            h = F.relu(self.bn1(self.conv1(x)))
+            return F.relu(self.bn2(self.conv2(h)) + self.shortcut(x))
+
+    class ResNet18(nn.Module):
+        """CIFAR ResNet-18: 3x3 stem, no max-pool, BasicBlocks [2, 2, 2, 2] at 64..512."""
+
+        def __init__(self, num_classes: int = NUM_CLASSES) -> None:
+            super().__init__()
+            self.stem = nn.Sequential(nn.Conv2d(3, 64, 3, 1, 1, bias=False), nn.BatchNorm2d(64))
+            blocks, cin = [], 64
+            for stage, width in enumerate((64, 128, 256, 512)):
+                for block in range(2):
+                    stride = 2 if stage > 0 and block == 0 else 1
+                    blocks.append(BasicBlock(cin, width, stride))
+                    cin = width
+            self.blocks = nn.Sequential(*blocks)
+            self.head = nn.Linear(512, num_classes)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            h = self.blocks(F.relu(self.stem(x)))
+            return self.head(h.mean(dim=(2, 3)))
+
+    def ce_loss(model, x, y):
+        return F.cross_entropy(model(x), y)
+
+    model = ResNet18()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    return model, optimizer, ce_loss
+
+
+def torch_runner(workload: str, steps: int, batch: int) -> Callable[[int], None]:
+    """One call = ``steps`` eager PyTorch training steps (batch gather + scale to [0, 1])."""
+    import torch
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    torch.manual_seed(0)
+    model, optimizer, loss_fn = torch_models(workload)
+    model.train()
+    height, width, channels = IMAGE_SHAPES[workload]
+    n = steps * batch
+    gen = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (n, channels, height, width), dtype=torch.uint8, generator=gen)
+    labels = torch.randint(0, NUM_CLASSES, (n,), generator=gen)
+
+    def run_epoch(i: int) -> None:
+        perm = torch.randperm(n, generator=gen)
+        for step in range(steps):
+            idx = perm[step * batch : (step + 1) * batch]
+            x = images[idx].float().div_(255.0)
+            optimizer.zero_grad(set_to_none=True)
+            loss = loss_fn(model, x, labels[idx])
+            loss.backward()
+            optimizer.step()
+
+    return run_epoch
+
+
+def measure(runners: dict[str, Callable[[int], None]], repeats: int) -> dict[str, list[float]]:
+    """Seconds per call of each runner: one warm-up call each, then ``repeats`` rounds that
+    call every runner once in turn (interleaved, so drifting machine load hits all alike)."""
+    for run in runners.values():
+        run(-1)
+    seconds: dict[str, list[float]] = {name: [] for name in runners}
+    for i in range(repeats):
+        for name, run in runners.items():
+            start = time.perf_counter()
+            run(i)
+            seconds[name].append(time.perf_counter() - start)
+    return seconds
+
+
+# ----------------------------------------------------------------------------------- report
+
+
+BEGIN, END = "<!-- bench_train_step:begin -->", "<!-- bench_train_step:end -->"
+COLUMNS = {
+    "lax": "jaxrobust before (`JAXROBUST_CONV_IMPL=lax`)",
+    "auto": "jaxrobust (`auto`)",
+    "auto_opts": "jaxrobust (`auto` + `cpu_compiler_options()`)",
+    "torch": "PyTorch eager",
+}
+
+
+def markdown(rows: list[dict], meta: dict) -> str:
+    """The generated BENCHMARKS.md section: setup, command and one table row per workload."""
+    header = " | ".join(COLUMNS.values())
+    lines = [
+        BEGIN,
+        f"Measured {meta['date']} on {meta['cpu']}, {meta['cores']} cores, no GPU; "
+        f"jax {meta['jax']}, jaxlib {meta['jaxlib']}, flax {meta['flax']}, "
+        f"torch {meta['torch']}, Python {meta['python']}.",
+        "",
+        f"Command: `{meta['command']}`",
+        "",
+        f"Images/s (higher is better), batch {meta['batch']}, median of {meta['repeats']} "
+        "interleaved timed epochs after a warm-up epoch (the slow `lax` column: "
+        f"{meta['before_steps']} step(s), timed once).",
+        "",
+        f"| workload | steps/epoch | {header} | jaxrobust / PyTorch | gain vs before |",
+        "|---|---:|" + "---:|" * len(COLUMNS) + "---:|---:|",
+    ]
+    for r in rows:
+        best = max(r["auto"], r["auto_opts"])
+        cells = " | ".join(f"{r[key]:.0f}" for key in COLUMNS)
+        lines.append(
+            f"| {r['workload']} | {r['steps']} | {cells} | "
+            f"{r['auto'] / r['torch']:.2f}x / {r['auto_opts'] / r['torch']:.2f}x | "
+            f"{best / r['lax']:.0f}x |"
+        )
+    lines += [
+        "",
+        "jaxrobust / PyTorch: without / with `cpu_compiler_options()`.",
+        END,
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def update_report(path: Path, section: str) -> None:
+    """Replace the generated section of ``path`` (or append it / create the file)."""
+    text = path.read_text() if path.exists() else "# Benchmarks\n\n"
+    if BEGIN in text and END in text:
+        head, rest = text.split(BEGIN, 1)
+        text = head + section.rstrip("\n") + rest.split(END, 1)[1]
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    path.write_text(text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--workloads", default="vae,resnet18")
+    parser.add_argument(
+        "--steps", type=int, default=None, help="steps per epoch (default: vae 20, resnet18 3)"
+    )
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--repeats", type=int, default=5, help="timed epochs per measurement")
+    parser.add_argument(
+        "--before-steps",
+        type=int,
+        default=None,
+        help="steps of the slow JAXROBUST_CONV_IMPL=lax epoch (default: vae 5, resnet18 1)",
+    )
+    parser.add_argument("--output", default=None, help="update this markdown file (section)")
+    args = parser.parse_args(argv)
+
+    import flax
+    import jax
+    import jaxlib
+    import torch
+
+    workloads = [w for w in args.workloads.split(",") if w]
+    unknown = set(workloads) - set(IMAGE_SHAPES)
+    if unknown:
+        parser.error(f"unknown workload(s) {sorted(unknown)}; known: {sorted(IMAGE_SHAPES)}")
+    batch = args.batch_size
+    rows = []
+    for workload in workloads:
+        steps = args.steps or DEFAULT_STEPS[workload]
+        runners: dict[str, Callable[[int], None]] = {}
+        for key, options in (("auto", False), ("auto_opts", True)):
+            runners[key], compile_s = jax_runner(workload, steps, batch, "auto", options)
+            print(f"{workload}: compiled jaxrobust {key} in {compile_s:.1f} s", flush=True)
+        runners["torch"] = torch_runner(workload, steps, batch)
+        seconds = measure(runners, args.repeats)
+        row = {"workload": workload, "steps": steps}
+        for key, values in seconds.items():
+            row[key] = steps * batch / statistics.median(values)
+            rates = ", ".join(f"{steps * batch / v:.0f}" for v in values)
+            print(f"{workload}: {COLUMNS[key]}: {row[key]:.1f} img/s ({rates})", flush=True)
+        # Before the fix: the plain lax gradient in the scanned epoch (very slow on CPU).
+        before_steps = args.before_steps or BEFORE_STEPS[workload]
+        run_lax, _ = jax_runner(workload, before_steps, batch, "lax", True)
+        lax_seconds = measure({"lax": run_lax}, 1)["lax"]
+        row["lax"] = before_steps * batch / lax_seconds[0]
+        print(f"{workload}: {COLUMNS['lax']}: {row['lax']:.1f} img/s", flush=True)
+        rows.append(row)
+
+    meta = {
+        "date": DATE,
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "jax": jax.__version__,
+        "jaxlib": jaxlib.__version__,
+        "flax": flax.__version__,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "command": "python " + " ".join(["tools/bench_train_step.py", *(argv or sys.argv[1:])]),
+        "batch": batch,
+        "repeats": args.repeats,
+        "before_steps": ", ".join(f"{w} {args.before_steps or BEFORE_STEPS[w]}" for w in workloads),
+    }
+    section = markdown(rows, meta)
+    print()
+    print(section)
+    if args.output:
+        update_report(Path(args.output), section)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
