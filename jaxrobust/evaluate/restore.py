@@ -40,7 +40,7 @@ def restore_model(
         directory, cfg.get("best_metric", "val/loss"), cfg.get("best_mode", "min")
     )
     try:
-        epoch = checkpoints._resolve(which)
+        epoch = checkpoints.resolve(which)
         sharding = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
         abstract = abstract_variables(model, preprocess, config, sharding)
         variables = checkpoints.restore_variables(epoch, abstract)

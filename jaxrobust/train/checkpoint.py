@@ -91,7 +91,8 @@ class ModelCheckpoints:
     def epochs(self) -> list[int]:
         return list(self._manager.all_steps())
 
-    def _resolve(self, which: str | int) -> int:
+    def resolve(self, which: str | int) -> int:
+        """The epoch that `which` ("best", "last" or an epoch number) names; raises if none."""
         if isinstance(which, int):
             epoch = which if which in self.epochs() else None
         elif which == "best":
@@ -141,7 +142,7 @@ class ModelCheckpoints:
 
     def restore_variables(self, which: str | int, abstract_variables: PyTree) -> PyTree:
         """Restore only the model variables (no optimizer state needed)."""
-        epoch = self._resolve(which)
+        epoch = self.resolve(which)
         self.check_matches(epoch, abstract_variables)
         args = ocp.args.Composite(variables=ocp.args.StandardRestore(abstract_variables))
         return self._manager.restore(epoch, args=args)["variables"]
