@@ -27,10 +27,10 @@ from jaxrobust import metrics
 from jaxrobust.config import load_workdir_config
 from jaxrobust.devices import describe_devices
 from jaxrobust.errors import ConfigError
-from jaxrobust.evaluate import plots
 from jaxrobust.evaluate.batched import map_dataset
 from jaxrobust.evaluate.report import write_results
 from jaxrobust.evaluate.restore import restore_model
+from jaxrobust.metrics import plots
 
 
 def evaluate(workdir: str | os.PathLike, config: ml_collections.ConfigDict | None = None) -> dict:

@@ -1,45 +1,214 @@
-"""Calibration of classifiers: expected calibration error and reliability-diagram bins.
+"""Calibration of classifiers: ECE (top-label, classwise; equal-width, equal-mass bins), MCE,
+Brier score, NLL and reliability-diagram data.
 
-ECE (Naeini et al. 2015; hybrid-models thesis eq. 4.1) with M equal-width confidence bins
-B_m = ((m-1)/M, m/M]:  ECE = sum_m |B_m| / n * |acc(B_m) - conf(B_m)|, over the top-label
-confidence max_k p(k|x).
+ECE (Naeini et al. 2015; hybrid-models thesis, seed 000, eq. 4.1) with M bins B_m:
+    ECE = sum_m |B_m| / n * |acc(B_m) - conf(B_m)| = sum_m |sum_{i in B_m} (c_i - h_i)| / n,
+top-label: c_i = max_k p_ik, h_i = 1[argmax_k p_ik = y_i]. Classwise ECE (Kull et al. 2019) is
+the mean over classes k of the same quantity with c_i = p_ik, h_i = 1[y_i = k]. MCE is the
+largest |acc(B_m) - conf(B_m)| over non-empty bins (Naeini et al. 2015).
+
+Bins: ``"equal_width"`` B_m = ((m-1)/M, m/M] (eq. 4.1; confidence 0 falls in the first bin);
+``"equal_mass"`` splits the sorted confidences into M groups of sizes differing by at most one
+(the first n mod M groups one larger) with bin edges halfway between neighbouring groups, and
+M = n when n < M. This is the binning of Kumar et al. 2019 (``uncertainty-calibration``, the
+reference the tests compare against); ties on an edge fall into the lower bin.
+
+Per-bin sums are accumulated in chunks and summed pairwise in float32. All functions are
+jitted; value checks (NaN, rows that do not sum to one, labels out of range) run when called
+eagerly.
 """
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
+import numpy as np
+
+from jaxrobust.metrics._arrays import as_labels, as_probabilities, binned_sums, tree_sum
+
+BINNINGS = ("equal_width", "equal_mass")
+MODES = ("top_label", "classwise")
 
 
-def _check_probs(probs: jax.Array, labels: jax.Array) -> None:
-    if probs.ndim != 2:
-        raise ValueError(f"probs must be [N, classes], got shape {probs.shape}.")
-    if labels.shape != probs.shape[:1]:
-        raise ValueError(f"labels must be [N] = [{probs.shape[0]}], got shape {labels.shape}.")
+def _check_options(num_bins: int, binning: str, mode: str = "top_label") -> None:
+    if not isinstance(num_bins, (int, np.integer)) or num_bins < 1:
+        raise ValueError(f"num_bins must be a positive integer, got {num_bins!r}.")
+    if binning not in BINNINGS:
+        raise ValueError(f"binning must be one of {BINNINGS}, got {binning!r}.")
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}.")
 
 
-def reliability_bins(probs: jax.Array, labels: jax.Array, num_bins: int = 15) -> dict:
-    """Per-bin ``count``, mean ``confidence`` and ``accuracy`` (0 where a bin is empty)."""
-    probs = jnp.asarray(probs, jnp.float32)
-    labels = jnp.asarray(labels)
-    _check_probs(probs, labels)
-    confidence = jnp.max(probs, axis=-1)
-    correct = (jnp.argmax(probs, axis=-1) == labels).astype(jnp.float32)
-    bins = jnp.clip(jnp.ceil(confidence * num_bins).astype(jnp.int32) - 1, 0, num_bins - 1)
-    count = jnp.zeros(num_bins).at[bins].add(1.0)
-    conf_sum = jnp.zeros(num_bins).at[bins].add(confidence)
-    acc_sum = jnp.zeros(num_bins).at[bins].add(correct)
-    safe = jnp.maximum(count, 1.0)
+def _validated(probs, labels):
+    probs = as_probabilities(probs)
+    labels = as_labels("labels", labels, probs.shape[0], probs.shape[1])
+    return probs.astype(jnp.promote_types(probs.dtype, jnp.float32)), labels
+
+
+def _upper_edges(confidence: jax.Array, num_bins: int, binning: str) -> jax.Array:
+    """Upper bin edges [M'] (the last is 1); M' = min(M, n) for equal-mass bins."""
+    if binning == "equal_width":
+        return jnp.asarray(np.arange(1, num_bins + 1) / num_bins, confidence.dtype)
+    n = confidence.shape[0]
+    num_bins = min(num_bins, n)
+    sizes = np.full(num_bins, n // num_bins) + (np.arange(num_bins) < n % num_bins)
+    ends = np.cumsum(sizes)[:-1]  # first index of groups 1..M-1
+    ordered = jnp.sort(confidence)
+    middles = (ordered[ends - 1] + ordered[ends]) / 2.0
+    return jnp.concatenate([middles, jnp.ones(1, confidence.dtype)])
+
+
+def _bin_statistics(confidence, hit, num_bins: int, binning: str) -> dict[str, jax.Array]:
+    """Per-bin count, sum of confidences and sum of hits, with the bin edges."""
+    upper = _upper_edges(confidence, num_bins, binning)
+    m = upper.shape[0]
+    index = jnp.clip(jnp.searchsorted(upper, confidence, side="left"), 0, m - 1)
     return {
-        "count": count,
-        "confidence": conf_sum / safe,
-        "accuracy": acc_sum / safe,
-        "edges": jnp.linspace(0.0, 1.0, num_bins + 1),
+        "count": binned_sums(index, jnp.ones_like(confidence), m),
+        "sum_confidence": binned_sums(index, confidence, m),
+        "sum_hit": binned_sums(index, hit, m),
+        "upper": upper,
     }
 
 
-def expected_calibration_error(probs: jax.Array, labels: jax.Array, num_bins: int = 15):
-    """Top-label ECE with ``num_bins`` equal-width bins (default 15, as the thesis)."""
-    bins = reliability_bins(probs, labels, num_bins)
-    weights = bins["count"] / jnp.sum(bins["count"])
-    return jnp.sum(weights * jnp.abs(bins["accuracy"] - bins["confidence"]))
+def _ece_1d(confidence, hit, num_bins, binning):
+    stats = _bin_statistics(confidence, hit, num_bins, binning)
+    gaps = jnp.abs(stats["sum_confidence"] - stats["sum_hit"])
+    return tree_sum(gaps) / confidence.shape[0]
+
+
+def _mce_1d(confidence, hit, num_bins, binning):
+    stats = _bin_statistics(confidence, hit, num_bins, binning)
+    count = stats["count"]
+    gaps = jnp.abs(stats["sum_confidence"] - stats["sum_hit"]) / jnp.maximum(count, 1.0)
+    return jnp.max(jnp.where(count > 0, gaps, 0.0))
+
+
+def _top_label(probs, labels):
+    confidence = jnp.max(probs, axis=-1)
+    hit = (jnp.argmax(probs, axis=-1) == labels).astype(probs.dtype)
+    return confidence, hit
+
+
+def _per_class(probs, labels):
+    """[C, N] confidences p_ik and hits 1[y_i = k]."""
+    hits = jax.nn.one_hot(labels, probs.shape[1], dtype=probs.dtype)
+    return probs.T, hits.T
+
+
+@functools.partial(jax.jit, static_argnames=("num_bins", "binning", "mode", "maximum"))
+def _calibration_error_jit(probs, labels, num_bins, binning, mode, maximum):
+    one_dimensional = _mce_1d if maximum else _ece_1d
+    if mode == "top_label":
+        return one_dimensional(*_top_label(probs, labels), num_bins, binning)
+    per_class = jax.vmap(lambda c, h: one_dimensional(c, h, num_bins, binning))
+    return jnp.mean(per_class(*_per_class(probs, labels)))
+
+
+def expected_calibration_error(
+    probs,
+    labels,
+    num_bins: int = 15,
+    *,
+    binning: str = "equal_width",
+    mode: str = "top_label",
+) -> jax.Array:
+    """ECE in [0, 1]; default top-label with 15 equal-width bins, as the hybrid-models thesis."""
+    _check_options(num_bins, binning, mode)
+    probs, labels = _validated(probs, labels)
+    return _calibration_error_jit(
+        probs, labels, num_bins=int(num_bins), binning=binning, mode=mode, maximum=False
+    )
+
+
+def maximum_calibration_error(
+    probs,
+    labels,
+    num_bins: int = 15,
+    *,
+    binning: str = "equal_width",
+    mode: str = "top_label",
+) -> jax.Array:
+    """MCE: the largest |acc - conf| over non-empty bins (classwise: mean over classes)."""
+    _check_options(num_bins, binning, mode)
+    probs, labels = _validated(probs, labels)
+    return _calibration_error_jit(
+        probs, labels, num_bins=int(num_bins), binning=binning, mode=mode, maximum=True
+    )
+
+
+@functools.partial(jax.jit, static_argnames=("num_bins", "binning"))
+def _reliability_jit(probs, labels, num_bins, binning):
+    confidence, hit = _top_label(probs, labels)
+    stats = _bin_statistics(confidence, hit, num_bins, binning)
+    count = stats["count"]
+    safe = jnp.maximum(count, 1.0)
+    edges = jnp.concatenate([jnp.zeros(1, probs.dtype), stats["upper"]])
+    return {
+        "count": count,
+        "confidence": stats["sum_confidence"] / safe,
+        "accuracy": stats["sum_hit"] / safe,
+        "edges": edges,
+    }
+
+
+def reliability_bins(
+    probs, labels, num_bins: int = 15, *, binning: str = "equal_width"
+) -> dict[str, jax.Array]:
+    """Top-label reliability-diagram data: per-bin ``count``, mean ``confidence``, ``accuracy``
+    (0 in empty bins) and the bin ``edges`` [M + 1]."""
+    _check_options(num_bins, binning)
+    probs, labels = _validated(probs, labels)
+    return _reliability_jit(probs, labels, num_bins=int(num_bins), binning=binning)
+
+
+@jax.jit
+def _brier_jit(probs, labels):
+    targets = jax.nn.one_hot(labels, probs.shape[1], dtype=probs.dtype)
+    return tree_sum(jnp.sum((probs - targets) ** 2, axis=1)) / probs.shape[0]
+
+
+def brier_score(probs, labels) -> jax.Array:
+    """Multi-class Brier score (Brier 1950): mean_i sum_k (p_ik - 1[y_i = k])^2, in [0, 2]."""
+    return _brier_jit(*_validated(probs, labels))
+
+
+@jax.jit
+def _nll_jit(probs, labels):
+    p_true = jnp.take_along_axis(probs, labels[:, None], axis=1)[:, 0]
+    tiny = jnp.finfo(probs.dtype).tiny
+    return tree_sum(-jnp.log(jnp.maximum(p_true, tiny))) / probs.shape[0]
+
+
+def negative_log_likelihood(probs, labels) -> jax.Array:
+    """Mean -log p(y_i | x_i) in nats (probabilities below the float's tiny are clipped to it)."""
+    return _nll_jit(*_validated(probs, labels))
+
+
+@functools.partial(jax.jit, static_argnames="num_bins")
+def _summary_jit(probs, labels, num_bins):
+    top = _top_label(probs, labels)
+    per_class = _per_class(probs, labels)
+
+    def classwise(fn, binning):
+        return jnp.mean(jax.vmap(lambda c, h: fn(c, h, num_bins, binning))(*per_class))
+
+    return {
+        "accuracy": tree_sum(top[1]) / probs.shape[0],
+        "ece": _ece_1d(*top, num_bins, "equal_width"),
+        "ece_equal_mass": _ece_1d(*top, num_bins, "equal_mass"),
+        "classwise_ece": classwise(_ece_1d, "equal_width"),
+        "classwise_ece_equal_mass": classwise(_ece_1d, "equal_mass"),
+        "mce": _mce_1d(*top, num_bins, "equal_width"),
+        "brier": _brier_jit(probs, labels),
+        "nll": _nll_jit(probs, labels),
+    }
+
+
+def calibration_summary(probs, labels, num_bins: int = 15) -> dict[str, jax.Array]:
+    """Accuracy, ECE (top-label and classwise, equal-width and equal-mass), MCE, Brier, NLL."""
+    _check_options(num_bins, "equal_width")
+    probs, labels = _validated(probs, labels)
+    return _summary_jit(probs, labels, num_bins=int(num_bins))

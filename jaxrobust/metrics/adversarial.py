@@ -1,0 +1,55 @@
+"""Adversarial robustness: accuracy under attack and attack success rate."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from jaxrobust.metrics._arrays import check_same_length
+
+SUCCESS_DENOMINATORS = ("correct", "all")
+
+
+def adversarial_accuracy(adversarial_predictions, labels) -> jax.Array:
+    """Fraction of adversarial inputs still classified as their true label."""
+    n = check_same_length(adversarial_predictions=adversarial_predictions, labels=labels)
+    hits = jnp.asarray(adversarial_predictions) == jnp.asarray(labels)
+    return jnp.sum(hits, dtype=jnp.int32) / n
+
+
+def attack_success_rate(
+    clean_predictions,
+    adversarial_predictions,
+    labels,
+    *,
+    targets=None,
+    among: str = "correct",
+) -> jax.Array:
+    """Fraction of attacked inputs on which the attack reached its goal.
+
+    Untargeted success: the adversarial prediction differs from the true label. Targeted success
+    (``targets`` given): the adversarial prediction equals the target. ``among="correct"``
+    (default, as foolbox and the SDIM paper report) counts only inputs the model classified
+    correctly before the attack; ``among="all"`` counts every input. NaN when nothing counts.
+    """
+    if among not in SUCCESS_DENOMINATORS:
+        raise ValueError(f"among must be one of {SUCCESS_DENOMINATORS}, got {among!r}.")
+    arrays = dict(
+        clean_predictions=clean_predictions,
+        adversarial_predictions=adversarial_predictions,
+        labels=labels,
+    )
+    if targets is not None:
+        arrays["targets"] = targets
+    check_same_length(**arrays)
+    clean = jnp.asarray(clean_predictions)
+    adversarial = jnp.asarray(adversarial_predictions)
+    labels = jnp.asarray(labels)
+    if targets is None:
+        success = adversarial != labels
+    else:
+        success = adversarial == jnp.asarray(targets)
+    counted = clean == labels if among == "correct" else jnp.ones_like(success)
+    num_counted = jnp.sum(counted, dtype=jnp.int32)
+    num_success = jnp.sum(success & counted, dtype=jnp.int32)
+    return jnp.where(num_counted > 0, num_success / jnp.maximum(num_counted, 1), jnp.nan)

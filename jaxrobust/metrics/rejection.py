@@ -1,0 +1,92 @@
+"""Classification with rejection (the SDIM paper, seed 003, Table 2): accuracy on the inputs a
+classifier accepts, and the fraction it rejects.
+
+``accepted`` is a boolean mask [N]; :func:`accept_above_class_thresholds` builds the SDIM mask
+(accept when max_c log p(x|c) >= delta_c for the predicted class c).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from jaxrobust.metrics._arrays import check_same_length, is_traced
+
+
+class RejectionResult(NamedTuple):
+    accuracy_on_accepted: jax.Array  # correct and accepted / accepted (NaN when none accepted)
+    rejection_rate: jax.Array  # rejected / all
+    num_accepted: jax.Array  # int32
+
+
+@jax.jit
+def _rejection_jit(predictions, labels, accepted):
+    accepted = accepted.astype(bool)
+    num_accepted = jnp.sum(accepted, dtype=jnp.int32)
+    correct = jnp.sum(accepted & (predictions == labels), dtype=jnp.int32)
+    accuracy = jnp.where(num_accepted > 0, correct / jnp.maximum(num_accepted, 1), jnp.nan)
+    rejected = accepted.shape[0] - num_accepted
+    return RejectionResult(
+        accuracy.astype(jnp.float32),
+        (rejected / accepted.shape[0]).astype(jnp.float32),
+        num_accepted,
+    )
+
+
+def classification_with_rejection(predictions, labels, accepted) -> RejectionResult:
+    """Accuracy among accepted inputs and the rejection rate, from predicted classes [N],
+    true labels [N] and the acceptance mask [N]."""
+    check_same_length(predictions=predictions, labels=labels, accepted=accepted)
+    accepted = jnp.asarray(accepted)
+    if accepted.dtype != jnp.bool_:
+        raise ValueError(f"accepted must be a boolean mask, got dtype {accepted.dtype}.")
+    return _rejection_jit(jnp.asarray(predictions), jnp.asarray(labels), accepted)
+
+
+def accept_above_class_thresholds(class_scores, thresholds) -> tuple[jax.Array, jax.Array]:
+    """SDIM's decision rule: predict c = argmax_c s_c(x), accept when s_c(x) >= delta_c.
+
+    ``class_scores`` [N, C] (e.g. log p(x|c)), ``thresholds`` [C]. Returns (predictions, accepted).
+    """
+    class_scores = jnp.asarray(class_scores)
+    thresholds = jnp.asarray(thresholds)
+    if class_scores.ndim != 2 or thresholds.shape != class_scores.shape[1:]:
+        raise ValueError(
+            f"class_scores must be [N, C] and thresholds [C]; got {class_scores.shape} and "
+            f"{thresholds.shape}."
+        )
+    predictions = jnp.argmax(class_scores, axis=1)
+    best = jnp.max(class_scores, axis=1)
+    return predictions, best >= thresholds[predictions]
+
+
+def class_thresholds_from_percentile(
+    class_scores, labels, percentile: float, *, correct_only: bool = True
+) -> jax.Array:
+    """delta_c = the ``percentile``-th percentile of s_c(x) over training inputs of class c
+    (SDIM: 1st or 2nd percentile of log p(x|c) over correctly classified training samples).
+
+    Classes without a qualifying input get -inf (accept everything predicted as them).
+    """
+    class_scores = jnp.asarray(class_scores)
+    labels = jnp.asarray(labels)
+    if class_scores.ndim != 2 or labels.shape != class_scores.shape[:1]:
+        raise ValueError(
+            f"class_scores must be [N, C] and labels [N]; got {class_scores.shape} and "
+            f"{labels.shape}."
+        )
+    if not 0.0 <= percentile <= 100.0:
+        raise ValueError(f"percentile must lie in [0, 100], got {percentile}.")
+    if not is_traced(class_scores) and bool(jnp.any(jnp.isnan(class_scores))):
+        raise ValueError("class_scores contains NaN; fix the model before choosing thresholds.")
+    num_classes = class_scores.shape[1]
+    own = jnp.take_along_axis(class_scores, labels[:, None], axis=1)[:, 0]
+    keep = jnp.ones_like(labels, bool)
+    if correct_only:
+        keep = jnp.argmax(class_scores, axis=1) == labels
+    members = (labels[None, :] == jnp.arange(num_classes)[:, None]) & keep[None, :]
+    masked = jnp.where(members, own[None, :], jnp.nan)
+    thresholds = jnp.nanpercentile(masked, percentile, axis=1)
+    return jnp.where(jnp.any(members, axis=1), thresholds, -jnp.inf)

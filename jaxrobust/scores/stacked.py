@@ -1,0 +1,165 @@
+"""OOD scores from stacked log-likelihoods ``log_lik[S, N]``: S posterior samples or ensemble
+members theta_s, N inputs x (dissertation Ch.3, seed 001, eqs. 3.14-3.19).
+
+With l_s = log p(x | theta_s) and w_s = exp(l_s) / sum_t exp(l_t) = softmax_s(l):
+- expected log-likelihood  mean_s l_s                        (larger = in-distribution)
+- log predictive           log mean_s exp(l_s)  (eq. 3.14)   (larger = in-distribution)
+- WAIC, log form           mean_s l_s - var_s l_s (ddof 1)   (larger = in-distribution)
+- disagreement             1 / sum_s w_s^2      (eq. 3.16)   (larger = in-distribution)
+- weight entropy           -sum_s w_s log w_s   (eq. 3.18)   (larger = in-distribution)
+- std of LLs               std_s l_s (ddof 1)   (eq. 3.19)   (larger = OOD)
+- typicality               |-mean_s l_s - H|    (eq. 3.17)   (larger = OOD), H the mean NLL of
+  the in-distribution test set (:func:`typicality_entropy`).
+These are the definitions of the author's published score files (the Chapter-3 fixture): there
+the expected LL is the mean of log-likelihoods and WAIC = expected LL - std**2.
+
+Every function is jittable, reduces over axis 0 in float32 with two-pass moments, and works in
+log space (weights via log-softmax), so log-likelihoods of -10^4 nats do not underflow.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from jaxrobust.metrics._arrays import is_traced
+
+
+def _check_log_lik(log_lik, min_samples: int = 1) -> jax.Array:
+    log_lik = jnp.asarray(log_lik)
+    if log_lik.ndim != 2:
+        raise ValueError(
+            f"log_lik must be [S, N] (samples or members x inputs), got shape {log_lik.shape}."
+        )
+    if log_lik.shape[0] < min_samples or log_lik.shape[1] == 0:
+        raise ValueError(
+            f"log_lik has shape {log_lik.shape}; this score needs at least {min_samples} "
+            "samples (axis 0) and one input (axis 1)."
+        )
+    if not jnp.issubdtype(log_lik.dtype, jnp.floating):
+        log_lik = log_lik.astype(jnp.float32)
+    if not is_traced(log_lik) and bool(jnp.any(jnp.isnan(log_lik))):
+        bad = jnp.argwhere(jnp.isnan(log_lik))[0]
+        raise ValueError(
+            f"log_lik has NaN (first at sample {int(bad[0])}, input {int(bad[1])}); a sample's "
+            "likelihood estimate failed, fix it or drop that sample."
+        )
+    return log_lik
+
+
+def _mean(log_lik):
+    return jnp.mean(log_lik, axis=0)
+
+
+def _variance(log_lik):
+    deviations = log_lik - _mean(log_lik)
+    return jnp.sum(deviations**2, axis=0) / (log_lik.shape[0] - 1)
+
+
+def _log_weights(log_lik):
+    return jax.nn.log_softmax(log_lik, axis=0)
+
+
+def expected_log_likelihood(log_lik) -> jax.Array:
+    """mean_s log p(x | theta_s) [N]."""
+    return _mean(_check_log_lik(log_lik))
+
+
+def log_predictive(log_lik) -> jax.Array:
+    """log (1/S) sum_s p(x | theta_s) [N], the log of eq. 3.14's Monte Carlo estimate."""
+    log_lik = _check_log_lik(log_lik)
+    return jax.nn.logsumexp(log_lik, axis=0) - jnp.log(log_lik.shape[0])
+
+
+def waic(log_lik) -> jax.Array:
+    """WAIC in log form, mean_s l_s - var_s l_s (sample variance, ddof 1) [N]."""
+    log_lik = _check_log_lik(log_lik, min_samples=2)
+    return _mean(log_lik) - _variance(log_lik)
+
+
+def disagreement(log_lik) -> jax.Array:
+    """1 / sum_s w_s^2 (effective number of samples; S when all agree, 1 when one dominates)."""
+    log_w = _log_weights(_check_log_lik(log_lik))
+    return jnp.exp(-jax.nn.logsumexp(2.0 * log_w, axis=0))
+
+
+def weight_entropy(log_lik) -> jax.Array:
+    """-sum_s w_s log w_s (log S when all agree, 0 when one dominates)."""
+    log_w = _log_weights(_check_log_lik(log_lik))
+    return -jnp.sum(jnp.exp(log_w) * log_w, axis=0)
+
+
+def std_log_likelihood(log_lik) -> jax.Array:
+    """Sample standard deviation (ddof 1) of log p(x | theta_s) over samples [N]."""
+    return jnp.sqrt(_variance(_check_log_lik(log_lik, min_samples=2)))
+
+
+def typicality_entropy(log_lik_in) -> jax.Array:
+    """H = mean over in-distribution test inputs of -mean_s log p(x | theta_s) (a scalar)."""
+    return -jnp.mean(_mean(_check_log_lik(log_lik_in)))
+
+
+def typicality(log_lik, entropy) -> jax.Array:
+    """|-mean_s log p(x | theta_s) - H| [N] (the typicality test on one-element sequences)."""
+    entropy = jnp.asarray(entropy)
+    if entropy.ndim:
+        raise ValueError(f"entropy H must be a scalar, got shape {entropy.shape}.")
+    return jnp.abs(-_mean(_check_log_lik(log_lik)) - entropy)
+
+
+class StackedScore(NamedTuple):
+    """A score of ``log_lik[S, N]`` with its declared direction."""
+
+    fn: Callable[..., jax.Array]
+    higher_is_ood: bool
+    description: str
+    needs_entropy: bool = False
+
+
+STACKED_SCORES: dict[str, StackedScore] = {
+    "expected_ll": StackedScore(expected_log_likelihood, False, "mean_s log p(x|theta_s)"),
+    "log_predictive": StackedScore(log_predictive, False, "log mean_s p(x|theta_s)"),
+    "waic": StackedScore(waic, False, "mean_s log p - var_s log p (ddof 1)"),
+    "disagreement": StackedScore(disagreement, False, "1 / sum_s w_s^2, w = softmax_s log p"),
+    "entropy": StackedScore(weight_entropy, False, "-sum_s w_s log w_s, w = softmax_s log p"),
+    "std_ll": StackedScore(std_log_likelihood, True, "std_s log p(x|theta_s) (ddof 1)"),
+    "typicality": StackedScore(typicality, True, "|-mean_s log p(x|theta_s) - H|", True),
+}
+
+
+def stacked_scores(
+    log_lik, *, entropy=None, names: Sequence[str] | None = None
+) -> dict[str, jax.Array]:
+    """Several scores of one ``log_lik[S, N]`` in one jitted call.
+
+    ``names`` defaults to every score (typicality only when ``entropy`` H is given; compute it
+    with :func:`typicality_entropy` on the in-distribution stack).
+    """
+    if names is None:
+        names = tuple(
+            n for n, s in STACKED_SCORES.items() if entropy is not None or not s.needs_entropy
+        )
+    names = tuple(names)
+    unknown = [n for n in names if n not in STACKED_SCORES]
+    if unknown:
+        raise ValueError(f"Unknown scores {unknown}; known: {sorted(STACKED_SCORES)}.")
+    if entropy is None and any(STACKED_SCORES[n].needs_entropy for n in names):
+        raise ValueError(
+            "typicality needs entropy=H; compute it with typicality_entropy(log_lik_in) on the "
+            "in-distribution stack."
+        )
+    log_lik = _check_log_lik(log_lik, min_samples=2)
+    return _stacked_jit(log_lik, entropy, names)
+
+
+@functools.partial(jax.jit, static_argnames="names")
+def _stacked_jit(log_lik, entropy, names):
+    out = {}
+    for name in names:
+        score = STACKED_SCORES[name]
+        out[name] = score.fn(log_lik, entropy) if score.needs_entropy else score.fn(log_lik)
+    return out
