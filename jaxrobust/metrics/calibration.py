@@ -50,7 +50,15 @@ def _validated(probs, labels):
 def _upper_edges(confidence: jax.Array, num_bins: int, binning: str) -> jax.Array:
     """Upper bin edges [M'] (the last is 1); M' = min(M, n) for equal-mass bins."""
     if binning == "equal_width":
-        return jnp.asarray(np.arange(1, num_bins + 1) / num_bins, confidence.dtype)
+        # Edges m/M rounded down to the float type, so that c <= edge <=> c <= m/M exactly
+        # (rounding up would move a confidence equal to float32(m/M) > m/M into bin m).
+        exact = np.arange(1, num_bins + 1) / num_bins
+        dtype = np.dtype(confidence.dtype)
+        edges = exact.astype(dtype)
+        edges = np.where(
+            edges.astype(np.float64) > exact, np.nextafter(edges, dtype.type(0)), edges
+        )
+        return jnp.asarray(edges, dtype)
     n = confidence.shape[0]
     num_bins = min(num_bins, n)
     sizes = np.full(num_bins, n // num_bins) + (np.arange(num_bins) < n % num_bins)

@@ -14,7 +14,9 @@ N_in + N_out values); the ROC and precision-recall curves have one point per dis
   ``fpr[argmax(tpr >= t)]``, as the Chapter-3 evaluation code; FPR80 and FPR95 in the documents).
 
 Counts are int32 (exact up to 2^31 inputs), sums are pairwise in float32, so 10^6 scores give
-the same digits as scikit-learn's float64. All functions but :func:`roc_curve` are jitted; inside
+the same digits as scikit-learn's float64. Scores are compared in float32 (float64 inputs are
+rounded unless x64 is enabled), and XLA flushes float32 subnormals (|s| < 1.2e-38) to zero, so
+those tie with 0. All functions but :func:`roc_curve` are jitted; inside
 a caller's jit they are inlined, and NaN scores make the result NaN instead of raising.
 """
 
