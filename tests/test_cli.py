@@ -41,15 +41,19 @@ def test_train_then_evaluate_in_another_process(synthetic_data_root, tmp_path):
     classifier = results["classification"]["classifier"]
     assert classifier["accuracy"] > 0.9  # the synthetic classes are separable
     assert 0.0 <= classifier["ece"] <= 1.0 and classifier["ece_bins"] == 15
+    calibration_keys = {"ece_equal_mass", "classwise_ece", "mce", "brier", "nll"}
+    assert calibration_keys <= set(classifier)
     ood = results["ood"]["fashion_mnist->mnist"]
     assert set(ood) == {"vae/elbo", "vae/kl", "classifier/max_softmax"}
     # Uniform noise is far from the dark square images: the ELBO must separate them.
     assert ood["vae/elbo"]["auroc"] > 0.95
     assert ood["vae/elbo"]["mean_in"] > ood["vae/elbo"]["mean_out"]
-    assert (
-        "## OOD detection: fashion_mnist (in) vs mnist (out)"
-        in (workdir / "results.md").read_text()
-    )
+    detection_keys = {"auroc", "aupr_in", "aupr_out", "fpr80", "fpr95"}
+    assert detection_keys <= set(ood["vae/kl"]) and ood["vae/kl"]["positive"] == "in"
+    markdown = (workdir / "results.md").read_text()
+    assert "## OOD detection: fashion_mnist (in) vs mnist (out)" in markdown
+    assert "| AUROC (%) | AUPR-in (%) | AUPR-out (%) | FPR@80 (%) | FPR@95 (%) |" in markdown
+    assert "| classwise ECE (%) |" in markdown
     plots = sorted(p.name for p in (workdir / "plots").iterdir())
     assert "roc_fashion_mnist_vs_mnist.png" in plots
     assert "reliability_classifier.png" in plots

@@ -24,17 +24,33 @@ def results_markdown(results: dict) -> str:
         lines.append("")
     classification = results.get("classification", {})
     if classification:
-        lines += ["## Classification (test split)", ""]
-        lines.append("| model | accuracy (%) | NLL | ECE (%) |")
-        lines.append("|---|---|---|---|")
+        bins = next(iter(classification.values())).get("ece_bins", 15)
+        lines += [
+            "## Classification (test split)",
+            "",
+            f"ECE with {bins} bins: top-label equal-width (eq. 4.1 of the hybrid-models thesis), "
+            "top-label equal-mass, classwise equal-width; MCE equal-width.",
+            "",
+            "| model | accuracy (%) | NLL | Brier | ECE (%) | ECE equal-mass (%) | "
+            "classwise ECE (%) | MCE (%) |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
         for name, r in classification.items():
-            bins = r.get("ece_bins", 15)
-            lines[-2] = f"| model | accuracy (%) | NLL | ECE ({bins} bins, %) |"
-            lines.append(f"| {name} | {_pct(r['accuracy'])} | {r['nll']:.4f} | {_pct(r['ece'])} |")
+            lines.append(
+                f"| {name} | {_pct(r['accuracy'])} | {r['nll']:.4f} | {r['brier']:.4f} | "
+                f"{_pct(r['ece'])} | {_pct(r['ece_equal_mass'])} | {_pct(r['classwise_ece'])} | "
+                f"{_pct(r['mce'])} |"
+            )
         lines.append("")
     for pair, scores in results.get("ood", {}).items():
         in_name, out_name = pair.split("->")
-        lines += [f"## OOD detection: {in_name} (in) vs {out_name} (out)", ""]
+        positive = next(iter(scores.values()), {}).get("positive", "in")
+        lines += [
+            f"## OOD detection: {in_name} (in) vs {out_name} (out)",
+            "",
+            f"FPR@TPR with the {positive!r} side positive; AUPR with each side positive.",
+            "",
+        ]
         lines.append(
             "| score | larger means | AUROC (%) | AUPR-in (%) | AUPR-out (%) | FPR@80 (%) | "
             "FPR@95 (%) |"

@@ -4,9 +4,11 @@ Config section ``evaluate``:
   checkpoint: "best" or "last".
   batch_size: inputs per jitted batch.
   classification.models: classifier models to score for accuracy, NLL and ECE.
-  classification.ece_bins: number of equal-width ECE bins (15 as in the hybrid-models thesis).
+  classification.ece_bins: number of ECE bins (15 as in the hybrid-models thesis); results hold
+    top-label and classwise ECE with equal-width and equal-mass bins, MCE, Brier and NLL.
   ood.out_datasets: OOD test sets compared against the test split of ``config.data.name``.
   ood.scores: ``"model/score"`` names, e.g. ``"vae/elbo"``, ``"classifier/max_softmax"``.
+  ood.positive: the positive class of AUPR's headline and of FPR@TPR, "in" (default) or "out".
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import optax
 from tqdm.auto import tqdm
 
 from jaxrobust import data as datasets
@@ -78,21 +79,17 @@ def evaluate(workdir: str | os.PathLike, config: ml_collections.ConfigDict | Non
             key,
             batch_size,
         )
-        probs = np.asarray(jax.nn.softmax(jnp.asarray(logits)))
+        probs = jax.nn.softmax(jnp.asarray(logits, jnp.float32))
         bins = {
             k: np.asarray(v)
             for k, v in metrics.reliability_bins(probs, in_labels, num_bins).items()
         }
-        ece = float(metrics.expected_calibration_error(probs, in_labels, num_bins))
-        nll = float(
-            jnp.mean(
-                optax.softmax_cross_entropy_with_integer_labels(jnp.asarray(logits), in_labels)
-            )
-        )
+        summary = {
+            k: float(v) for k, v in metrics.calibration_summary(probs, in_labels, num_bins).items()
+        }
+        ece = summary["ece"]
         results["classification"][name] = {
-            "accuracy": float(np.mean(np.argmax(logits, -1) == in_labels)),
-            "nll": nll,
-            "ece": ece,
+            **summary,
             "ece_bins": num_bins,
             "num_examples": int(len(in_labels)),
             "reliability": {k: v.tolist() for k, v in bins.items()},
@@ -101,6 +98,9 @@ def evaluate(workdir: str | os.PathLike, config: ml_collections.ConfigDict | Non
             bins, ece, f"{name} on {in_name}", plot_dir / f"reliability_{name}.png"
         )
 
+    positive = ood.get("positive", "in")
+    if positive not in metrics.detection.POSITIVE_SIDES:
+        raise ConfigError(f"evaluate.ood.positive must be 'in' or 'out', got {positive!r}.")
     in_scores = {}
     jobs = [(out, ref) for out in ood.get("out_datasets", []) for ref in score_refs]
     bar = tqdm(total=len(jobs), desc="scores", unit="score", disable=not progress)
@@ -123,22 +123,17 @@ def evaluate(workdir: str | os.PathLike, config: ml_collections.ConfigDict | Non
             _check_finite(ref, in_name, s_in)
             _check_finite(ref, out_name, s_out)
             direction = {"higher_is_ood": score.higher_is_ood}
-            area = float(metrics.auroc(s_in, s_out, **direction))
+            summary = metrics.detection_summary(s_in, s_out, positive=positive, **direction)
             results["ood"][pair][ref] = {
                 "higher_is_ood": score.higher_is_ood,
                 "description": score.description,
-                "auroc": area,
-                "aupr_in": float(metrics.average_precision(s_in, s_out, **direction)),
-                "aupr_out": float(
-                    metrics.average_precision(s_in, s_out, positive="out", **direction)
-                ),
-                "fpr80": float(metrics.fpr_at_tpr(s_in, s_out, tpr=0.8, **direction)),
-                "fpr95": float(metrics.fpr_at_tpr(s_in, s_out, tpr=0.95, **direction)),
+                "positive": positive,
+                **{k: float(v) for k, v in summary.items()},
                 "mean_in": float(np.mean(s_in)),
                 "mean_out": float(np.mean(s_out)),
             }
-            fpr, tpr = metrics.roc_curve(s_in, s_out, **direction)
-            curves[ref] = (np.asarray(fpr), np.asarray(tpr), area)
+            fpr, tpr = metrics.roc_curve(s_in, s_out, positive=positive, **direction)
+            curves[ref] = (fpr, tpr, float(summary["auroc"]))
             plots.plot_score_histograms(
                 s_in,
                 s_out,
@@ -150,7 +145,7 @@ def evaluate(workdir: str | os.PathLike, config: ml_collections.ConfigDict | Non
         if curves:
             plots.plot_roc_curves(
                 curves,
-                f"{in_name} (in) vs {out_name} (out)",
+                f"{in_name} (in) vs {out_name} (out), positive: {positive}",
                 plot_dir / f"roc_{in_name}_vs_{out_name}.png",
             )
     bar.close()

@@ -20,7 +20,7 @@ def plot_roc_curves(
     for label, (fpr, tpr, area) in curves.items():
         ax.plot(fpr, tpr, label=f"{label} (AUROC {100 * area:.1f})")
     ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
-    ax.set(xlabel="false-positive rate", ylabel="true-positive rate (in-distribution)")
+    ax.set(xlabel="false-positive rate", ylabel="true-positive rate")
     ax.set_title(title)
     ax.legend(loc="lower right", fontsize=8)
     return _save(fig, path)
