@@ -1,0 +1,155 @@
+"""Detection metrics on 10^6 scores: jaxrobust (jitted) vs scikit-learn, in one process.
+
+Task: AUROC + AUPR + FPR95 of ``--num-scores`` scores (half in-distribution, half OOD by
+default, float32, rounded to 4 decimals so that ties occur, as they do in real score files).
+
+- jaxrobust: ``jaxrobust.metrics.detection_summary`` (one sort shared by all metrics), the
+  scores already on the device; compile time reported separately, then the median of
+  ``--repeats`` calls, each ended by ``block_until_ready``. The three single-metric functions
+  (``auroc``, ``average_precision``, ``fpr_at_tpr``: three sorts) are timed too.
+- scikit-learn: ``roc_auc_score`` + ``average_precision_score`` + ``roc_curve`` (FPR95 =
+  ``fpr[argmax(tpr >= 0.95)]``) on the same float32 arrays, median of ``--repeats`` calls.
+
+The two sides' numbers are printed (they agree to float32 precision) and the calls alternate, so
+load on a shared machine hits both alike. Usage::
+
+    python tools/bench_metrics.py --output BENCHMARKS.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
+
+from jaxrobust import metrics
+from jaxrobust.devices import describe_devices
+
+DATE = "2026-11-21"
+BEGIN, END = "<!-- bench_metrics:begin -->", "<!-- bench_metrics:end -->"
+
+
+def make_scores(num_scores: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    half = num_scores // 2
+    scores_in = np.round(rng.normal(1.0, 1.0, num_scores - half), 4).astype(np.float32)
+    scores_out = np.round(rng.normal(0.0, 1.0, half), 4).astype(np.float32)
+    return scores_in, scores_out
+
+
+def sklearn_metrics(scores_in: np.ndarray, scores_out: np.ndarray) -> dict[str, float]:
+    y = np.r_[np.ones(len(scores_in)), np.zeros(len(scores_out))]
+    s = np.r_[scores_in, scores_out]
+    fpr, tpr, _ = roc_curve(y, s)
+    return {
+        "auroc": roc_auc_score(y, s),
+        "aupr_in": average_precision_score(y, s),
+        "fpr95": float(fpr[np.argmax(tpr >= 0.95)]),
+    }
+
+
+def jax_summary(scores_in, scores_out) -> dict[str, jax.Array]:
+    return metrics.detection_summary(scores_in, scores_out, higher_is_ood=False, tprs=(0.95,))
+
+
+def jax_single(scores_in, scores_out) -> dict[str, jax.Array]:
+    direction = dict(higher_is_ood=False)
+    return {
+        "auroc": metrics.auroc(scores_in, scores_out, **direction),
+        "aupr_in": metrics.average_precision(scores_in, scores_out, **direction),
+        "fpr95": metrics.fpr_at_tpr(scores_in, scores_out, tpr=0.95, **direction),
+    }
+
+
+def timed(fn, *args) -> tuple[float, dict]:
+    tic = time.perf_counter()
+    out = jax.block_until_ready(fn(*args))
+    return time.perf_counter() - tic, out
+
+
+def run(num_scores: int, repeats: int) -> dict:
+    host_in, host_out = make_scores(num_scores)
+    dev_in, dev_out = jnp.asarray(host_in), jnp.asarray(host_out)
+    jax.block_until_ready((dev_in, dev_out))
+    compile_summary, _ = timed(jax_summary, dev_in, dev_out)
+    compile_single, _ = timed(jax_single, dev_in, dev_out)
+    times = {"jaxrobust summary": [], "jaxrobust single": [], "scikit-learn": []}
+    values = {}
+    for _ in range(repeats):
+        seconds, values["jaxrobust summary"] = timed(jax_summary, dev_in, dev_out)
+        times["jaxrobust summary"].append(seconds)
+        seconds, values["jaxrobust single"] = timed(jax_single, dev_in, dev_out)
+        times["jaxrobust single"].append(seconds)
+        seconds, values["scikit-learn"] = timed(sklearn_metrics, host_in, host_out)
+        times["scikit-learn"].append(seconds)
+    medians = {k: statistics.median(v) for k, v in times.items()}
+    return {
+        "num_scores": num_scores,
+        "repeats": repeats,
+        "compile": {"jaxrobust summary": compile_summary, "jaxrobust single": compile_single},
+        "median_s": medians,
+        "values": {
+            side: {k: float(values[side][k]) for k in ("auroc", "aupr_in", "fpr95")}
+            for side in values
+        },
+    }
+
+
+def markdown(result: dict) -> str:
+    sk = result["median_s"]["scikit-learn"]
+    rows = [
+        f"{BEGIN}",
+        f"Measured {DATE} on {describe_devices()} ({platform.python_implementation()} "
+        f"{platform.python_version()}, jax {jax.__version__}); {result['num_scores']:,} float32 "
+        f"scores, median of {result['repeats']} alternating calls.",
+        "",
+        "| implementation | median time (ms) | speed-up vs scikit-learn | compile (s, once) | "
+        "AUROC | AUPR | FPR95 |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, seconds in result["median_s"].items():
+        v = result["values"][name]
+        compile_s = result["compile"].get(name)
+        compiled = f"{compile_s:.2f}" if compile_s is not None else "-"
+        rows.append(
+            f"| {name} | {1e3 * seconds:,.1f} | {sk / seconds:.1f}x | {compiled} | "
+            f"{v['auroc']:.6f} | {v['aupr_in']:.6f} | {v['fpr95']:.6f} |"
+        )
+    rows.append(END)
+    return "\n".join(rows)
+
+
+def update_report(path: Path, section: str) -> None:
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    if BEGIN in text and END in text:
+        head, rest = text.split(BEGIN, 1)
+        text = head + section + rest.split(END, 1)[1]
+    else:
+        text = text.rstrip() + "\n\n" + section + "\n"
+    path.write_text(text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--num-scores", type=int, default=1_000_000)
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--output", default=None, help="update this markdown file (section)")
+    args = parser.parse_args(argv)
+    result = run(args.num_scores, args.repeats)
+    section = markdown(result)
+    print(section)
+    if args.output:
+        update_report(Path(args.output), section)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
