@@ -12,8 +12,12 @@ positives / negatives score at least s" is a binary search in those sorted keys.
   diagonal segments (``roc_auc_score``).
 - AUPR = average precision = sum_i (R_i - R_{i-1}) P_i over thresholds i
   (``average_precision_score``).
-- FPR@TPR t = FPR at the first threshold, from the top, with TPR >= t (``roc_curve`` then
-  ``fpr[argmax(tpr >= t)]``, as the Chapter-3 evaluation code; FPR80 and FPR95 in the documents).
+- FPR@TPR t = FPR at the first threshold, from the top, with TPR >= t, i.e. at the most
+  stringent threshold that passes a fraction t of the positives (``fpr[argmax(tpr >= t)]`` of
+  ``roc_curve(..., drop_intermediate=False)``; FPR80 and FPR95 in the documents). scikit-learn's
+  default ``drop_intermediate=True`` drops ROC points collinear with their neighbours, which can
+  drop that threshold and report the FPR of a later one; with continuous scores the two agree
+  (they do on every number of the Chapter-3 tables).
 
 Counts are int32 (exact up to 2^31 inputs), sums are pairwise in float32, so 10^6 scores give
 the same digits as scikit-learn's float64. Scores are compared in float32 (float64 inputs are
