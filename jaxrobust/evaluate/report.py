@@ -11,6 +11,24 @@ def _pct(value: float) -> str:
     return f"{100 * value:.2f}"
 
 
+def _cell(result: dict, key: str, percent: bool = True, digits: int = 4) -> str:
+    """``value``, or ``mean (std)`` over runs when the result holds several runs."""
+
+    def fmt(v: float) -> str:
+        return _pct(v) if percent else f"{v:.{digits}f}"
+
+    if f"{key}_std" in result:
+        return f"{fmt(result[key])} ({fmt(result[key + '_std'])})"
+    return fmt(result[key])
+
+
+def _runs_note(results: dict) -> str:
+    runs = {r["num_runs"] for r in results.values() if "num_runs" in r}
+    if not runs:
+        return ""
+    return f" Cells with runs: mean (sample std) over {', '.join(map(str, sorted(runs)))} runs."
+
+
 def results_markdown(results: dict) -> str:
     """Markdown tables: classification (accuracy, NLL, ECE) and OOD detection per pair."""
     lines = [f"# Results: {results.get('experiment', '')}".rstrip(), ""]
@@ -36,11 +54,13 @@ def results_markdown(results: dict) -> str:
             "|---|---|---|---|---|---|---|---|",
         ]
         for name, r in classification.items():
-            lines.append(
-                f"| {name} | {_pct(r['accuracy'])} | {r['nll']:.4f} | {r['brier']:.4f} | "
-                f"{_pct(r['ece'])} | {_pct(r['ece_equal_mass'])} | {_pct(r['classwise_ece'])} | "
-                f"{_pct(r['mce'])} |"
-            )
+            cells = [
+                _cell(r, "accuracy"),
+                _cell(r, "nll", percent=False),
+                _cell(r, "brier", percent=False),
+                *(_cell(r, k) for k in ("ece", "ece_equal_mass", "classwise_ece", "mce")),
+            ]
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
         lines.append("")
     for pair, scores in results.get("ood", {}).items():
         in_name, out_name = pair.split("->")
@@ -48,7 +68,8 @@ def results_markdown(results: dict) -> str:
         lines += [
             f"## OOD detection: {in_name} (in) vs {out_name} (out)",
             "",
-            f"FPR@TPR with the {positive!r} side positive; AUPR with each side positive.",
+            f"FPR@TPR with the {positive!r} side positive; AUPR with each side positive."
+            + _runs_note(scores),
             "",
         ]
         lines.append(
@@ -58,10 +79,8 @@ def results_markdown(results: dict) -> str:
         lines.append("|---|---|---|---|---|---|---|")
         for score, r in scores.items():
             direction = "OOD" if r["higher_is_ood"] else "in-dist."
-            lines.append(
-                f"| {score} | {direction} | {_pct(r['auroc'])} | {_pct(r['aupr_in'])} | "
-                f"{_pct(r['aupr_out'])} | {_pct(r['fpr80'])} | {_pct(r['fpr95'])} |"
-            )
+            cells = [_cell(r, k) for k in ("auroc", "aupr_in", "aupr_out", "fpr80", "fpr95")]
+            lines.append(f"| {score} | {direction} | " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)
 

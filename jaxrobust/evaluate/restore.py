@@ -42,7 +42,7 @@ def restore_model(
     try:
         epoch = checkpoints.resolve(which)
         sharding = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-        abstract = abstract_variables(model, preprocess, config, sharding)
+        abstract = abstract_variables(model, preprocess, config, sharding, cfg.get("num_runs"))
         variables = checkpoints.restore_variables(epoch, abstract)
     finally:
         checkpoints.close()

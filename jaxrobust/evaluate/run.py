@@ -71,31 +71,35 @@ def evaluate(workdir: str | os.PathLike, config: ml_collections.ConfigDict | Non
         model, preprocess, variables, _ = restored[name]
         if model.logits is None:
             raise ConfigError(f"evaluate.classification: model {name!r} is not a classifier.")
-        logits = map_dataset(
+        num_runs = config.models[name].get("num_runs")
+        logits = _map_runs(
             lambda v, x, k, m=model: m.logits(v, x),
+            num_runs,
             variables,
             in_images,
             preprocess,
             key,
             batch_size,
-        )
+        )  # [R, N, classes]
         probs = jax.nn.softmax(jnp.asarray(logits, jnp.float32))
+        labels = jnp.asarray(in_labels)
+        metrics.calibration_summary(probs[0], labels, num_bins)  # validates the inputs once
+        per_run = jax.vmap(metrics.calibration_summary, in_axes=(0, None, None))(
+            probs, labels, num_bins
+        )
         bins = {
             k: np.asarray(v)
-            for k, v in metrics.reliability_bins(probs, in_labels, num_bins).items()
+            for k, v in metrics.reliability_bins(probs[0], labels, num_bins).items()
         }
-        summary = {
-            k: float(v) for k, v in metrics.calibration_summary(probs, in_labels, num_bins).items()
-        }
-        ece = summary["ece"]
         results["classification"][name] = {
-            **summary,
+            **_aggregate(per_run, num_runs),
             "ece_bins": num_bins,
             "num_examples": int(len(in_labels)),
             "reliability": {k: v.tolist() for k, v in bins.items()},
         }
+        title = f"{name} on {in_name}" + (f" (run 1 of {num_runs})" if num_runs else "")
         plots.plot_reliability_diagram(
-            bins, ece, f"{name} on {in_name}", plot_dir / f"reliability_{name}.png"
+            bins, float(per_run["ece"][0]), title, plot_dir / f"reliability_{name}.png"
         )
 
     positive = ood.get("positive", "in")
@@ -113,30 +117,35 @@ def evaluate(workdir: str | os.PathLike, config: ml_collections.ConfigDict | Non
             model_name, score_name = _split_ref(ref, restored)
             model, preprocess, variables, _ = restored[model_name]
             score = model.scores[score_name]
+            num_runs = config.models[model_name].get("num_runs")
             _check_same_shape(in_name, in_images, out_name, out_images)
             if ref not in in_scores:
-                in_scores[ref] = map_dataset(
-                    score.fn, variables, in_images, preprocess, key, batch_size
+                in_scores[ref] = _map_runs(
+                    score.fn, num_runs, variables, in_images, preprocess, key, batch_size
                 )
-            s_in = in_scores[ref]
-            s_out = map_dataset(score.fn, variables, out_images, preprocess, key, batch_size)
+            s_in = in_scores[ref]  # [R, N_in]
+            s_out = _map_runs(
+                score.fn, num_runs, variables, out_images, preprocess, key, batch_size
+            )
             _check_finite(ref, in_name, s_in)
             _check_finite(ref, out_name, s_out)
-            direction = {"higher_is_ood": score.higher_is_ood}
-            summary = metrics.detection_summary(s_in, s_out, positive=positive, **direction)
+            direction = {"higher_is_ood": score.higher_is_ood, "positive": positive}
+            per_run = jax.vmap(lambda a, b, d=direction: metrics.detection_summary(a, b, **d))(
+                jnp.asarray(s_in), jnp.asarray(s_out)
+            )
+            per_run["mean_in"] = np.mean(s_in, axis=1)
+            per_run["mean_out"] = np.mean(s_out, axis=1)
             results["ood"][pair][ref] = {
                 "higher_is_ood": score.higher_is_ood,
                 "description": score.description,
                 "positive": positive,
-                **{k: float(v) for k, v in summary.items()},
-                "mean_in": float(np.mean(s_in)),
-                "mean_out": float(np.mean(s_out)),
+                **_aggregate(per_run, num_runs),
             }
-            fpr, tpr = metrics.roc_curve(s_in, s_out, positive=positive, **direction)
-            curves[ref] = (fpr, tpr, float(summary["auroc"]))
+            fpr, tpr = metrics.roc_curve(s_in[0], s_out[0], **direction)
+            curves[ref] = (fpr, tpr, float(per_run["auroc"][0]))
             plots.plot_score_histograms(
-                s_in,
-                s_out,
+                s_in[0],
+                s_out[0],
                 (in_name, out_name),
                 f"{ref}: {score.description}",
                 plot_dir / f"hist_{in_name}_vs_{out_name}_{ref.replace('/', '_')}.png",
@@ -152,6 +161,37 @@ def evaluate(workdir: str | os.PathLike, config: ml_collections.ConfigDict | Non
     results["meta"]["seconds"] = time.perf_counter() - tic
     write_results(results, workdir)
     return results
+
+
+def _map_runs(fn, num_runs, variables, images, preprocess, key, batch_size) -> np.ndarray:
+    """``fn(variables, batch, key) -> [B, ...]`` over a dataset, as ``[R, N, ...]``.
+
+    With ``num_runs`` = R the variables are stacked on a leading run axis and ``fn`` is vmapped
+    over it (every run sees the same batches and keys); a single run gets R = 1.
+    """
+    if num_runs is None:
+        return map_dataset(fn, variables, images, preprocess, key, batch_size)[None]
+
+    def stacked(v, x, k):
+        return jnp.moveaxis(jax.vmap(fn, in_axes=(0, None, None))(v, x, k), 0, 1)
+
+    out = map_dataset(stacked, variables, images, preprocess, key, batch_size)
+    return np.moveaxis(out, 1, 0)
+
+
+def _aggregate(per_run: dict, num_runs: int | None) -> dict:
+    """One run: ``{metric: value}``. R runs: the mean, ``<metric>_std`` (ddof 1) and
+    ``runs: {metric: [R values]}``."""
+    values = {k: np.asarray(v, np.float64) for k, v in per_run.items()}
+    if num_runs is None:
+        return {k: float(v[0]) for k, v in values.items()}
+    out = {k: float(np.mean(v)) for k, v in values.items()}
+    out.update(
+        {f"{k}_std": float(np.std(v, ddof=1)) if v.size > 1 else 0.0 for k, v in values.items()}
+    )
+    out["num_runs"] = num_runs
+    out["runs"] = {k: v.tolist() for k, v in values.items()}
+    return out
 
 
 def _load(name: str, limit: int | None, progress: bool):

@@ -38,9 +38,13 @@ def make_train_epoch(
     preprocess: Preprocess,
     batch_size: int,
     mesh: Mesh,
+    num_runs: int | None = None,
 ) -> Callable[[TrainState, jax.Array, jax.Array, jax.Array], tuple[TrainState, dict]]:
     """``train_epoch(state, images, labels, epoch_key) -> (state, {metric: [steps]})``, jitted.
 
+    With ``num_runs`` = R, every leaf of ``state`` and ``epoch_key`` has a leading run axis [R]
+    and the R runs (own initialisation, shuffling and noise each) train as one vmapped program
+    over the shared device-resident dataset; metrics come back as ``[R, steps]``.
     The state is donated: its buffers are reused for the new state.
     """
     batch_spec = batch_sharded(mesh)
@@ -76,15 +80,18 @@ def make_train_epoch(
 
         return jax.lax.scan(body, state, (batches, step_keys))
 
+    if num_runs is not None:
+        train_epoch = jax.vmap(train_epoch, in_axes=(0, None, None, 0))
     return jax.jit(train_epoch, donate_argnums=0)
 
 
 def make_eval_pass(
-    model: Model, preprocess: Preprocess, batch_size: int, mesh: Mesh
+    model: Model, preprocess: Preprocess, batch_size: int, mesh: Mesh, num_runs: int | None = None
 ) -> Callable[[PyTree, PyTree, jax.Array, jax.Array, jax.Array], dict]:
     """``eval_pass(params, model_state, images, labels, key) -> {metric: mean}``, jitted.
 
-    Every example counts once: the last batch is padded and masked out of the means.
+    Every example counts once: the last batch is padded and masked out of the means. With
+    ``num_runs``, params, model_state and key carry a leading run axis and so do the means.
     """
     batch_spec = batch_sharded(mesh)
 
@@ -104,4 +111,6 @@ def make_eval_pass(
         count = float(mask.sum())
         return {name: jnp.sum(total) / count for name, total in sums.items()}
 
+    if num_runs is not None:
+        eval_pass = jax.vmap(eval_pass, in_axes=(0, 0, None, None, 0))
     return jax.jit(eval_pass, static_argnums=(), out_shardings=replicated(mesh))

@@ -48,6 +48,22 @@ def model_key(seed: int, name: str) -> jax.Array:
     return jax.random.fold_in(jax.random.key(seed), zlib.crc32(name.encode()))
 
 
+def run_keys(seed: int, name: str, num_runs: int | None) -> jax.Array:
+    """Root key(s) of a model's runs: run r of R is the single run with seed ``seed + r``.
+
+    ``num_runs=None`` gives the single key :func:`model_key`; an integer R gives [R] keys, so
+    R runs trained as one vmapped program equal R separate runs with seeds seed..seed+R-1.
+    """
+    if num_runs is None:
+        return model_key(seed, name)
+    return jnp.stack([model_key(seed + r, name) for r in range(num_runs)])
+
+
+def _per_run(fn: Callable, keys: jax.Array, num_runs: int | None):
+    """``fn(key)`` for one run, vmapped over the run axis when there is one."""
+    return fn(keys) if num_runs is None else jax.vmap(fn)(keys)
+
+
 def checkpoint_dir(workdir: str | os.PathLike, name: str) -> Path:
     return Path(workdir).absolute() / "checkpoints" / name
 
@@ -63,11 +79,16 @@ def build_from_config(config: ml_collections.ConfigDict, name: str) -> tuple[Mod
     return model, preprocess
 
 
-def abstract_variables(model: Model, preprocess: Preprocess, config, sharding=None) -> Any:
-    """Shapes/dtypes of the model's variables, without allocating them."""
+def abstract_variables(
+    model: Model, preprocess: Preprocess, config, sharding=None, num_runs: int | None = None
+) -> Any:
+    """Shapes/dtypes of the model's variables (with a leading [R] run axis when ``num_runs``)."""
     info = datasets.dataset_info(config.data.name)
     example = jnp.zeros((1, *preprocess.output_shape(info.image_shape)), jnp.float32)
-    shapes = jax.eval_shape(model.init, jax.random.key(0), example)
+    keys = run_keys(0, "abstract", num_runs)
+    shapes = jax.eval_shape(
+        lambda k: _per_run(lambda key: model.init(key, example), k, num_runs), keys
+    )
     return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding), shapes)
 
 
@@ -123,11 +144,15 @@ def _train_model(config, workdir: Path, name: str, mesh, hooks) -> dict:
         on_devices,
     )
 
-    key = model_key(config.seed, name)
+    num_runs = _num_runs(cfg, name)
+    keys = run_keys(config.seed, name, num_runs)
     example = preprocess(train_images[:1])
-    params, model_state = split_variables(model.init(jax.random.fold_in(key, 0), example))
-    state = TrainState(jnp.zeros((), jnp.int32), params, model_state, optimizer.init(params))
-    state = jax.device_put(state, on_devices)
+
+    def init(key):
+        params, model_state = split_variables(model.init(jax.random.fold_in(key, 0), example))
+        return TrainState(jnp.zeros((), jnp.int32), params, model_state, optimizer.init(params))
+
+    state = jax.device_put(_per_run(init, keys, num_runs), on_devices)
 
     checkpoints = ModelCheckpoints(
         checkpoint_dir(workdir, name),
@@ -143,18 +168,21 @@ def _train_model(config, workdir: Path, name: str, mesh, hooks) -> dict:
             start_epoch, merge_variables(abstract.params, abstract.model_state), abstract.opt_state
         )
         params, model_state = split_variables(variables)
-        state = TrainState(jnp.asarray(meta["step"], jnp.int32), params, model_state, opt_state)
+        step = jnp.full(state.step.shape, meta["step"], jnp.int32)
+        state = TrainState(step, params, model_state, opt_state)
         state = jax.device_put(state, on_devices)
 
-    train_epoch = make_train_epoch(model, optimizer, preprocess, batch_size, mesh)
-    eval_pass = make_eval_pass(model, preprocess, eval_batch_size, mesh)
-    epoch_key = jax.random.fold_in(key, 1)
-    val_key = jax.random.fold_in(key, 2)
+    train_epoch = make_train_epoch(model, optimizer, preprocess, batch_size, mesh, num_runs)
+    eval_pass = make_eval_pass(model, preprocess, eval_batch_size, mesh, num_runs)
+
+    def epoch_keys(stream: int, epoch: int) -> jax.Array:
+        derive = lambda k: jax.random.fold_in(jax.random.fold_in(k, stream), epoch)  # noqa: E731
+        return _per_run(derive, keys, num_runs)
 
     compile_start = time.perf_counter()
-    train_epoch = train_epoch.lower(
-        state, train_images, train_labels, jax.random.fold_in(epoch_key, 0)
-    ).compile(compiler_options=cpu_compiler_options() or None)
+    train_epoch = train_epoch.lower(state, train_images, train_labels, epoch_keys(1, 0)).compile(
+        compiler_options=cpu_compiler_options() or None
+    )
     compile_seconds = time.perf_counter() - compile_start
 
     num_epochs = cfg.num_epochs
@@ -171,27 +199,26 @@ def _train_model(config, workdir: Path, name: str, mesh, hooks) -> dict:
         for epoch in bar:
             tic = time.perf_counter()
             state, step_metrics = train_epoch(
-                state, train_images, train_labels, jax.random.fold_in(epoch_key, epoch)
+                state, train_images, train_labels, epoch_keys(1, epoch)
             )
             losses = np.asarray(step_metrics["loss"])
             seconds = time.perf_counter() - tic
             _raise_if_not_finite(losses, name, epoch, steps, checkpoints)
             val = eval_pass(
-                state.params,
-                state.model_state,
-                val_images,
-                val_labels,
-                jax.random.fold_in(val_key, epoch),
+                state.params, state.model_state, val_images, val_labels, epoch_keys(2, epoch)
             )
-            row = {"model": name, "epoch": epoch, "step": int(state.step)}
+            row = {"model": name, "epoch": epoch, "step": int(np.ravel(state.step)[0])}
             row.update({f"train/{k}": float(np.mean(v)) for k, v in step_metrics.items()})
-            row.update({f"val/{k}": float(v) for k, v in val.items()})
+            row.update({f"val/{k}": float(np.mean(v)) for k, v in val.items()})
+            if num_runs is not None:
+                row["num_runs"] = num_runs
+                row.update({f"val/{k}/runs": np.asarray(v).tolist() for k, v in val.items()})
             row["epoch_seconds"] = seconds
-            row["images_per_second"] = steps * batch_size / seconds
+            row["images_per_second"] = steps * batch_size * (num_runs or 1) / seconds
             if epoch == start_epoch + 1:
                 row["compile_seconds"] = compile_seconds
             _append_jsonl(workdir / METRICS_FILENAME, row)
-            meta = {"epoch": epoch, "step": int(state.step), "kind": model.kind}
+            meta = {"epoch": epoch, "step": row["step"], "kind": model.kind, "num_runs": num_runs}
             variables = merge_variables(state.params, state.model_state)
             checkpoints.save(epoch, variables, state.opt_state, meta, row)
             bar.set_postfix(
@@ -211,11 +238,25 @@ def _train_model(config, workdir: Path, name: str, mesh, hooks) -> dict:
     return last
 
 
+def _num_runs(cfg, name: str) -> int | None:
+    num_runs = cfg.get("num_runs")
+    if num_runs is not None and (not isinstance(num_runs, int) or num_runs < 1):
+        raise ConfigError(
+            f"config.models.{name}.num_runs must be a positive integer (or absent for one "
+            f"unstacked run), got {num_runs!r}."
+        )
+    return num_runs
+
+
 def _raise_if_not_finite(losses: np.ndarray, name: str, epoch: int, steps: int, checkpoints):
-    bad = np.flatnonzero(~np.isfinite(losses))
+    """``losses`` is [steps] or [runs, steps]; names the first non-finite step (and run)."""
+    bad = np.argwhere(~np.isfinite(np.atleast_2d(losses)))
     if bad.size == 0:
         return
-    first = int(bad[0])
+    run, first = (int(i) for i in bad[np.argmin(bad[:, 1])])
+    if losses.ndim == 2:
+        name = f"{name} (run {run})"
+    losses = np.atleast_2d(losses)[run]
     global_step = (epoch - 1) * steps + first + 1
     checkpoints.wait()
     kept = checkpoints.latest_epoch()
