@@ -1,18 +1,40 @@
-"""Flax building blocks: small conv encoders/decoders, CNN classifiers, CIFAR-style ResNets."""
+"""Flax building blocks: small conv encoders/decoders, VAE networks, CNN classifiers, ResNets."""
 
 from jaxrobust.nn.conv import ConvDecoder, ConvEncoder, SmallCNN
 from jaxrobust.nn.conv_ops import conv_general_dilated
 from jaxrobust.nn.layers import Conv, ConvTranspose, max_pool_2x2
 from jaxrobust.nn.resnet import ResNet, resnet18
+from jaxrobust.nn.vae_networks import (
+    VAE_NETWORKS,
+    Ch3GrayDecoder,
+    Ch3GrayEncoder,
+    Ch3RGBDecoder,
+    Ch3RGBEncoder,
+    DCGANDecoder,
+    DCGANEncoder,
+    MLPDecoder,
+    MLPEncoder,
+    make_vae_networks,
+)
 
 __all__ = [
+    "VAE_NETWORKS",
+    "Ch3GrayDecoder",
+    "Ch3GrayEncoder",
+    "Ch3RGBDecoder",
+    "Ch3RGBEncoder",
     "Conv",
     "ConvDecoder",
     "ConvTranspose",
     "ConvEncoder",
+    "DCGANDecoder",
+    "DCGANEncoder",
+    "MLPDecoder",
+    "MLPEncoder",
     "ResNet",
     "SmallCNN",
     "resnet18",
     "conv_general_dilated",
+    "make_vae_networks",
     "max_pool_2x2",
 ]

@@ -20,7 +20,8 @@ class ConvEncoder(nn.Module):
     features: Sequence[int] = (32, 64)
 
     @nn.compact
-    def __call__(self, x: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
+    def __call__(self, x: jnp.ndarray, train: bool = False) -> tuple[jnp.ndarray, jnp.ndarray]:
+        del train  # no batch statistics; accepted for the common encoder interface
         h = x
         for width in self.features:
             h = nn.relu(Conv(width, (4, 4), strides=(2, 2), padding="SAME")(h))
@@ -33,26 +34,37 @@ class ConvEncoder(nn.Module):
 class ConvDecoder(nn.Module):
     """Dense layer to a ``(H / 2^L, W / 2^L, features[0])`` map, then transposed 4x4 convs.
 
-    Returns unconstrained per-pixel parameters of shape ``image_shape`` (e.g. Bernoulli logits).
+    Returns unconstrained per-pixel parameters of shape ``(H, W, out_channels)`` (e.g. Bernoulli
+    logits); ``out_channels`` defaults to the image channels ``image_shape[-1]``.
     """
 
     image_shape: Sequence[int]
     features: Sequence[int] = (64, 32)
+    out_channels: int | None = None
 
-    @nn.compact
-    def __call__(self, z: jnp.ndarray) -> jnp.ndarray:
-        height, width, channels = self.image_shape
+    def check_image_shape(self) -> None:
+        """Raise ``ValueError`` unless H and W are divisible by ``2 ** len(features)``."""
+        height, width, _ = self.image_shape
         scale = 2 ** len(self.features)
         if height % scale or width % scale:
             raise ValueError(
                 f"ConvDecoder: image size {height}x{width} is not divisible by {scale} "
-                f"(2 ** number of upsampling stages {len(self.features)})."
+                f"(2 ** number of upsampling stages {len(self.features)}); it supports "
+                f"(H, W, C) with H and W multiples of {scale}."
             )
+
+    @nn.compact
+    def __call__(self, z: jnp.ndarray, train: bool = False) -> jnp.ndarray:
+        del train  # no batch statistics; accepted for the common decoder interface
+        self.check_image_shape()
+        height, width, channels = self.image_shape
+        out_channels = channels if self.out_channels is None else self.out_channels
+        scale = 2 ** len(self.features)
         h = nn.relu(nn.Dense(height // scale * width // scale * self.features[0])(z))
         h = h.reshape(z.shape[:-1] + (height // scale, width // scale, self.features[0]))
         for width_out in self.features[1:]:
             h = nn.relu(ConvTranspose(width_out, (4, 4), strides=(2, 2), padding="SAME")(h))
-        return ConvTranspose(channels, (4, 4), strides=(2, 2), padding="SAME")(h)
+        return ConvTranspose(out_channels, (4, 4), strides=(2, 2), padding="SAME")(h)
 
 
 class SmallCNN(nn.Module):
