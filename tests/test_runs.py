@@ -59,3 +59,27 @@ def test_bad_num_runs_is_explained(synthetic_data, tiny_config, tmp_path):
     config = vae_only(tiny_config, num_runs=0)
     with pytest.raises(ConfigError, match="num_runs must be a positive integer"):
         train_and_evaluate(config, tmp_path / "bad")
+
+
+@pytest.mark.parametrize("strategy", ["vmap", "map"])
+def test_over_runs_matches_a_loop_over_runs(strategy):
+    from jaxrobust.train.runs import over_runs
+
+    rng = np.random.default_rng(0)
+    weights = rng.normal(size=(4, 3, 2)).astype(np.float32)  # 4 runs
+    shared = rng.normal(size=(5, 3)).astype(np.float32)
+    offsets = rng.normal(size=(4,)).astype(np.float32)
+
+    def fn(w, x, b):
+        return {"y": x @ w + b}
+
+    got = jax.jit(over_runs(fn, (0, None, 0), strategy))(weights, shared, offsets)["y"]
+    want = np.stack([shared @ weights[r] + offsets[r] for r in range(4)])
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+
+
+def test_unknown_runs_strategy_is_explained():
+    from jaxrobust.train.runs import runs_strategy
+
+    with pytest.raises(ValueError, match="runs strategy must be one of"):
+        runs_strategy("pmap")

@@ -32,6 +32,7 @@ from jaxrobust.evaluate.batched import map_dataset
 from jaxrobust.evaluate.report import write_results
 from jaxrobust.evaluate.restore import restore_model
 from jaxrobust.metrics import plots
+from jaxrobust.train.runs import over_runs
 
 
 def evaluate(workdir: str | os.PathLike, config: ml_collections.ConfigDict | None = None) -> dict:
@@ -166,14 +167,15 @@ def evaluate(workdir: str | os.PathLike, config: ml_collections.ConfigDict | Non
 def _map_runs(fn, num_runs, variables, images, preprocess, key, batch_size) -> np.ndarray:
     """``fn(variables, batch, key) -> [B, ...]`` over a dataset, as ``[R, N, ...]``.
 
-    With ``num_runs`` = R the variables are stacked on a leading run axis and ``fn`` is vmapped
-    over it (every run sees the same batches and keys); a single run gets R = 1.
+    With ``num_runs`` = R the variables are stacked on a leading run axis and ``fn`` runs over it
+    (:func:`jaxrobust.train.runs.over_runs`; every run sees the same batches and keys); a single
+    run gets R = 1.
     """
     if num_runs is None:
         return map_dataset(fn, variables, images, preprocess, key, batch_size)[None]
 
     def stacked(v, x, k):
-        return jnp.moveaxis(jax.vmap(fn, in_axes=(0, None, None))(v, x, k), 0, 1)
+        return jnp.moveaxis(over_runs(fn, in_axes=(0, None, None))(v, x, k), 0, 1)
 
     out = map_dataset(stacked, variables, images, preprocess, key, batch_size)
     return np.moveaxis(out, 1, 0)

@@ -18,6 +18,7 @@ from jax.sharding import Mesh
 from jaxrobust.data.batching import padded_batches, shuffled_batches
 from jaxrobust.data.preprocess import Preprocess
 from jaxrobust.models.base import Model
+from jaxrobust.train.runs import over_runs
 from jaxrobust.train.sharding import batch_sharded, replicated
 
 PyTree = Any
@@ -43,7 +44,8 @@ def make_train_epoch(
     """``train_epoch(state, images, labels, epoch_key) -> (state, {metric: [steps]})``, jitted.
 
     With ``num_runs`` = R, every leaf of ``state`` and ``epoch_key`` has a leading run axis [R]
-    and the R runs (own initialisation, shuffling and noise each) train as one vmapped program
+    and the R runs (own initialisation, shuffling and noise each) train as one program (vmapped,
+    or mapped on CPU: :mod:`jaxrobust.train.runs`)
     over the shared device-resident dataset; metrics come back as ``[R, steps]``.
     The state is donated: its buffers are reused for the new state.
     """
@@ -81,7 +83,7 @@ def make_train_epoch(
         return jax.lax.scan(body, state, (batches, step_keys))
 
     if num_runs is not None:
-        train_epoch = jax.vmap(train_epoch, in_axes=(0, None, None, 0))
+        train_epoch = over_runs(train_epoch, in_axes=(0, None, None, 0))
     return jax.jit(train_epoch, donate_argnums=0)
 
 
@@ -112,5 +114,5 @@ def make_eval_pass(
         return {name: jnp.sum(total) / count for name, total in sums.items()}
 
     if num_runs is not None:
-        eval_pass = jax.vmap(eval_pass, in_axes=(0, 0, None, None, 0))
+        eval_pass = over_runs(eval_pass, in_axes=(0, 0, None, None, 0))
     return jax.jit(eval_pass, static_argnums=(), out_shardings=replicated(mesh))
