@@ -23,6 +23,13 @@ def _build_vae(cfg: Mapping[str, Any], image_shape: Sequence[int], num_classes: 
         latent_dim=cfg["latent_dim"],
         encoder_features=cfg.get("encoder_features", (32, 64)),
         decoder_features=cfg.get("decoder_features", (64, 32)),
+        network=cfg.get("network", "conv"),
+        network_options=cfg.get("network_options", {}),
+        observation=cfg.get("observation", "bernoulli"),
+        observation_options=cfg.get("observation_options", {}),
+        negatives=cfg.get("negatives", {}),
+        iwae_samples=cfg.get("iwae_samples", 100),
+        iwae_chunk=cfg.get("iwae_chunk", 50),
     )
 
 

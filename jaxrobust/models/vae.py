@@ -1,52 +1,109 @@
-"""Variational autoencoder (Kingma & Welling 2014) with a Bernoulli observation model.
+"""Variational autoencoder (Kingma & Welling 2014) with negative sampling (seed 004, section 3).
 
-ELBO(x) = E_q(z|x)[log p(x|z)] - KL(q(z|x) || p(z)), q(z|x) = N(mu(x), diag sigma^2(x)),
-p(z) = N(0, I), one reparameterised sample z = mu + sigma * eps for the expectation.
+VAE = encoder q(z|x) = N(mu(x), diag sigma^2(x)) + decoder + observation model p(x|z) (any of
+:func:`jaxrobust.distributions.make_observation_model`) + prior p(z) = N(0, I):
+    ELBO(x) = E_q(z|x)[log p(x|z)] - KL(q(z|x) || p(z))   (one reparameterised z, closed-form KL)
+
+Negative sampling (Csiszarik et al., seed 004, eq. in section 3): with negatives x_neg and the
+negative prior p_neg(z) = N(s * 1, I) (s = 8 grayscale, 25 colour),
+    L = -ELBO(x) + KL(q(z|x_neg) || p_neg(z))      (no reconstruction term for negatives)
+Negative sources (``negatives.source``):
+- ``"uniform_noise"``: every pixel ~ U[0, 1];
+- ``"data_noise"``: x + sigma * N(0, I) (sigma 0.25 in the paper), clipped to [0, 1];
+- ``"generated"`` (adversarial variant, sections 3 and 4.3): x_gen = E[x | z], z ~ p(z).
+  Gradients: the ENCODER is trained to map x_gen into p_neg through
+  KL(q(z | stop_gradient(x_gen)) || p_neg) (the decoder gets nothing from this term); the
+  DECODER ("the generator gets gradient signal to map the generated images into the prior") is
+  trained through ``generator_weight`` * KL(q(z|x_gen) || p(z)) evaluated with the encoder's
+  parameters under stop_gradient (the encoder gets nothing from this term).
+- ``"none"``: the plain VAE.
+Not yet implemented: auxiliary-dataset negatives (need a second data stream in the training
+loop) and the paper's alternating encoder/decoder updates (both updated every step here).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxrobust.distributions import (
-    bernoulli_log_prob,
+    ObservationModel,
     bits_per_dim,
     diagonal_gaussian_kl_to_standard,
+    diagonal_gaussian_log_prob,
+    make_observation_model,
+    shifted_normal_kl,
+    standard_normal_log_prob,
 )
 from jaxrobust.models.base import Model, Score
-from jaxrobust.nn import ConvDecoder, ConvEncoder
+from jaxrobust.nn import make_vae_networks
+from jaxrobust.scores.importance import importance_weighted_log_likelihood
+
+NEGATIVE_SOURCES = ("none", "uniform_noise", "data_noise", "generated")
 
 
 class VAE(nn.Module):
-    """Conv encoder q(z|x) and conv decoder p(x|z) returning Bernoulli logits."""
+    """Encoder, decoder and the observation model's own parameters (e.g. a shared log-scale)."""
 
-    image_shape: Sequence[int]
-    latent_dim: int
-    encoder_features: Sequence[int] = (32, 64)
-    decoder_features: Sequence[int] = (64, 32)
+    encoder: nn.Module
+    decoder: nn.Module
+    observation: ObservationModel
 
     def setup(self):
-        self.encoder = ConvEncoder(self.latent_dim, self.encoder_features)
-        self.decoder = ConvDecoder(self.image_shape, self.decoder_features)
+        self.observation_params = {
+            name: self.param(name, lambda _, v=value: jnp.asarray(v))
+            for name, value in self.observation.init_params().items()
+        }
 
-    def encode(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
-        return self.encoder(x)
+    def encode(self, x: jax.Array, train: bool = False) -> tuple[jax.Array, jax.Array]:
+        return self.encoder(x, train=train)
 
-    def decode(self, z: jax.Array) -> jax.Array:
-        return self.decoder(z)
+    def decode(self, z: jax.Array, train: bool = False) -> jax.Array:
+        return self.decoder(z, train=train)
 
-    def __call__(self, x: jax.Array, key: jax.Array) -> dict[str, jax.Array]:
-        """Per-example ELBO terms: ``log_lik``, ``kl`` and ``elbo`` (nats), each ``[N]``."""
-        mu, log_var = self.encode(x)
-        eps = jax.random.normal(key, mu.shape, mu.dtype)
-        z = mu + jnp.exp(0.5 * log_var) * eps
-        log_lik = bernoulli_log_prob(self.decode(z), x)
+    def log_likelihood(self, decoder_out: jax.Array, x: jax.Array) -> jax.Array:
+        return self.observation.log_prob(decoder_out, x, self.observation_params)
+
+    def reconstruction_mean(self, decoder_out: jax.Array) -> jax.Array:
+        return self.observation.mean(decoder_out, self.observation_params)
+
+    def __call__(self, x: jax.Array, key: jax.Array, train: bool = False) -> dict[str, jax.Array]:
+        """Per-example ``log_lik``, ``kl``, ``elbo`` (nats, ``[N]``) and ``mu``, ``log_var``."""
+        mu, log_var = self.encode(x, train)
+        z = mu + jnp.exp(0.5 * log_var) * jax.random.normal(key, mu.shape, mu.dtype)
+        log_lik = self.log_likelihood(self.decode(z, train), x)
         kl = diagonal_gaussian_kl_to_standard(mu, log_var)
-        return {"log_lik": log_lik, "kl": kl, "elbo": log_lik - kl}
+        return {"log_lik": log_lik, "kl": kl, "elbo": log_lik - kl, "mu": mu, "log_var": log_var}
+
+    def log_weight(self, x: jax.Array, key: jax.Array) -> jax.Array:
+        """One importance log-weight per input: log p(x|z) + log p(z) - log q(z|x), z ~ q."""
+        mu, log_var = self.encode(x)
+        z = mu + jnp.exp(0.5 * log_var) * jax.random.normal(key, mu.shape, mu.dtype)
+        log_lik = self.log_likelihood(self.decode(z), x)
+        return log_lik + standard_normal_log_prob(z) - diagonal_gaussian_log_prob(z, mu, log_var)
+
+    def generate_mean(self, z: jax.Array, train: bool = False) -> jax.Array:
+        """E[x | z]: the generator's output for latent codes ``z``."""
+        return self.reconstruction_mean(self.decode(z, train))
+
+
+def _check_negatives(negatives: Mapping[str, Any]) -> dict[str, Any]:
+    negatives = {"source": "none", "shift": 8.0, "sigma": 0.25, "generator_weight": 1.0,
+                 **dict(negatives or {})}  # fmt: skip
+    if negatives["source"] not in NEGATIVE_SOURCES:
+        raise ValueError(
+            f"Unknown negatives.source {negatives['source']!r}; known: {NEGATIVE_SOURCES} "
+            "(auxiliary datasets are not supported yet)."
+        )
+    unknown = set(negatives) - {"source", "shift", "sigma", "generator_weight", "clip"}
+    if unknown:
+        raise ValueError(f"Unknown negatives options {sorted(unknown)}.")
+    return negatives
 
 
 def make_vae(
@@ -54,32 +111,124 @@ def make_vae(
     latent_dim: int,
     encoder_features: Sequence[int] = (32, 64),
     decoder_features: Sequence[int] = (64, 32),
+    *,
+    network: str = "conv",
+    network_options: Mapping[str, Any] | None = None,
+    observation: str = "bernoulli",
+    observation_options: Mapping[str, Any] | None = None,
+    negatives: Mapping[str, Any] | None = None,
+    iwae_samples: int = 100,
+    iwae_chunk: int = 50,
 ) -> Model:
-    """A :class:`Model` whose per-example loss is the negative ELBO (nats)."""
-    module = VAE(tuple(image_shape), latent_dim, tuple(encoder_features), tuple(decoder_features))
-    num_dims = int(jnp.prod(jnp.asarray(image_shape)))
+    """A :class:`Model` whose per-example loss is -ELBO (+ the negative-sampling KL), in nats.
+
+    Scores: ``elbo`` (larger = in-distribution), ``bpd`` (bits per dimension of -ELBO, larger =
+    OOD: the paper's "AUC BPD"), ``kl`` (KL(q(z|x) || p(z)), larger = OOD: "AUC KL"), ``iwae``
+    (importance-weighted log p(x) with ``iwae_samples`` samples) and ``iwae_std`` (std of the
+    log-weights, larger = OOD).
+    """
+    image_shape = tuple(image_shape)
+    obs = make_observation_model(observation, **dict(observation_options or {}))
+    options = dict(network_options or {})
+    if network == "conv":
+        options.setdefault("encoder_features", tuple(encoder_features))
+        options.setdefault("decoder_features", tuple(decoder_features))
+    encoder, decoder = make_vae_networks(
+        network, image_shape, latent_dim, obs.decoder_channels(image_shape[-1]), **options
+    )
+    module = VAE(encoder, decoder, obs)
+    neg = _check_negatives(negatives or {})
+    num_dims = int(np.prod(image_shape))
 
     def init(key, images):
         init_key, sample_key = jax.random.split(key)
         return module.init(init_key, images, sample_key)
 
+    def apply(variables, *args, train=False, method=None):
+        """``module.apply``; in training, batch statistics (if any) are updated and returned."""
+        mutable = ["batch_stats"] if train and "batch_stats" in variables else False
+        out = module.apply(variables, *args, method=method, mutable=mutable)
+        return out if mutable else (out, {k: v for k, v in variables.items() if k != "params"})
+
     def loss(params, state, batch, key, train):
-        del train  # no dropout or batch norm
-        terms = module.apply({"params": params, **state}, batch["image"], key)
-        neg_elbo = -terms["elbo"]
-        metrics = {"loss": neg_elbo, "kl": terms["kl"], "bpd": bits_per_dim(neg_elbo, num_dims)}
-        return neg_elbo, (metrics, state)
+        x = batch["image"]
+        # The positive term uses ``key`` itself, so the loss is -ELBO of the "elbo" score.
+        neg_key, gen_key = jax.random.fold_in(key, 1), jax.random.fold_in(key, 2)
+        terms, state = apply({"params": params, **state}, x, key, train, train=train)
+        total = -terms["elbo"]
+        metrics = {
+            "elbo": terms["elbo"],
+            "kl": terms["kl"],
+            "bpd": bits_per_dim(-terms["elbo"], num_dims),
+        }
+        if neg["source"] != "none":
+            x_neg = _negatives(x, neg_key, params, state, train)
+            variables = {"params": params, **state}
+            (mu, log_var), state = apply(variables, x_neg, train, train=train, method=VAE.encode)
+            neg_kl = shifted_normal_kl(mu, log_var, neg["shift"])
+            total = total + neg_kl
+            metrics["negative_kl"] = neg_kl
+            if neg["source"] == "generated":
+                gen_kl = _generator_kl(params, state, x.shape[0], gen_key, train)
+                total = total + neg["generator_weight"] * gen_kl
+                metrics["generator_kl"] = gen_kl
+        metrics["loss"] = total
+        return total, (metrics, state)
+
+    def _generated(params, state, num, key, train):
+        z = jax.random.normal(key, (num, latent_dim))
+        out, _ = apply({"params": params, **state}, z, train, train=train,
+                       method=VAE.generate_mean)  # fmt: skip
+        return out
+
+    def _negatives(x, key, params, state, train):
+        source = neg["source"]
+        if source == "uniform_noise":
+            return jax.random.uniform(key, x.shape, x.dtype)
+        if source == "data_noise":
+            noisy = x + neg["sigma"] * jax.random.normal(key, x.shape, x.dtype)
+            return jnp.clip(noisy, 0.0, 1.0) if neg.get("clip", True) else noisy
+        # "generated": the encoder term sees the generator's output as fixed data.
+        return jax.lax.stop_gradient(_generated(params, state, x.shape[0], key, train))
+
+    def _generator_kl(params, state, num, key, train):
+        """KL(q(z|x_gen) || p(z)) with x_gen differentiable and the encoder frozen."""
+        x_gen = _generated(params, state, num, key, train)
+        frozen = {**params, "encoder": jax.lax.stop_gradient(params["encoder"])}
+        (mu, log_var), _ = apply({"params": frozen, **state}, x_gen, train, train=train,
+                                 method=VAE.encode)  # fmt: skip
+        return diagonal_gaussian_kl_to_standard(mu, log_var)
 
     def elbo_score(variables, images, key):
         return module.apply(variables, images, key)["elbo"]
+
+    def bpd_score(variables, images, key):
+        return bits_per_dim(-elbo_score(variables, images, key), num_dims)
 
     def kl_score(variables, images, key):
         del key
         mu, log_var = module.apply(variables, images, method=VAE.encode)
         return diagonal_gaussian_kl_to_standard(mu, log_var)
 
+    def iwae(variables, images, key):
+        def log_weight_fn(k):
+            return module.apply(variables, images, k, method=VAE.log_weight)
+
+        return importance_weighted_log_likelihood(log_weight_fn, key, iwae_samples, iwae_chunk)
+
     scores = {
         "elbo": Score(elbo_score, False, "ELBO estimate of log p(x), one z sample (nats)"),
+        "bpd": Score(bpd_score, True, "bits per dimension of -ELBO (one z sample)"),
         "kl": Score(kl_score, True, "KL(q(z|x) || p(z)) in closed form (nats)"),
+        "iwae": Score(
+            lambda v, x, k: iwae(v, x, k).log_likelihood,
+            False,
+            f"importance-weighted log p(x), K = {iwae_samples} (nats)",
+        ),
+        "iwae_std": Score(
+            lambda v, x, k: iwae(v, x, k).std_log_weights,
+            True,
+            f"std of the K = {iwae_samples} importance log-weights (nats)",
+        ),
     }
     return Model("vae", init, loss, scores)
