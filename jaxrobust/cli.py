@@ -90,7 +90,11 @@ def _train(args, overrides) -> int:
     config = load_config(args.config, overrides)
     summary = train_and_evaluate(config, args.workdir)
     for name, row in summary.items():
-        shown = {k: v for k, v in row.items() if k.startswith(("train/", "val/"))}
+        shown = {
+            k: v
+            for k, v in row.items()
+            if k.startswith(("train/", "val/")) and isinstance(v, (int, float))
+        }
         text = ", ".join(f"{k} {v:.4g}" for k, v in shown.items())
         print(f"{name}: epoch {row.get('epoch')} (best {row.get('best_epoch')}): {text}")
     print(f"Checkpoints in {args.workdir}/checkpoints.")
