@@ -1,0 +1,507 @@
+"""IWAE log p(x) throughput (images/s): jaxrobust's jitted ``iwae`` score vs a PyTorch twin.
+
+Task: the importance-weighted estimate log p_K(x) = logsumexp_k log w_k - log K with K = 1000
+importance samples (Burda et al. 2016) for the quickstart VAE of ``experiments/quickstart.py``
+(conv encoder 4x4 stride 2, widths 32, 64 -> dense 2 * 16; latent 16; decoder dense -> 7x7x64 ->
+transposed 4x4 stride-2 convs 32 then 1; Bernoulli logits) on 28x28x1 images: synthetic uint8
+images scaled to [0, 1], or the cached Fashion-MNIST test split with ``--real``.
+
+- jaxrobust: ``build_model({"kind": "vae", ..., "iwae_samples": K, "iwae_chunk": C})`` and its
+  ``iwae`` score (``scores.importance``: C samples at a time by ``vmap``, chunks under
+  ``lax.scan``, streaming logsumexp), jitted for an image batch of B and compiled once (compile
+  time reported separately), as is and with ``conv_ops.cpu_compiler_options()``; a Python loop
+  over the image batches.
+- PyTorch: a twin module holding the *same* weights (copied from jaxrobust's initialisation:
+  NHWC -> NCHW, HWIO -> OIHW, dense rows/columns permuted from HWC to CHW order, and
+  jaxrobust's transposed convolution -- an unflipped kernel on the stride-dilated input with
+  padding (2, 2) -- as ``conv_transpose2d(padding=1)`` with the kernel flipped in space and
+  stored (in, out, kh, kw)), written as a careful PyTorch user would: ``torch.inference_mode``,
+  ``torch.set_num_threads(cores)``, per batch of B images one encoder pass, then chunks of C
+  samples as one ``[C * B]`` decoder pass each, log-weights ``[K, B]``, one ``logsumexp``.
+
+Parity check first (on a few images, K small, the same eps ~ N(0, I) on both sides: the eps that
+jaxrobust draws for sample k, ``normal(fold_in(key, k), [n, 16])``, are fed to PyTorch): the
+individual log-weights (jaxrobust's K = 1 score for each key) and log p_K(x) must agree to 1e-4
+relative, with the initial weights and again with random biases (the initial biases are zero).
+
+Timing: the two sides are interleaved in one process (one warm-up call each, then ``--repeats``
+rounds), throughput = images / median seconds. Each side is timed for a few (B, C) settings on
+``--sweep-images`` images and the best of each is then timed on ``--timed-images`` images.
+
+Usage::
+
+    python tools/bench_iwae.py --output BENCHMARKS.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+DATE = "2026-11-21"
+IMAGE_SHAPE = (28, 28, 1)
+LATENT = 16
+LOG_2PI = math.log(2.0 * math.pi)
+
+
+def model_config(samples: int, chunk: int) -> dict:
+    return {
+        "kind": "vae",
+        "latent_dim": LATENT,
+        "encoder_features": (32, 64),
+        "decoder_features": (64, 32),
+        "iwae_samples": samples,
+        "iwae_chunk": chunk,
+    }
+
+
+def parse_settings(text: str) -> list[tuple[int, int]]:
+    """``"100:50,200:25"`` -> [(100, 50), (200, 25)]: (image batch B, sample chunk C)."""
+    pairs = []
+    for item in text.split(","):
+        batch, chunk = item.split(":")
+        pairs.append((int(batch), int(chunk)))
+    return pairs
+
+
+def load_images(num: int, real: bool) -> np.ndarray:
+    """float32 [num, 28, 28, 1] in [0, 1]: Fashion-MNIST test (``real``) or synthetic uint8."""
+    if real:
+        from jaxrobust.data import load
+
+        images, _ = load("fashion_mnist", "test", sources=["cache"], progress=False)
+        images = np.asarray(images[:num])
+        if len(images) < num:
+            raise ValueError(f"fashion_mnist test has {len(images)} images, asked for {num}.")
+    else:
+        images = np.random.default_rng(0).integers(0, 256, (num, *IMAGE_SHAPE), dtype=np.uint8)
+    return images.astype(np.float32) / 255.0
+
+
+# ----------------------------------------------------------------------------------- jaxrobust
+
+
+def jax_init():
+    """jaxrobust's initial variables of the quickstart VAE (independent of K and C)."""
+    import jax
+    import jax.numpy as jnp
+
+    from jaxrobust.models import build_model
+
+    model = build_model(model_config(1, 1), IMAGE_SHAPE, 10)
+    return model.init(jax.random.key(0), jnp.zeros((1, *IMAGE_SHAPE), jnp.float32))
+
+
+def jax_iwae(samples: int, chunk: int, batch: int, options: bool):
+    """(compiled score ``(variables, images [B, ...], key) -> [B]``, compile seconds)."""
+    import jax
+    import jax.numpy as jnp
+
+    from jaxrobust.models import build_model
+    from jaxrobust.nn.conv_ops import cpu_compiler_options
+
+    model = build_model(model_config(samples, chunk), IMAGE_SHAPE, 10)
+    variables = jax_init()
+    images = jnp.zeros((batch, *IMAGE_SHAPE), jnp.float32)
+    start = time.perf_counter()
+    lowered = jax.jit(model.scores["iwae"].fn).lower(variables, images, jax.random.key(0))
+    compiled = lowered.compile(compiler_options=cpu_compiler_options() if options else None)
+    return compiled, time.perf_counter() - start
+
+
+def jax_runner(variables, images: np.ndarray, samples: int, chunk: int, batch: int, options: bool):
+    """(run(i) -> log p_K(x) of all ``images``, compile seconds)."""
+    import jax
+    import jax.numpy as jnp
+
+    if len(images) % batch:
+        raise ValueError(f"{len(images)} images are not a multiple of the batch {batch}.")
+    compiled, compile_s = jax_iwae(samples, chunk, batch, options)
+    device_images = jnp.asarray(images)
+    variables = jax.device_put(variables)
+
+    def run(i: int) -> jax.Array:
+        key = jax.random.key(1000 + i)
+        out = [
+            compiled(variables, device_images[s : s + batch], jax.random.fold_in(key, s))
+            for s in range(0, len(images), batch)
+        ]
+        return jax.block_until_ready(jnp.concatenate(out))
+
+    return run, compile_s
+
+
+# ----------------------------------------------------------------------------------- PyTorch
+
+
+def torch_vae():
+    """The PyTorch twin (NCHW): ``encode(x) -> (mu, log_var)``, ``decode(z) -> logits``."""
+    from torch import nn
+    from torch.nn import functional as F
+
+    class VAE(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv1 = nn.Conv2d(1, 32, 4, 2, 1)  # flax SAME on 28 -> 14: padding (1, 1)
+            self.conv2 = nn.Conv2d(32, 64, 4, 2, 1)
+            self.stats = nn.Linear(7 * 7 * 64, 2 * LATENT)
+            self.dense = nn.Linear(LATENT, 7 * 7 * 64)
+            self.deconv1 = nn.ConvTranspose2d(64, 32, 4, 2, 1)
+            self.deconv2 = nn.ConvTranspose2d(32, 1, 4, 2, 1)
+
+        def encode(self, x):
+            h = F.relu(self.conv2(F.relu(self.conv1(x))))
+            return self.stats(h.flatten(1)).chunk(2, dim=1)
+
+        def decode(self, z):
+            h = F.relu(self.dense(z)).view(-1, 64, 7, 7)
+            return self.deconv2(F.relu(self.deconv1(h)))
+
+    return VAE()
+
+
+def copy_weights(module, variables) -> None:
+    """jaxrobust variables -> the twin, in place (see the module docstring for the mapping)."""
+    import jax
+    import torch
+
+    p = jax.tree_util.tree_map(np.asarray, variables["params"])
+    enc, dec = p["encoder"], p["decoder"]
+
+    def conv(w):  # HWIO -> OIHW
+        return w.transpose(3, 2, 0, 1)
+
+    def deconv(w):  # unflipped HWIO on the dilated input -> (in, out, kh, kw), flipped
+        return w[::-1, ::-1].transpose(2, 3, 0, 1)
+
+    # Dense after the encoder: rows in (h, w, c) order -> (c, h, w) order of torch's flatten.
+    stats = enc["Dense_0"]["kernel"].reshape(7, 7, 64, -1).transpose(2, 0, 1, 3).reshape(3136, -1)
+    # Dense of the decoder: columns (h, w, c) -> (c, h, w) of torch's view(-1, 64, 7, 7).
+    dense_w = dec["Dense_0"]["kernel"].reshape(-1, 7, 7, 64).transpose(0, 3, 1, 2).reshape(-1, 3136)
+    dense_b = dec["Dense_0"]["bias"].reshape(7, 7, 64).transpose(2, 0, 1).reshape(-1)
+    values = {
+        "conv1.weight": conv(enc["Conv_0"]["kernel"]),
+        "conv1.bias": enc["Conv_0"]["bias"],
+        "conv2.weight": conv(enc["Conv_1"]["kernel"]),
+        "conv2.bias": enc["Conv_1"]["bias"],
+        "stats.weight": stats.T,
+        "stats.bias": enc["Dense_0"]["bias"],
+        "dense.weight": dense_w.T,
+        "dense.bias": dense_b,
+        "deconv1.weight": deconv(dec["ConvTranspose_0"]["kernel"]),
+        "deconv1.bias": dec["ConvTranspose_0"]["bias"],
+        "deconv2.weight": deconv(dec["ConvTranspose_1"]["kernel"]),
+        "deconv2.bias": dec["ConvTranspose_1"]["bias"],
+    }
+    state = {k: torch.from_numpy(np.array(v, np.float32)) for k, v in values.items()}
+    module.load_state_dict(state, strict=True)
+
+
+def torch_chunk_log_weights(model, x, mu, log_var, eps):
+    """log w ``[c, B]`` for eps ``[c, B, latent]`` (z = mu + exp(log_var / 2) * eps)."""
+    from torch.nn import functional as F
+
+    c, b = eps.shape[:2]
+    z = mu + (0.5 * log_var).exp() * eps
+    logits = model.decode(z.reshape(c * b, LATENT)).view(c, b, *x.shape[1:])
+    bce = F.binary_cross_entropy_with_logits(logits, x.expand_as(logits), reduction="none")
+    log_lik = -bce.sum(dim=(2, 3, 4))
+    log_prior = -0.5 * (LOG_2PI + z.square()).sum(-1)
+    log_q = -0.5 * (LOG_2PI + log_var + eps.square()).sum(-1)
+    return log_lik + log_prior - log_q
+
+
+def torch_iwae(model, x, samples: int, chunk: int, eps_fn: Callable | None = None):
+    """log p_K(x) ``[B]``: one encoder pass, K samples in chunks of ``chunk``, one logsumexp."""
+    import torch
+
+    mu, log_var = model.encode(x)
+    log_w = x.new_empty(samples, x.shape[0])
+    for start in range(0, samples, chunk):
+        c = min(chunk, samples - start)
+        eps = torch.randn(c, *mu.shape) if eps_fn is None else eps_fn(start, c)
+        log_w[start : start + c] = torch_chunk_log_weights(model, x, mu, log_var, eps)
+    return torch.logsumexp(log_w, dim=0) - math.log(samples), log_w
+
+
+def torch_runner(variables, images: np.ndarray, samples: int, chunk: int, batch: int):
+    """run(i) -> log p_K(x) of all ``images`` (NCHW float32, batches of ``batch``)."""
+    import torch
+
+    torch.set_num_threads(len(os.sched_getaffinity(0)))
+    torch.manual_seed(0)
+    model = torch_vae().eval()
+    copy_weights(model, variables)
+    x_all = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
+    if len(images) % batch:
+        raise ValueError(f"{len(images)} images are not a multiple of the batch {batch}.")
+
+    def run(i: int):
+        with torch.inference_mode():
+            return torch.cat(
+                [
+                    torch_iwae(model, x_all[s : s + batch], samples, chunk)[0]
+                    for s in range(0, len(images), batch)
+                ]
+            )
+
+    return run
+
+
+# ----------------------------------------------------------------------------------- parity
+
+
+def parity(variables, images: np.ndarray, samples: int) -> dict:
+    """Max relative differences of the log-weights and of log p_K(x), same eps both sides."""
+    import jax
+    import jax.numpy as jnp
+    import torch
+
+    key = jax.random.key(7)
+    n = len(images)
+    x = jnp.asarray(images)
+    single, _ = jax_iwae(1, 1, n, False)
+    # jaxrobust's K = 1 score with key k' is the log-weight of eps = normal(fold_in(k', 0), ...).
+    keys = [jax.random.fold_in(key, k) for k in range(samples)]
+    jax_log_w = np.stack([np.asarray(single(variables, x, k)) for k in keys])
+    eps = np.stack(
+        [np.asarray(jax.random.normal(jax.random.fold_in(k, 0), (n, LATENT))) for k in keys]
+    )
+    many, _ = jax_iwae(samples, max(1, samples // 3), n, False)
+    jax_ll = np.asarray(many(variables, x, key))
+    # The K-sample score draws sample k from fold_in(key, k).
+    eps_many = np.stack(
+        [
+            np.asarray(jax.random.normal(jax.random.fold_in(key, k), (n, LATENT)))
+            for k in range(samples)
+        ]
+    )
+
+    model = torch_vae().eval()
+    copy_weights(model, variables)
+    x_t = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
+    with torch.inference_mode():
+        _, torch_log_w = torch_iwae(
+            model, x_t, samples, 5, lambda s, c: torch.from_numpy(eps[s : s + c])
+        )
+        torch_ll, _ = torch_iwae(
+            model, x_t, samples, 5, lambda s, c: torch.from_numpy(eps_many[s : s + c])
+        )
+
+    def rel(a, b):
+        a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+        return float(np.max(np.abs(a - b) / np.maximum(np.abs(b), 1e-6)))
+
+    return {
+        "log_w": rel(torch_log_w.numpy(), jax_log_w),
+        "log_p": rel(torch_ll.numpy(), jax_ll),
+        "mean_log_p": float(np.mean(jax_ll)),
+    }
+
+
+def randomised_biases(variables, seed: int = 3):
+    """``variables`` with every bias drawn from N(0, 0.1^2) (the initial biases are zero)."""
+    import jax
+
+    rng = np.random.default_rng(seed)
+
+    def draw(path, leaf):
+        if getattr(path[-1], "key", None) == "bias":
+            return (0.1 * rng.standard_normal(leaf.shape)).astype(np.float32)
+        return leaf
+
+    return jax.tree_util.tree_map_with_path(draw, variables)
+
+
+# ----------------------------------------------------------------------------------- timing
+
+
+def measure(runners: dict[str, Callable[[int], object]], repeats: int) -> dict[str, list[float]]:
+    """Seconds per call: one warm-up call each, then ``repeats`` interleaved rounds."""
+    for run in runners.values():
+        run(-1)
+    seconds: dict[str, list[float]] = {name: [] for name in runners}
+    for i in range(repeats):
+        for name, run in runners.items():
+            start = time.perf_counter()
+            run(i)
+            seconds[name].append(time.perf_counter() - start)
+    return seconds
+
+
+# ----------------------------------------------------------------------------------- report
+
+
+BEGIN, END = "<!-- bench_iwae:begin -->", "<!-- bench_iwae:end -->"
+
+
+def markdown(rows: list[dict], meta: dict) -> str:
+    lines = [
+        BEGIN,
+        f"Measured {meta['date']} on {meta['device']}; jax {meta['jax']}, torch {meta['torch']} "
+        f"({meta['threads']} threads), Python {meta['python']}. Images: {meta['images']}.",
+        "",
+        f"Command: `{meta['command']}`",
+        "",
+        f"Parity (same eps both sides, {meta['parity_images']} images, K = "
+        f"{meta['parity_samples']}): max relative difference of the log-weights "
+        f"{meta['parity']['log_w']:.1e}, of log p_K(x) {meta['parity']['log_p']:.1e} "
+        f"(random biases: {meta['parity_bias']['log_w']:.1e}, "
+        f"{meta['parity_bias']['log_p']:.1e}).",
+        "",
+        f"K = {meta['samples']} importance samples per image. {meta['scope']}",
+        "",
+        "| implementation | image batch B | sample chunk C | compile (s, once) | images/s | "
+        "s per 10,000 images | jaxrobust / PyTorch |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    torch_rate = next(r["rate"] for r in rows if r["side"] == "torch")
+    for r in rows:
+        compile_s = f"{r['compile']:.1f}" if r.get("compile") is not None else "-"
+        ratio = f"{r['rate'] / torch_rate:.2f}x" if r["side"] != "torch" else "1.00x"
+        lines.append(
+            f"| {r['name']} | {r['batch']} | {r['chunk']} | {compile_s} | {r['rate']:.1f} | "
+            f"{10_000 / r['rate']:.0f} | {ratio} |"
+        )
+    lines += ["", meta["sweep"], END]
+    return "\n".join(lines) + "\n"
+
+
+def update_report(path: Path, section: str, title: str) -> None:
+    """Replace the generated section of ``path``, or append ``title`` + the section."""
+    text = path.read_text() if path.exists() else "# Benchmarks\n\n"
+    if BEGIN in text and END in text:
+        head, rest = text.split(BEGIN, 1)
+        text = head + section.rstrip("\n") + rest.split(END, 1)[1]
+    else:
+        text = text.rstrip("\n") + "\n\n" + title + "\n\n" + section
+    path.write_text(text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--samples", type=int, default=1000, help="K importance samples")
+    parser.add_argument("--timed-images", type=int, default=10_000)
+    parser.add_argument("--sweep-images", type=int, default=20)
+    parser.add_argument("--jax-settings", default="20:25,20:50,10:100", help="B:C,...")
+    parser.add_argument("--torch-settings", default="20:50,20:100,10:250", help="B:C,...")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--parity-images", type=int, default=6)
+    parser.add_argument("--parity-samples", type=int, default=12)
+    parser.add_argument("--real", action="store_true", help="Fashion-MNIST test from the cache")
+    parser.add_argument("--output", default=None, help="update this markdown file (section)")
+    args = parser.parse_args(argv)
+
+    import jax
+    import torch
+
+    from jaxrobust.devices import describe_devices
+
+    variables = jax_init()
+    images = load_images(max(args.timed_images, args.sweep_images), args.real)
+
+    checks = {}
+    for label, v in (("init", variables), ("bias", randomised_biases(variables))):
+        checks[label] = parity(v, images[: args.parity_images], args.parity_samples)
+        print(f"parity ({label} weights): {checks[label]}", flush=True)
+        if max(checks[label]["log_w"], checks[label]["log_p"]) > 1e-4:
+            raise SystemExit("jaxrobust and PyTorch disagree: not benchmarking.")
+
+    K = args.samples
+    sweep_lines = []
+    best = {}
+    for side, settings in (("jax", args.jax_settings), ("torch", args.torch_settings)):
+        for batch, chunk in parse_settings(settings):
+            if side == "jax":
+                for options in (False, True):
+                    name = "jax_opts" if options else "jax"
+                    run, compile_s = jax_runner(
+                        variables, images[: args.sweep_images], K, chunk, batch, options
+                    )
+                    secs = measure({name: run}, 1)[name][0]
+                    rate = args.sweep_images / secs
+                    print(f"sweep {name} B={batch} C={chunk}: {rate:.1f} img/s "
+                          f"(compile {compile_s:.1f} s)", flush=True)  # fmt: skip
+                    sweep_lines.append(f"{name} B={batch} C={chunk}: {rate:.0f}")
+                    if rate > best.get(name, (0,))[0]:
+                        best[name] = (rate, batch, chunk)
+            else:
+                run = torch_runner(variables, images[: args.sweep_images], K, chunk, batch)
+                secs = measure({"torch": run}, 1)["torch"][0]
+                rate = args.sweep_images / secs
+                print(f"sweep torch B={batch} C={chunk}: {rate:.1f} img/s", flush=True)
+                sweep_lines.append(f"torch B={batch} C={chunk}: {rate:.0f}")
+                if rate > best.get("torch", (0,))[0]:
+                    best["torch"] = (rate, batch, chunk)
+
+    timed = images[: args.timed_images]
+    runners, compiles = {}, {}
+    for name in ("jax", "jax_opts"):
+        _, batch, chunk = best[name]
+        runners[name], compiles[name] = jax_runner(
+            variables, timed, K, chunk, batch, name == "jax_opts"
+        )
+    _, batch, chunk = best["torch"]
+    runners["torch"] = torch_runner(variables, timed, K, chunk, batch)
+    seconds = measure(runners, args.repeats)
+    names = {
+        "jax": "jaxrobust `iwae` (jit)",
+        "jax_opts": "jaxrobust `iwae` (jit + `cpu_compiler_options()`)",
+        "torch": "PyTorch (inference_mode, batched samples)",
+    }
+    rows = []
+    for key, values in seconds.items():
+        rate = len(timed) / statistics.median(values)
+        rates = ", ".join(f"{len(timed) / v:.1f}" for v in values)
+        print(f"{names[key]}: {rate:.1f} img/s ({rates})", flush=True)
+        _, batch, chunk = best[key]
+        rows.append({"side": key, "name": names[key], "batch": batch, "chunk": chunk,
+                     "rate": rate, "compile": compiles.get(key)})  # fmt: skip
+
+    scope = (
+        f"Timed on the first {len(timed):,} images (median of {args.repeats} interleaved calls "
+        "after a warm-up)"
+        + (
+            "; the full 10,000-image run is too slow for this CPU's time budget, so the "
+            '"s per 10,000 images" column extrapolates linearly.'
+            if len(timed) < 10_000
+            else "."
+        )
+    )
+    meta = {
+        "date": DATE,
+        "device": describe_devices(),
+        "jax": jax.__version__,
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "images": "Fashion-MNIST test" if args.real else "synthetic uint8 28x28x1 / 255",
+        "command": "python " + " ".join(["tools/bench_iwae.py", *(argv or sys.argv[1:])]),
+        "parity_images": args.parity_images,
+        "parity_samples": args.parity_samples,
+        "parity": checks["init"],
+        "parity_bias": checks["bias"],
+        "samples": K,
+        "scope": scope,
+        "sweep": f"Chunk sweep on {args.sweep_images} images, one call each after a warm-up "
+        "(images/s; "
+        "`jax_opts` = with `cpu_compiler_options()`): " + "; ".join(sweep_lines) + ".",
+    }
+    section = markdown(rows, meta)
+    print(section)
+    if args.output:
+        update_report(Path(args.output), section, "## IWAE log p(x)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
