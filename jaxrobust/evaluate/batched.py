@@ -16,6 +16,7 @@ import numpy as np
 
 from jaxrobust.data.batching import padded_batches
 from jaxrobust.data.preprocess import Preprocess
+from jaxrobust.nn.conv_ops import cpu_compiler_options
 
 PyTree = Any
 
@@ -39,7 +40,8 @@ def _compiled_map(fn, preprocess: Preprocess, batch_size: int, num: int):
     """One jitted function per (score, preprocessing, batch size, dataset size)."""
     idx, _ = padded_batches(num, batch_size)
 
-    @jax.jit
+    # CPU: the same compiler options as training (Eigen convolutions; +30% on the IWAE score).
+    @functools.partial(jax.jit, compiler_options=cpu_compiler_options() or None)
     def run(variables, images, key):
         keys = jax.random.split(key, idx.shape[0])
 
