@@ -2,13 +2,10 @@
 
 On GPU/TPU the runs are vmapped. On CPU they are mapped one after another with ``lax.map``
 inside the same jitted program: vmapping a convolution over its kernel turns it into a grouped
-convolution (``feature_group_count`` = R), which XLA:CPU runs 5x slower per image than one
-ordinary run. Measured on 2 CPU cores, quickstart VAE, one epoch of 50 steps x 128 images:
-one unstacked run 9,500-9,900 images/s; 5 runs vmapped 1,900 run-images/s, ``lax.map`` 3,600,
-unrolled at trace time 4,000, as a list of 5 unstacked states 4,700. Running the runs inside one
-program is thus still 2-2.7x slower on CPU than separate programs (not yet understood: a single
-run under ``lax.map`` alone is 2.6x slower); GPU not measured. ``JAXROBUST_RUNS=vmap|map``
-overrides the choice.
+convolution (``feature_group_count`` = R), which XLA:CPU runs about 3x slower per image.
+``tools/bench_runs.py`` (quickstart VAE, 2 CPU cores, BENCHMARKS.md): one unstacked run 8,591
+images/s; 5 runs as one program 8,198 run-images/s with ``lax.map`` (0.95x of separate runs),
+2,911 vmapped (0.34x). GPU not measured yet. ``JAXROBUST_RUNS=vmap|map`` overrides the choice.
 """
 
 from __future__ import annotations
