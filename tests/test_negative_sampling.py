@@ -125,3 +125,36 @@ def test_iwae_score_is_at_least_the_elbo_on_average_and_batch_norm_state_updates
 def test_unknown_negative_source_is_explained():
     with pytest.raises(ValueError, match="Unknown negatives.source"):
         vae(negatives={"source": "emnist"})
+
+
+def test_auxiliary_dataset_negatives_are_the_batch_negatives():
+    plain, neg = vae(), vae(negatives={"source": "dataset", "dataset": "mnist", "shift": 8.0})
+    x, params, state = setup(neg)
+    x_neg = jax.random.uniform(jax.random.key(9), x.shape) ** 3
+    key = jax.random.key(4)
+    batch = {"image": x, "negative_image": x_neg}
+    loss, (metrics, _) = neg.loss(params, state, batch, key, True)
+    plain_loss, _ = plain.loss(params, state, {"image": x}, key, True)
+    mu, log_var = encode(params, x_neg)
+    expected = diagonal_gaussian_kl(mu, log_var, jnp.full_like(mu, 8.0), jnp.zeros_like(mu))
+    np.testing.assert_allclose(loss, plain_loss + expected, rtol=1e-5)
+    # Validation batches have no negatives: -ELBO alone; training without them is an error.
+    val_loss, _ = neg.loss(params, state, {"image": x}, key, False)
+    np.testing.assert_allclose(val_loss, plain_loss, rtol=1e-6)
+    with pytest.raises(ValueError, match="no 'negative_image'"):
+        neg.loss(params, state, {"image": x}, key, True)
+
+
+def test_training_loop_feeds_auxiliary_negatives(synthetic_data, tiny_config, tmp_path):
+    from jaxrobust.errors import ConfigError
+    from jaxrobust.train import train_and_evaluate
+
+    tiny_config.models = {"vae": tiny_config.models.vae}
+    tiny_config.data.train_limit = 256
+    tiny_config.models.vae.num_epochs = 1
+    tiny_config.models.vae.negatives = {"source": "dataset", "dataset": "mnist", "shift": 8.0}
+    summary = train_and_evaluate(tiny_config, tmp_path / "aux")
+    assert np.isfinite(summary["vae"]["train/negative_kl"])
+    tiny_config.models.vae.negatives = {"source": "dataset"}
+    with pytest.raises(ConfigError, match="negatives.dataset is not set"):
+        train_and_evaluate(tiny_config, tmp_path / "aux2")

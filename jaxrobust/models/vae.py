@@ -8,6 +8,8 @@ Negative sampling (Csiszarik et al., seed 004, eq. in section 3): with negatives
 negative prior p_neg(z) = N(s * 1, I) (s = 8 grayscale, 25 colour),
     L = -ELBO(x) + KL(q(z|x_neg) || p_neg(z))      (no reconstruction term for negatives)
 Negative sources (``negatives.source``):
+- ``"dataset"``: an auxiliary dataset (``negatives.dataset``, any ``jaxrobust.data`` name of the
+  same image shape); the training loop draws a batch of it per step (``batch["negative_image"]``);
 - ``"uniform_noise"``: every pixel ~ U[0, 1];
 - ``"data_noise"``: x + sigma * N(0, I) (sigma 0.25 in the paper), clipped to [0, 1];
 - ``"generated"`` (adversarial variant, sections 3 and 4.3): x_gen = E[x | z], z ~ p(z).
@@ -17,8 +19,8 @@ Negative sources (``negatives.source``):
   trained through ``generator_weight`` * KL(q(z|x_gen) || p(z)) evaluated with the encoder's
   parameters under stop_gradient (the encoder gets nothing from this term).
 - ``"none"``: the plain VAE.
-Not yet implemented: auxiliary-dataset negatives (need a second data stream in the training
-loop) and the paper's alternating encoder/decoder updates (both updated every step here).
+Not yet implemented: the paper's alternating encoder/decoder updates (both are updated every
+step here).
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ from jaxrobust.models.base import Model, Score
 from jaxrobust.nn import make_vae_networks
 from jaxrobust.scores.importance import importance_weighted_log_likelihood
 
-NEGATIVE_SOURCES = ("none", "uniform_noise", "data_noise", "generated")
+NEGATIVE_SOURCES = ("none", "dataset", "uniform_noise", "data_noise", "generated")
 
 
 class VAE(nn.Module):
@@ -97,10 +99,9 @@ def _check_negatives(negatives: Mapping[str, Any]) -> dict[str, Any]:
                  **dict(negatives or {})}  # fmt: skip
     if negatives["source"] not in NEGATIVE_SOURCES:
         raise ValueError(
-            f"Unknown negatives.source {negatives['source']!r}; known: {NEGATIVE_SOURCES} "
-            "(auxiliary datasets are not supported yet)."
+            f"Unknown negatives.source {negatives['source']!r}; known: {NEGATIVE_SOURCES}."
         )
-    unknown = set(negatives) - {"source", "shift", "sigma", "generator_weight", "clip"}
+    unknown = set(negatives) - {"source", "shift", "sigma", "generator_weight", "clip", "dataset"}
     if unknown:
         raise ValueError(f"Unknown negatives options {sorted(unknown)}.")
     return negatives
@@ -161,8 +162,10 @@ def make_vae(
             "kl": terms["kl"],
             "bpd": bits_per_dim(-terms["elbo"], num_dims),
         }
-        if neg["source"] != "none":
-            x_neg = _negatives(x, neg_key, params, state, train)
+        # Validation batches carry no auxiliary negatives: their loss is then -ELBO alone.
+        skip = neg["source"] == "dataset" and not train and "negative_image" not in batch
+        if neg["source"] != "none" and not skip:
+            x_neg = _negatives(x, batch, neg_key, params, state, train)
             variables = {"params": params, **state}
             (mu, log_var), state = apply(variables, x_neg, train, train=train, method=VAE.encode)
             neg_kl = shifted_normal_kl(mu, log_var, neg["shift"])
@@ -181,8 +184,15 @@ def make_vae(
                        method=VAE.generate_mean)  # fmt: skip
         return out
 
-    def _negatives(x, key, params, state, train):
+    def _negatives(x, batch, key, params, state, train):
         source = neg["source"]
+        if source == "dataset":
+            if "negative_image" not in batch:
+                raise ValueError(
+                    "negatives.source is 'dataset' but the batch has no 'negative_image'; train "
+                    "through jaxrobust.train with negatives.dataset set."
+                )
+            return batch["negative_image"]
         if source == "uniform_noise":
             return jax.random.uniform(key, x.shape, x.dtype)
         if source == "data_noise":

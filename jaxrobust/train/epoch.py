@@ -41,7 +41,9 @@ def make_train_epoch(
     mesh: Mesh,
     num_runs: int | None = None,
 ) -> Callable[[TrainState, jax.Array, jax.Array, jax.Array], tuple[TrainState, dict]]:
-    """``train_epoch(state, images, labels, epoch_key) -> (state, {metric: [steps]})``, jitted.
+    """``train_epoch(state, images, labels, epoch_key, negatives=None) -> (state, {metric:
+    [steps]})``, jitted. ``negatives`` (uint8 images of an auxiliary dataset, on the device)
+    adds a uniformly drawn ``batch["negative_image"]`` to every step.
 
     With ``num_runs`` = R, every leaf of ``state`` and ``epoch_key`` has a leading run axis [R]
     and the R runs (own initialisation, shuffling and noise each) train as one program (vmapped,
@@ -51,13 +53,17 @@ def make_train_epoch(
     """
     batch_spec = batch_sharded(mesh)
 
-    def train_step(state: TrainState, inputs, images, labels):
+    def train_step(state: TrainState, inputs, images, labels, negatives):
         batch_idx, key = inputs
         augment_key, loss_key = jax.random.split(key)
         batch = {
             "image": preprocess(images[batch_idx], key=augment_key, train=True),
             "label": labels[batch_idx],
         }
+        if negatives is not None:  # an auxiliary dataset: a uniformly drawn batch of it
+            neg_key = jax.random.fold_in(key, 1)
+            neg_idx = jax.random.randint(neg_key, batch_idx.shape, 0, negatives.shape[0])
+            batch["negative_image"] = preprocess(negatives[neg_idx])
         batch = jax.lax.with_sharding_constraint(batch, batch_spec)
 
         def objective(params):
@@ -72,18 +78,18 @@ def make_train_epoch(
         metrics = {name: jnp.mean(value) for name, value in metrics.items()}
         return TrainState(state.step + 1, params, model_state, opt_state), metrics
 
-    def train_epoch(state, images, labels, epoch_key):
+    def train_epoch(state, images, labels, epoch_key, negatives=None):
         perm_key, steps_key = jax.random.split(epoch_key)
         batches = shuffled_batches(perm_key, images.shape[0], batch_size)
         step_keys = jax.random.split(steps_key, batches.shape[0])
 
         def body(carry, inputs):
-            return train_step(carry, inputs, images, labels)
+            return train_step(carry, inputs, images, labels, negatives)
 
         return jax.lax.scan(body, state, (batches, step_keys))
 
     if num_runs is not None:
-        train_epoch = over_runs(train_epoch, in_axes=(0, None, None, 0))
+        train_epoch = over_runs(train_epoch, in_axes=(0, None, None, 0, None))
     return jax.jit(train_epoch, donate_argnums=0)
 
 

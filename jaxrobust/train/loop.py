@@ -138,7 +138,9 @@ def _train_model(config, workdir: Path, name: str, mesh, hooks) -> dict:
     steps = steps_per_epoch(len(train_images), batch_size)
     optimizer = build_optimizer(cfg.optimizer.to_dict(), steps)
 
+    negatives = _auxiliary_negatives(cfg, name, train_images.shape[1:], progress)
     on_devices = replicated(mesh)
+    negatives = None if negatives is None else jax.device_put(negatives, on_devices)
     train_images, train_labels, val_images, val_labels = jax.device_put(
         (train_images, train_labels.astype(np.int32), val_images, val_labels.astype(np.int32)),
         on_devices,
@@ -180,9 +182,9 @@ def _train_model(config, workdir: Path, name: str, mesh, hooks) -> dict:
         return _per_run(derive, keys, num_runs)
 
     compile_start = time.perf_counter()
-    train_epoch = train_epoch.lower(state, train_images, train_labels, epoch_keys(1, 0)).compile(
-        compiler_options=cpu_compiler_options() or None
-    )
+    train_epoch = train_epoch.lower(
+        state, train_images, train_labels, epoch_keys(1, 0), negatives
+    ).compile(compiler_options=cpu_compiler_options() or None)
     compile_seconds = time.perf_counter() - compile_start
 
     num_epochs = cfg.num_epochs
@@ -199,7 +201,7 @@ def _train_model(config, workdir: Path, name: str, mesh, hooks) -> dict:
         for epoch in bar:
             tic = time.perf_counter()
             state, step_metrics = train_epoch(
-                state, train_images, train_labels, epoch_keys(1, epoch)
+                state, train_images, train_labels, epoch_keys(1, epoch), negatives
             )
             losses = np.asarray(step_metrics["loss"])
             seconds = time.perf_counter() - tic
@@ -236,6 +238,26 @@ def _train_model(config, workdir: Path, name: str, mesh, hooks) -> dict:
         checkpoints.close()
     last["best_epoch"] = checkpoints.best_epoch()
     return last
+
+
+def _auxiliary_negatives(cfg, name: str, image_shape, progress: bool) -> np.ndarray | None:
+    """Training images of ``negatives.dataset`` when ``negatives.source == "dataset"``."""
+    negatives = cfg.get("negatives") or {}
+    if negatives.get("source") != "dataset":
+        return None
+    dataset = negatives.get("dataset")
+    if not dataset:
+        raise ConfigError(
+            f"config.models.{name}.negatives.source is 'dataset' but negatives.dataset is not "
+            f"set; name one of {datasets.known_datasets()}."
+        )
+    images, _ = datasets.load(dataset, "train", progress=progress)
+    if images.shape[1:] != tuple(image_shape):
+        raise ConfigError(
+            f"Auxiliary negatives {dataset} have images {images.shape[1:]}, the training set "
+            f"{tuple(image_shape)}; choose a dataset of the same shape."
+        )
+    return images
 
 
 def _num_runs(cfg, name: str) -> int | None:
