@@ -19,8 +19,8 @@ Negative sources (``negatives.source``):
   trained through ``generator_weight`` * KL(q(z|x_gen) || p(z)) evaluated with the encoder's
   parameters under stop_gradient (the encoder gets nothing from this term).
 - ``"none"``: the plain VAE.
-Not yet implemented: the paper's alternating encoder/decoder updates (both are updated every
-step here).
+The paper's alternating encoder/decoder updates: optimizer option
+``alternate: ["encoder", "decoder"]`` (:func:`jaxrobust.train.optim.alternating`).
 """
 
 from __future__ import annotations

@@ -1,10 +1,17 @@
-"""Optimizers from config: ``{"name": "adam", "learning_rate": 1e-3, ...}``."""
+"""Optimizers from config: ``{"name": "adam", "learning_rate": 1e-3, ...}``.
+
+``"alternate": ["encoder", "decoder"]`` updates those top-level parameter groups in turn, one
+per step, each with its own optimizer state (the negative-sampling paper's "we update the
+parameters of the encoder and decoder network iteratively/separately", seed 004 appendix A.2).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple
 
+import jax
+import jax.numpy as jnp
 import optax
 
 _OPTIMIZERS = {
@@ -29,4 +36,53 @@ def build_optimizer(cfg: Mapping[str, Any], steps_per_epoch: int) -> optax.Gradi
             decay_rate=cfg.get("decay_factor", 0.1),
             staircase=True,
         )
-    return _OPTIMIZERS[name](learning_rate, cfg)
+    optimizer = _OPTIMIZERS[name](learning_rate, cfg)
+    groups = cfg.get("alternate")
+    return alternating(optimizer, tuple(groups)) if groups else optimizer
+
+
+class AlternatingState(NamedTuple):
+    count: jax.Array
+    inner: dict  # group name -> that group's optimizer state
+
+
+def alternating(
+    optimizer: optax.GradientTransformation, groups: Sequence[str]
+) -> optax.GradientTransformation:
+    """Step k updates only ``params[groups[k % len(groups)]]`` with its own ``optimizer`` state.
+
+    Every top-level parameter must be in a group. The other groups' states stay unchanged
+    (as with separate optimizers stepped in turn), not decayed by zero gradients.
+    """
+    groups = tuple(groups)
+
+    def init(params):
+        missing = [g for g in groups if g not in params]
+        if missing:
+            raise ValueError(
+                f"alternate: parameter groups {missing} not found; the model has {sorted(params)}."
+            )
+        uncovered = sorted(set(params) - set(groups))
+        if uncovered:
+            raise ValueError(
+                f"alternate: parameters {uncovered} are in no group and would never be updated; "
+                f"list them in alternate (groups now {list(groups)})."
+            )
+        inner = {g: optimizer.init(params[g]) for g in groups}
+        return AlternatingState(jnp.zeros((), jnp.int32), inner)
+
+    def update(grads, state, params=None):
+        active = state.count % len(groups)
+        updates = jax.tree.map(jnp.zeros_like, grads)
+        inner = {}
+        for i, g in enumerate(groups):
+            group_params = None if params is None else params[g]
+            group_updates, group_state = optimizer.update(grads[g], state.inner[g], group_params)
+            on = active == i
+            updates[g] = jax.tree.map(lambda u, o=on: jnp.where(o, u, 0), group_updates)
+            inner[g] = jax.tree.map(
+                lambda new, old, o=on: jnp.where(o, new, old), group_state, state.inner[g]
+            )
+        return updates, AlternatingState(state.count + 1, inner)
+
+    return optax.GradientTransformation(init, update)
