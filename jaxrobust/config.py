@@ -13,6 +13,7 @@ import json
 import os
 from collections.abc import Iterable
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import ml_collections
@@ -22,6 +23,15 @@ from jaxrobust.errors import ConfigError
 CONFIG_FILENAME = "config.json"
 
 
+def import_file(path: str | os.PathLike) -> ModuleType:
+    """Import a Python file by path (config files load their shared builders this way)."""
+    path = Path(path)
+    spec = importlib.util.spec_from_file_location(f"jaxrobust_config_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def load_config(
     path: str | os.PathLike, overrides: Iterable[str] = ()
 ) -> ml_collections.ConfigDict:
@@ -29,9 +39,7 @@ def load_config(
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"Config file {path} does not exist.")
-    spec = importlib.util.spec_from_file_location(f"jaxrobust_config_{path.stem}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = import_file(path)
     if not hasattr(module, "get_config"):
         raise ConfigError(f"Config file {path} must define get_config().")
     config = module.get_config()

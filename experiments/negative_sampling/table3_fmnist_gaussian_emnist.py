@@ -4,12 +4,11 @@ Paper budget: 100 epochs, 5 runs; see base.py for the choices. Needs the auxilia
 (`jaxrobust data fetch emnist_letters` on a machine with TFDS access).
 """
 
-import importlib.util
 from pathlib import Path
 
-_spec = importlib.util.spec_from_file_location("ns_base", Path(__file__).with_name("base.py"))
-_base = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_base)
+from jaxrobust.config import import_file
+
+_base = import_file(Path(__file__).with_name("base.py"))
 
 
 def get_config():

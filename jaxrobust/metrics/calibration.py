@@ -115,6 +115,14 @@ def _calibration_error_jit(probs, labels, num_bins, binning, mode, maximum):
     return jnp.mean(per_class(*_per_class(probs, labels)))
 
 
+def _calibration_error(probs, labels, num_bins, binning, mode, maximum: bool) -> jax.Array:
+    _check_options(num_bins, binning, mode)
+    probs, labels = _validated(probs, labels)
+    return _calibration_error_jit(
+        probs, labels, num_bins=int(num_bins), binning=binning, mode=mode, maximum=maximum
+    )
+
+
 def expected_calibration_error(
     probs,
     labels,
@@ -124,11 +132,7 @@ def expected_calibration_error(
     mode: str = "top_label",
 ) -> jax.Array:
     """ECE in [0, 1]; default top-label with 15 equal-width bins, as the hybrid-models thesis."""
-    _check_options(num_bins, binning, mode)
-    probs, labels = _validated(probs, labels)
-    return _calibration_error_jit(
-        probs, labels, num_bins=int(num_bins), binning=binning, mode=mode, maximum=False
-    )
+    return _calibration_error(probs, labels, num_bins, binning, mode, maximum=False)
 
 
 def maximum_calibration_error(
@@ -140,11 +144,7 @@ def maximum_calibration_error(
     mode: str = "top_label",
 ) -> jax.Array:
     """MCE: the largest |acc - conf| over non-empty bins (classwise: mean over classes)."""
-    _check_options(num_bins, binning, mode)
-    probs, labels = _validated(probs, labels)
-    return _calibration_error_jit(
-        probs, labels, num_bins=int(num_bins), binning=binning, mode=mode, maximum=True
-    )
+    return _calibration_error(probs, labels, num_bins, binning, mode, maximum=True)
 
 
 @functools.partial(jax.jit, static_argnames=("num_bins", "binning"))
