@@ -46,6 +46,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from bench_report import measure, write_section
 
 DATE = "2026-11-21"
 IMAGE_SHAPE = (28, 28, 1)
@@ -325,19 +326,6 @@ def randomised_biases(variables, seed: int = 3):
 # ----------------------------------------------------------------------------------- timing
 
 
-def measure(runners: dict[str, Callable[[int], object]], repeats: int) -> dict[str, list[float]]:
-    """Seconds per call: one warm-up call each, then ``repeats`` interleaved rounds."""
-    for run in runners.values():
-        run(-1)
-    seconds: dict[str, list[float]] = {name: [] for name in runners}
-    for i in range(repeats):
-        for name, run in runners.items():
-            start = time.perf_counter()
-            run(i)
-            seconds[name].append(time.perf_counter() - start)
-    return seconds
-
-
 # ----------------------------------------------------------------------------------- report
 
 
@@ -374,17 +362,6 @@ def markdown(rows: list[dict], meta: dict) -> str:
         )
     lines += ["", meta["sweep"], END]
     return "\n".join(lines) + "\n"
-
-
-def update_report(path: Path, section: str, title: str) -> None:
-    """Replace the generated section of ``path``, or append ``title`` + the section."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n\n"
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + section.rstrip("\n") + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + title + "\n\n" + section
-    path.write_text(text)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -499,7 +476,7 @@ def main(argv: list[str] | None = None) -> int:
     section = markdown(rows, meta)
     print(section)
     if args.output:
-        update_report(Path(args.output), section, "## IWAE log p(x)")
+        write_section(Path(args.output), BEGIN, END, section, "## IWAE log p(x)")
     return 0
 
 

@@ -28,6 +28,7 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
+from bench_report import write_section
 from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
 from jaxrobust import metrics
@@ -127,16 +128,6 @@ def markdown(result: dict) -> str:
     return "\n".join(rows)
 
 
-def update_report(path: Path, section: str) -> None:
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + section + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip() + "\n\n" + section + "\n"
-    path.write_text(text)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--num-scores", type=int, default=1_000_000)
@@ -147,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     section = markdown(result)
     print(section)
     if args.output:
-        update_report(Path(args.output), section)
+        write_section(Path(args.output), BEGIN, END, section)
     return 0
 
 

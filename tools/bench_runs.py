@@ -22,6 +22,7 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
+from bench_report import write_section
 
 from jaxrobust.config import load_config
 from jaxrobust.devices import describe_devices
@@ -94,14 +95,7 @@ def main(argv=None) -> int:
     section = "\n".join(lines)
     print(section)
     if args.output:
-        path = Path(args.output)
-        text = path.read_text()
-        if BEGIN in text:
-            head, rest = text.split(BEGIN, 1)
-            text = head + section + rest.split(END, 1)[1]
-        else:
-            text = text.rstrip() + "\n\n" + section + "\n"
-        path.write_text(text)
+        write_section(Path(args.output), BEGIN, END, section)
     return 0
 
 

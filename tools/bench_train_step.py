@@ -34,6 +34,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from bench_report import measure, write_section
 
 DATE = "2026-11-21"
 IMAGE_SHAPES = {"vae": (28, 28, 1), "resnet18": (32, 32, 3)}
@@ -222,20 +223,6 @@ def torch_runner(workload: str, steps: int, batch: int) -> Callable[[int], None]
     return run_epoch
 
 
-def measure(runners: dict[str, Callable[[int], None]], repeats: int) -> dict[str, list[float]]:
-    """Seconds per call of each runner: one warm-up call each, then ``repeats`` rounds that
-    call every runner once in turn (interleaved, so drifting machine load hits all alike)."""
-    for run in runners.values():
-        run(-1)
-    seconds: dict[str, list[float]] = {name: [] for name in runners}
-    for i in range(repeats):
-        for name, run in runners.items():
-            start = time.perf_counter()
-            run(i)
-            seconds[name].append(time.perf_counter() - start)
-    return seconds
-
-
 # ----------------------------------------------------------------------------------- report
 
 
@@ -280,17 +267,6 @@ def markdown(rows: list[dict], meta: dict) -> str:
         END,
     ]
     return "\n".join(lines) + "\n"
-
-
-def update_report(path: Path, section: str) -> None:
-    """Replace the generated section of ``path`` (or append it / create the file)."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n\n"
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + section.rstrip("\n") + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -360,7 +336,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(section)
     if args.output:
-        update_report(Path(args.output), section)
+        write_section(Path(args.output), BEGIN, END, section)
     return 0
 
 
