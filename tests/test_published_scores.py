@@ -13,6 +13,7 @@ the same document prints 87.80 for the same experiment, and the scores give 87.8
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import jax.numpy as jnp
@@ -21,11 +22,26 @@ import pytest
 
 from jaxrobust import metrics, scores
 
-FIXTURE = (
-    Path(os.environ.get("JAXROBUST_SHARED", Path(__file__).resolve().parents[1].parent / "shared"))
-    / "fixtures"
-    / "bayesian_vae_scores"
-)
+
+def _shared_dir() -> Path:
+    """``$JAXROBUST_SHARED``, else ``../shared`` beside the project root, else beside the
+    repository this checkout was cloned from (a clone in another directory)."""
+    if os.environ.get("JAXROBUST_SHARED"):
+        return Path(os.environ["JAXROBUST_SHARED"])
+    root = Path(__file__).resolve().parents[1]
+    candidates = [root.parent / "shared"]
+    origin = subprocess.run(
+        ["git", "-C", str(root), "remote", "get-url", "origin"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    if origin and Path(origin).is_dir():
+        candidates.append(Path(origin).resolve().parent / "shared")
+    return next((c for c in candidates if c.is_dir()), candidates[0])
+
+
+FIXTURE = _shared_dir() / "fixtures" / "bayesian_vae_scores"
 
 # score key in the files -> (row name in the tables, higher_is_ood)
 SCORES = {

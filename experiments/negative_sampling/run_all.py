@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -112,7 +113,9 @@ def write_results(rows: list[tuple[str, dict, dict]], epochs: int, path: Path) -
     notes = HERE / "notes.md"
     if notes.is_file():
         lines += [notes.read_text().rstrip(), ""]
-    path.write_text("\n".join(lines))
+    tmp = path.with_suffix(".md.tmp")
+    tmp.write_text("\n".join(lines))
+    os.replace(tmp, path)  # never a half-written RESULTS.md
 
 
 def main(argv=None) -> int:

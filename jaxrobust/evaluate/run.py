@@ -13,6 +13,7 @@ Config section ``evaluate``:
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from pathlib import Path
@@ -173,12 +174,19 @@ def _map_runs(fn, num_runs, variables, images, preprocess, key, batch_size) -> n
     """
     if num_runs is None:
         return map_dataset(fn, variables, images, preprocess, key, batch_size)[None]
+    out = map_dataset(_over_runs_batch_first(fn), variables, images, preprocess, key, batch_size)
+    return np.moveaxis(out, 1, 0)
+
+
+@functools.lru_cache(maxsize=64)
+def _over_runs_batch_first(fn):
+    """``fn`` over the run axis with the batch axis first; one function object per ``fn``, so
+    :func:`map_dataset`'s compile cache hits for every dataset of the same size."""
 
     def stacked(v, x, k):
         return jnp.moveaxis(over_runs(fn, in_axes=(0, None, None))(v, x, k), 0, 1)
 
-    out = map_dataset(stacked, variables, images, preprocess, key, batch_size)
-    return np.moveaxis(out, 1, 0)
+    return stacked
 
 
 def _aggregate(per_run: dict, num_runs: int | None) -> dict:
