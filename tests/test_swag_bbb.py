@@ -167,26 +167,36 @@ def test_swag_sample_covariance_matches_closed_form(rank, count):
     scale, num_samples = 0.5, 20_000
     rng = np.random.default_rng(rank)
     directions = rng.normal(size=(2, 7))
-    state = swag.swag_init({"u": jnp.zeros(3), "v": jnp.zeros((2, 2))}, rank=rank)
-    collect = jax.jit(swag.swag_collect)
-    for _ in range(count):
-        x = 0.3 + rng.normal(size=7) * 0.2 + rng.normal(size=2) @ directions
-        state = collect(state, {"u": x[:3], "v": x[3:].reshape(2, 2)})
+    iterates = 0.3 + rng.normal(size=(count, 7)) * 0.2 + rng.normal(size=(count, 2)) @ directions
     num_cols = min(count, rank)
-    D = _stacked_deviations(state, num_cols)
-    var = _flat(jax.jit(swag.swag_diagonal_variance)(state))
-    closed = scale * (np.diag(var) + D.T @ D / (num_cols - 1))
-    if count < rank:  # unfilled columns must not contribute, whatever they hold
-        state = state._replace(
+
+    @jax.jit
+    def collect_and_sample(xs, key):  # one compiled program: collect, then sample both ways
+        def collect(state, x):
+            return swag.swag_collect(state, {"u": x[:3], "v": x[3:].reshape(2, 2)}), None
+
+        empty = swag.swag_init({"u": jnp.zeros(3), "v": jnp.zeros((2, 2))}, rank=rank)
+        state, _ = jax.lax.scan(collect, empty, xs)
+        # Unfilled columns (none when count >= rank) must not contribute, whatever they hold.
+        poisoned = state._replace(
             deviations=jax.tree.map(lambda d: d.at[num_cols:].set(100.0), state.deviations)
         )
+        draws = [
+            swag.swag_sample(key, poisoned, num_samples, scale=scale, low_rank=lr)
+            for lr in (True, False)
+        ]
+        return state, swag.swag_diagonal_variance(state), draws
 
-    sample = jax.jit(swag.swag_sample, static_argnums=2, static_argnames="low_rank")
-    for low_rank, target in ((True, closed), (False, scale * np.diag(var))):
-        draws = sample(jax.random.key(3), state, num_samples, low_rank=low_rank)
-        assert draws["v"].shape == (num_samples, 2, 2)
+    state, var, draws = collect_and_sample(jnp.asarray(iterates, jnp.float32), jax.random.key(3))
+    D = _stacked_deviations(state, num_cols)
+    var = _flat(var)
+    closed = scale * (np.diag(var) + D.T @ D / (num_cols - 1))
+
+    for samples, target in zip(draws, (closed, scale * np.diag(var)), strict=True):
+        assert samples["v"].shape == (num_samples, 2, 2)
         flat = np.concatenate(
-            [np.asarray(x, np.float64).reshape(num_samples, -1) for x in jax.tree.leaves(draws)], 1
+            [np.asarray(x, np.float64).reshape(num_samples, -1) for x in jax.tree.leaves(samples)],
+            1,
         )
         # Sample covariance of S Gaussian draws: Var(C_ij) = (C_ij^2 + C_ii C_jj) / (S - 1)
         # (Wishart); mean: Var = C_ii / S. 5 standard errors per entry.
@@ -227,10 +237,10 @@ def test_kl_estimate_gaussian_prior_matches_closed_form():
     variational, sigma = _variational(), 0.7
     mu, s = _flat(variational["mu"]), _softplus(_flat(variational["rho"]))
     closed = np.sum(np.log(sigma / s) + (s**2 + mu**2) / (2 * sigma**2) - 0.5)
-    np.testing.assert_allclose(jax.jit(bbb.gaussian_kl)(variational, sigma), closed, rtol=1e-5)
-    np.testing.assert_allclose(
-        bbb.gaussian_kl(variational, bbb.GaussianPrior(sigma)), closed, rtol=1e-5
+    both = jax.jit(
+        lambda v: (bbb.gaussian_kl(v, sigma), bbb.gaussian_kl(v, bbb.GaussianPrior(sigma)))
     )
+    np.testing.assert_allclose(both(variational), [closed, closed], rtol=1e-5)
     mean, se = _kl_draws(variational, bbb.GaussianPrior(sigma))
     assert abs(mean - closed) < 5 * se, (mean, closed, se)
 
@@ -286,7 +296,13 @@ def test_prior_log_prob_matches_scipy(log_sigma2):
 
 def test_posterior_samples_moments():
     variational, n = _variational(), 20_000
-    draws = jax.jit(bbb.posterior_samples, static_argnums=2)(jax.random.key(2), variational, n)
+
+    @jax.jit
+    def draw(key, v):  # one compiled program: the samples, and log q of the first one
+        samples = bbb.posterior_samples(key, v, n)
+        return samples, bbb.mean_field_log_prob(jax.tree.map(lambda x: x[0], samples), v)
+
+    draws, log_q = draw(jax.random.key(2), variational)
     assert draws["w"].shape == (n, 2, 3) and draws["b"].shape == (n, 4)
     flat = np.concatenate(
         [np.asarray(x, np.float64).reshape(n, -1) for x in jax.tree.leaves(draws)], 1
@@ -298,7 +314,6 @@ def test_posterior_samples_moments():
         np.abs(flat.std(0, ddof=1) - sigma), 5 * sigma / np.sqrt(2 * (n - 1))
     )
 
-    log_q = jax.jit(bbb.mean_field_log_prob)(jax.tree.map(lambda x: x[0], draws), variational)
     expected = stats.norm.logpdf(flat[0], mu, sigma).sum()
     np.testing.assert_allclose(log_q, expected, rtol=1e-5)
 
