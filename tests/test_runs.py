@@ -64,7 +64,7 @@ def test_bad_num_runs_is_explained(synthetic_data, tiny_config, tmp_path):
 
 @pytest.mark.parametrize("strategy", ["vmap", "map"])
 def test_over_runs_matches_a_loop_over_runs(strategy):
-    from jaxrobust.train.runs import over_runs
+    from jaxrobust.runs import over_runs
 
     rng = np.random.default_rng(0)
     weights = rng.normal(size=(4, 3, 2)).astype(np.float32)  # 4 runs
@@ -80,7 +80,7 @@ def test_over_runs_matches_a_loop_over_runs(strategy):
 
 
 def test_unknown_runs_strategy_is_explained():
-    from jaxrobust.train.runs import runs_strategy
+    from jaxrobust.runs import runs_strategy
 
     with pytest.raises(ValueError, match="runs strategy must be one of"):
         runs_strategy("pmap")

@@ -3,7 +3,7 @@
 Workload: the quickstart VAE (experiments/quickstart.py), synthetic uint8 28x28x1 images,
 ``--images`` per epoch, batch 128. Times one jitted epoch (``make_train_epoch``) of a single
 unstacked run and of ``--runs`` runs stacked on a leading axis with each strategy of
-``jaxrobust.train.runs`` ("vmap", "map"), each compiled with ``cpu_compiler_options()`` on CPU;
+``jaxrobust.runs`` ("vmap", "map"), each compiled with ``cpu_compiler_options()`` on CPU;
 median of ``--repeats`` epochs after a warm-up. Reports run-images/s and the ratio to R separate
 single-run epochs.
 

@@ -8,7 +8,12 @@ Config section ``evaluate``:
     top-label and classwise ECE with equal-width and equal-mass bins, MCE, Brier and NLL.
   ood.out_datasets: OOD test sets compared against the test split of ``config.data.name``.
   ood.scores: ``"model/score"`` names, e.g. ``"vae/elbo"``, ``"classifier/max_softmax"``.
-  ood.positive: the positive class of AUPR's headline and of FPR@TPR, "in" (default) or "out".
+  ood.positive: the positive class of AUPR's headline and of FPR@TPR, "in" (default), "out",
+    or "higher": per score, the side it ranks higher (the dissertation's Tables 3.1-3.4).
+  Models trained with a ``posterior`` section are evaluated from their sample stack
+  (``workdir/posterior/<model>``): their scores are the stacked scores of
+  :data:`jaxrobust.scores.STACKED_SCORES` over log p(x | theta_s), importance-sampled with the
+  model's ``iwae_samples``.
 """
 
 from __future__ import annotations
@@ -32,8 +37,12 @@ from jaxrobust.errors import ConfigError
 from jaxrobust.evaluate.batched import map_dataset
 from jaxrobust.evaluate.report import write_results
 from jaxrobust.evaluate.restore import restore_model
+from jaxrobust.inference.samples import check_compatible, restore_posterior
 from jaxrobust.metrics import plots
-from jaxrobust.train.runs import over_runs
+from jaxrobust.runs import over_runs
+from jaxrobust.scores import STACKED_SCORES, stacked_scores, typicality_entropy
+from jaxrobust.scores.posterior import posterior_log_likelihoods
+from jaxrobust.train.loop import abstract_variables, build_from_config, posterior_dir
 
 
 def evaluate(workdir: str | os.PathLike, config: ml_collections.ConfigDict | None = None) -> dict:
@@ -52,7 +61,10 @@ def evaluate(workdir: str | os.PathLike, config: ml_collections.ConfigDict | Non
     ood = ev.get("ood", {})
     score_refs = list(ood.get("scores", []))
     needed = dict.fromkeys(classifier_names + [ref.split("/")[0] for ref in score_refs])
-    restored = {name: restore_model(workdir, config, name, which) for name in needed}
+    posteriors = {
+        n: _restore_posterior(workdir, config, n) for n in needed if _has_posterior(config, n)
+    }
+    restored = {n: restore_model(workdir, config, n, which) for n in needed if n not in posteriors}
 
     test_limit = ev.get("test_limit")
     in_name = config.data.name
@@ -63,6 +75,7 @@ def evaluate(workdir: str | os.PathLike, config: ml_collections.ConfigDict | Non
             "device": describe_devices(),
             "checkpoint": which,
             "checkpoints": {name: r[3] for name, r in restored.items()},
+            "posteriors": {name: p[3] for name, p in posteriors.items()},
         },
         "classification": {},
         "ood": {},
@@ -70,6 +83,11 @@ def evaluate(workdir: str | os.PathLike, config: ml_collections.ConfigDict | Non
 
     num_bins = ev.get("classification", {}).get("ece_bins", 15)
     for name in classifier_names:
+        if name in posteriors:
+            raise ConfigError(
+                f"evaluate.classification: {name!r} is a posterior stack; classification of "
+                "posterior models is not supported yet."
+            )
         model, preprocess, variables, _ = restored[name]
         if model.logits is None:
             raise ConfigError(f"evaluate.classification: model {name!r} is not a classifier.")
@@ -104,9 +122,11 @@ def evaluate(workdir: str | os.PathLike, config: ml_collections.ConfigDict | Non
             bins, float(per_run["ece"][0]), title, plot_dir / f"reliability_{name}.png"
         )
 
-    positive = ood.get("positive", "in")
-    if positive not in metrics.detection.POSITIVE_SIDES:
-        raise ConfigError(f"evaluate.ood.positive must be 'in' or 'out', got {positive!r}.")
+    positive_choice = ood.get("positive", "in")
+    if positive_choice not in (*metrics.detection.POSITIVE_SIDES, "higher"):
+        raise ConfigError(
+            f"evaluate.ood.positive must be 'in', 'out' or 'higher', got {positive_choice!r}."
+        )
     in_scores = {}
     jobs = [(out, ref) for out in ood.get("out_datasets", []) for ref in score_refs]
     bar = tqdm(total=len(jobs), desc="scores", unit="score", disable=not progress)
@@ -115,22 +135,43 @@ def evaluate(workdir: str | os.PathLike, config: ml_collections.ConfigDict | Non
         pair = f"{in_name}->{out_name}"
         results["ood"][pair] = {}
         curves = {}
+        posterior_lls = {}  # model name -> log_lik [S, N_out] of this OOD set
         for ref in score_refs:
-            model_name, score_name = _split_ref(ref, restored)
-            model, preprocess, variables, _ = restored[model_name]
-            score = model.scores[score_name]
-            num_runs = config.models[model_name].get("num_runs")
             _check_same_shape(in_name, in_images, out_name, out_images)
-            if ref not in in_scores:
-                in_scores[ref] = _map_runs(
-                    score.fn, num_runs, variables, in_images, preprocess, key, batch_size
+            model_name, score_name = _split_ref(ref, restored, posteriors)
+            if model_name in posteriors:
+                model, preprocess, posterior, _ = posteriors[model_name]
+                key_in = ("log_lik", model_name)
+                if key_in not in in_scores:
+                    in_scores[key_in] = _posterior_log_lik(
+                        model, preprocess, posterior, in_images, key, batch_size
+                    )
+                if model_name not in posterior_lls:
+                    posterior_lls[model_name] = _posterior_log_lik(
+                        model, preprocess, posterior, out_images, key, batch_size
+                    )
+                score = STACKED_SCORES[score_name]
+                s_in, s_out = _stacked_pair(
+                    score_name, in_scores[key_in], posterior_lls[model_name]
                 )
-            s_in = in_scores[ref]  # [R, N_in]
-            s_out = _map_runs(
-                score.fn, num_runs, variables, out_images, preprocess, key, batch_size
-            )
+                num_runs = None
+            else:
+                model, preprocess, variables, _ = restored[model_name]
+                score = model.scores[score_name]
+                num_runs = config.models[model_name].get("num_runs")
+                if ref not in in_scores:
+                    in_scores[ref] = _map_runs(
+                        score.fn, num_runs, variables, in_images, preprocess, key, batch_size
+                    )
+                s_in = in_scores[ref]  # [R, N_in]
+                s_out = _map_runs(
+                    score.fn, num_runs, variables, out_images, preprocess, key, batch_size
+                )
             _check_finite(ref, in_name, s_in)
             _check_finite(ref, out_name, s_out)
+            positive = positive_choice
+            if positive == "higher":  # the side the score ranks higher (the dissertation's)
+                positive = "out" if score.higher_is_ood else "in"
             direction = {"higher_is_ood": score.higher_is_ood, "positive": positive}
             per_run = jax.vmap(lambda a, b, d=direction: metrics.detection_summary(a, b, **d))(
                 jnp.asarray(s_in), jnp.asarray(s_out)
@@ -156,7 +197,7 @@ def evaluate(workdir: str | os.PathLike, config: ml_collections.ConfigDict | Non
         if curves:
             plots.plot_roc_curves(
                 curves,
-                f"{in_name} (in) vs {out_name} (out), positive: {positive}",
+                f"{in_name} (in) vs {out_name} (out), positive: {positive_choice}",
                 plot_dir / f"roc_{in_name}_vs_{out_name}.png",
             )
     bar.close()
@@ -169,7 +210,7 @@ def _map_runs(fn, num_runs, variables, images, preprocess, key, batch_size) -> n
     """``fn(variables, batch, key) -> [B, ...]`` over a dataset, as ``[R, N, ...]``.
 
     With ``num_runs`` = R the variables are stacked on a leading run axis and ``fn`` runs over it
-    (:func:`jaxrobust.train.runs.over_runs`; every run sees the same batches and keys); a single
+    (:func:`jaxrobust.runs.over_runs`; every run sees the same batches and keys); a single
     run gets R = 1.
     """
     if num_runs is None:
@@ -211,10 +252,61 @@ def _load(name: str, limit: int | None, progress: bool):
     return images, np.asarray(labels)
 
 
-def _split_ref(ref: str, restored: dict) -> tuple[str, str]:
+def _has_posterior(config, name: str) -> bool:
+    return name in config.models and bool(config.models[name].get("posterior"))
+
+
+def _restore_posterior(workdir: Path, config, name: str):
+    """``(model, preprocess, posterior samples, meta)`` of a model trained with a posterior."""
+    model, preprocess = build_from_config(config, name)
+    directory = posterior_dir(workdir, name)
+    posterior, meta = restore_posterior(directory)
+    abstract = abstract_variables(model, preprocess, config)
+    check_compatible(posterior, abstract, str(directory))
+    if "iwae" not in model.scores:
+        raise ConfigError(
+            f"Model {name!r} ({model.kind}) has no 'iwae' likelihood score; posterior scores "
+            "need log p(x | theta_s)."
+        )
+    return model, preprocess, posterior, meta
+
+
+@functools.lru_cache(maxsize=16)
+def _posterior_iwae_batch_first(iwae_fn):
+    """``(posterior, x, key) -> log p(x | theta_s)`` as ``[B, S]`` (batch first for map_dataset)."""
+
+    def fn(posterior, images, key):
+        return posterior_log_likelihoods(iwae_fn, posterior, images, key).T
+
+    return fn
+
+
+def _posterior_log_lik(model, preprocess, posterior, images, key, batch_size) -> np.ndarray:
+    """``log_lik[S, N]``: the model's importance-weighted log p(x | theta_s) for every sample."""
+    fn = _posterior_iwae_batch_first(model.scores["iwae"].fn)
+    return map_dataset(fn, posterior, images, preprocess, key, batch_size).T
+
+
+def _stacked_pair(score_name: str, log_lik_in: np.ndarray, log_lik_out: np.ndarray):
+    """The stacked score on both sides as ``[1, N]``; typicality's H from the in-distribution."""
+    entropy = typicality_entropy(log_lik_in) if STACKED_SCORES[score_name].needs_entropy else None
+    names = (score_name,)
+    s_in = stacked_scores(log_lik_in, entropy=entropy, names=names)[score_name]
+    s_out = stacked_scores(log_lik_out, entropy=entropy, names=names)[score_name]
+    return np.asarray(s_in)[None], np.asarray(s_out)[None]
+
+
+def _split_ref(ref: str, restored: dict, posteriors: dict) -> tuple[str, str]:
     if ref.count("/") != 1:
         raise ConfigError(f"Score {ref!r} must be written 'model/score', e.g. 'vae/elbo'.")
     model_name, score_name = ref.split("/")
+    if model_name in posteriors:
+        if score_name not in STACKED_SCORES:
+            raise ConfigError(
+                f"Model {model_name!r} is a posterior stack; its scores are "
+                f"{sorted(STACKED_SCORES)}, not {score_name!r}."
+            )
+        return model_name, score_name
     model = restored[model_name][0]
     if score_name not in model.scores:
         raise ConfigError(

@@ -18,7 +18,7 @@ from jax.sharding import Mesh
 from jaxrobust.data.batching import padded_batches, shuffled_batches
 from jaxrobust.data.preprocess import Preprocess
 from jaxrobust.models.base import Model
-from jaxrobust.train.runs import over_runs
+from jaxrobust.runs import over_runs
 from jaxrobust.train.sharding import batch_sharded, replicated
 
 PyTree = Any
@@ -47,7 +47,7 @@ def make_train_epoch(
 
     With ``num_runs`` = R, every leaf of ``state`` and ``epoch_key`` has a leading run axis [R]
     and the R runs (own initialisation, shuffling and noise each) train as one program (vmapped,
-    or mapped on CPU: :mod:`jaxrobust.train.runs`)
+    or mapped on CPU: :mod:`jaxrobust.runs`)
     over the shared device-resident dataset; metrics come back as ``[R, steps]``.
     The state is donated: its buffers are reused for the new state.
     """

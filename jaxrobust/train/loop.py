@@ -28,6 +28,8 @@ from jaxrobust.config import config_to_dict, save_config
 from jaxrobust.data.batching import steps_per_epoch
 from jaxrobust.data.preprocess import Preprocess
 from jaxrobust.errors import ConfigError, NonFiniteLossError
+from jaxrobust.inference.methods import build_posterior, check_posterior_config
+from jaxrobust.inference.samples import save_posterior
 from jaxrobust.models import Model, build_model
 from jaxrobust.models.base import merge_variables, split_variables
 from jaxrobust.nn.conv_ops import cpu_compiler_options
@@ -147,14 +149,20 @@ def _train_model(config, workdir: Path, name: str, mesh, hooks) -> dict:
     )
 
     num_runs = _num_runs(cfg, name)
-    keys = run_keys(config.seed, name, num_runs)
     example = preprocess(train_images[:1])
+    posterior = _posterior(cfg, name, model, optimizer, example, steps, len(train_images), config)
+    if posterior is not None:
+        model, optimizer = posterior.model, posterior.optimizer
+        num_runs = posterior.num_runs if posterior.num_runs is not None else num_runs
+    keys = run_keys(config.seed, name, num_runs)
 
     def init(key):
         params, model_state = split_variables(model.init(jax.random.fold_in(key, 0), example))
         return TrainState(jnp.zeros((), jnp.int32), params, model_state, optimizer.init(params))
 
-    state = jax.device_put(_per_run(init, keys, num_runs), on_devices)
+    # Jitted so that no two leaves share a buffer (an optimizer state that starts as a copy of
+    # the params, e.g. SWAG's mean, would otherwise be donated twice by the first epoch).
+    state = jax.jit(lambda k: _per_run(init, k, num_runs), out_shardings=on_devices)(keys)
 
     checkpoints = ModelCheckpoints(
         checkpoint_dir(workdir, name),
@@ -237,7 +245,49 @@ def _train_model(config, workdir: Path, name: str, mesh, hooks) -> dict:
         checkpoints.wait()
         checkpoints.close()
     last["best_epoch"] = checkpoints.best_epoch()
+    if posterior is not None:
+        last["posterior"] = str(_save_posterior(posterior, state, config.seed, workdir, name))
     return last
+
+
+def posterior_dir(workdir: str | os.PathLike, name: str) -> Path:
+    """Where the posterior samples of model ``name`` are written (see jaxrobust.inference)."""
+    return Path(workdir).absolute() / "posterior" / name
+
+
+def _posterior(cfg, name, model, optimizer, example, steps, num_train, config):
+    """The posterior method of ``cfg.posterior`` (None for a point estimate)."""
+    section = cfg.get("posterior")
+    if not section:
+        return None
+    try:
+        checked = check_posterior_config(section.to_dict(), name)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    if cfg.get("num_runs") is not None:
+        raise ConfigError(
+            f"config.models.{name}: num_runs and a posterior section cannot be combined yet; "
+            "train repeated posterior runs as separate workdirs (or use posterior.members)."
+        )
+    return build_posterior(
+        checked,
+        model,
+        optimizer,
+        example,
+        steps_per_epoch=steps,
+        num_train=num_train,
+        num_epochs=cfg.num_epochs,
+        seed=config.seed,
+        learning_rate=float(cfg.optimizer.get("learning_rate", 1e-3)),
+    )
+
+
+def _save_posterior(posterior, state, seed: int, workdir: Path, name: str) -> Path:
+    """Draw/collect the samples from the final state and write them with their meta."""
+    key = jax.random.fold_in(model_key(seed, name), 3)
+    samples, meta = posterior.finalize(state, key)
+    cfg_meta = {"method": posterior.method, "model": name, "step": int(np.ravel(state.step)[0])}
+    return save_posterior(posterior_dir(workdir, name), samples, {**cfg_meta, **meta})
 
 
 def _auxiliary_negatives(cfg, name: str, image_shape, progress: bool) -> np.ndarray | None:

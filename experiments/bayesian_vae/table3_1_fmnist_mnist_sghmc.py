@@ -1,0 +1,16 @@
+"""Table 3.1: FMNIST in, MNIST out, SGHMC over the decoder (seed 001, Ch.3).
+
+Paper budget: 100 epochs (to convergence), 200 posterior samples; see base.py for the choices.
+"""
+
+from pathlib import Path
+
+from jaxrobust.config import import_file
+
+_base = import_file(Path(__file__).with_name("base.py"))
+
+
+def get_config():
+    return _base.make_config(
+        "Table 3.1: FMNIST in, MNIST out, SGHMC", "fashion_mnist", "mnist", "sghmc"
+    )

@@ -1,0 +1,313 @@
+"""Posterior methods as parts of the ordinary training loop, chosen by a config section.
+
+``config.models.<name>.posterior`` (absent = a point estimate)::
+
+    method: "ensemble" | "swag" | "sghmc" | "bbb"
+    filter: "^decoder/"      # regex on parameter paths (jaxrobust.inference.subset); ".*" = all
+    rest: "point" | "fixed"  # parameters outside the filter: trained by the optimizer, or frozen
+    num_samples: 200         # posterior samples written to workdir/posterior/<name>
+
+    ensemble: members (M independent initialisations trained as one program: the run axis)
+    swag:     start_epoch, rank (40), scale (0.5), low_rank (True); moments collected at the end
+              of every epoch from start_epoch on, by the config's optimizer (SGD in Maddox et al.)
+    sghmc:    momentum_decay (0.05), burn_in_epochs, thinning_steps, prior_alpha, prior_beta;
+              lr = optimizer.learning_rate (1e-3 in the dissertation); the rest uses the optimizer
+    bbb:      prior {pi, sigma1, sigma2} (scale mixture) or {sigma} (Gaussian), kl_weight
+              "per_batch" (eq. 3.8: the weight KL once per minibatch, N = batch size) or
+              "dataset" (Blundell et al.: KL / number of minibatches), mu_init, mu_std, rho_init
+
+Each method returns a :class:`Posterior`: the model to train (BBB trains variational
+parameters), the optimizer (SGHMC is one; SWAG and sample collection wrap one), the number of
+runs (ensemble members) and ``finalize(state, key) -> (PosteriorSamples, meta)``. Everything a
+method accumulates (SWAG moments, SGHMC samples) lives in the optimizer state, so it is
+checkpointed with it and training resumes bitwise.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from jaxrobust.inference import bbb as bbb_lib
+from jaxrobust.inference import subset
+from jaxrobust.inference.collect import collect_samples, collected_samples
+from jaxrobust.inference.samples import PosteriorSamples, from_stack, stack_samples
+from jaxrobust.inference.sghmc import gamma_prior_precision, sghmc
+from jaxrobust.inference.swag import swag_collector, swag_sample, swag_state
+from jaxrobust.models.base import Model, Score, merge_variables, split_variables
+
+PyTree = Any
+METHODS = ("ensemble", "swag", "sghmc", "bbb")
+_COMMON = ("method", "filter", "rest", "num_samples")
+_OPTIONS = {
+    "ensemble": ("members",),
+    "swag": ("start_epoch", "rank", "scale", "low_rank"),
+    "sghmc": ("momentum_decay", "burn_in_epochs", "thinning_steps", "prior_alpha", "prior_beta"),
+    "bbb": ("prior", "kl_weight", "mu_init", "mu_std", "rho_init"),
+}
+
+
+class Posterior(NamedTuple):
+    """What the training loop needs to train one posterior method (see module docstring)."""
+
+    method: str
+    model: Model
+    optimizer: optax.GradientTransformation
+    num_runs: int | None
+    finalize: Callable[[Any, jax.Array], tuple[PosteriorSamples, dict]]
+
+
+def check_posterior_config(cfg: Mapping[str, Any], name: str) -> dict:
+    """The posterior section with defaults, or a ValueError naming what is wrong."""
+    cfg = dict(cfg)
+    method = cfg.get("method")
+    if method not in METHODS:
+        raise ValueError(
+            f"config.models.{name}.posterior.method must be one of {METHODS}, got {method!r}."
+        )
+    unknown = sorted(set(cfg) - set(_COMMON) - set(_OPTIONS[method]))
+    if unknown:
+        raise ValueError(
+            f"config.models.{name}.posterior: unknown options {unknown} for method {method!r}; "
+            f"it takes {sorted(_COMMON + _OPTIONS[method])}."
+        )
+    cfg.setdefault("filter", subset.ALL)
+    cfg.setdefault("rest", "point")
+    cfg.setdefault("num_samples", 200 if method != "ensemble" else cfg.get("members", 5))
+    if cfg["rest"] not in ("point", "fixed"):
+        raise ValueError(f"posterior.rest must be 'point' or 'fixed', got {cfg['rest']!r}.")
+    if method == "ensemble":
+        members = cfg.get("members")
+        if not isinstance(members, int) or members < 2:
+            raise ValueError(f"posterior.members must be an integer >= 2, got {members!r}.")
+        if cfg["filter"] != subset.ALL:
+            raise ValueError(
+                "An ensemble trains every parameter of each member; leave posterior.filter at "
+                "'.*' (for a posterior over part of the model use swag, sghmc or bbb)."
+            )
+        cfg["num_samples"] = members
+    if not isinstance(cfg["num_samples"], int) or cfg["num_samples"] < 2:
+        raise ValueError(
+            f"posterior.num_samples must be an integer >= 2, got {cfg['num_samples']!r}."
+        )
+    return cfg
+
+
+def build_posterior(
+    cfg: Mapping[str, Any],
+    model: Model,
+    optimizer: optax.GradientTransformation,
+    example: jax.Array,
+    *,
+    steps_per_epoch: int,
+    num_train: int,
+    num_epochs: int,
+    seed: int,
+    learning_rate: float = 1e-3,
+) -> Posterior:
+    """The :class:`Posterior` of ``cfg`` (already checked) for ``model`` trained by ``optimizer``.
+
+    ``learning_rate`` is SGHMC's (the config optimizer's learning rate); ``seed`` keys the
+    samplers' noise.
+    """
+    method = cfg["method"]
+    pattern = cfg["filter"]
+    shapes = jax.eval_shape(model.init, jax.random.key(0), example)
+    params_shape, _ = split_variables(shapes)
+    mask = subset.mask(params_shape, pattern)
+    num_samples = cfg["num_samples"]
+
+    def with_rest_frozen(inner):
+        if cfg["rest"] == "point":
+            return inner
+        labels = jax.tree.map(lambda m: "chosen" if m else "rest", mask)
+        return optax.multi_transform({"chosen": inner, "rest": optax.set_to_zero()}, labels)
+
+    def point_finalize(samples_of):
+        def finalize(state, key):
+            rest = subset.reject(state.params, pattern)
+            return stack_samples(samples_of(state, key), rest, state.model_state), {}
+
+        return finalize
+
+    if method == "ensemble":
+
+        def finalize_ensemble(state, key):
+            del key
+            return from_stack(merge_variables(state.params, state.model_state)), {}
+
+        return Posterior(method, model, optimizer, cfg["members"], finalize_ensemble)
+
+    if method == "swag":
+        start_epoch = cfg.get("start_epoch", max(1, num_epochs - 40 + 1))
+        if not 1 <= start_epoch <= num_epochs:
+            raise ValueError(
+                f"posterior.start_epoch must be in [1, num_epochs={num_epochs}], got {start_epoch}."
+            )
+        rank = cfg.get("rank", 40)
+        # Update k (0-based) ends epoch e when k + 1 = e * steps_per_epoch.
+        swag_opt = swag_collector(
+            with_rest_frozen(optimizer),
+            start_step=start_epoch * steps_per_epoch - 1,
+            every_steps=steps_per_epoch,
+            rank=rank,
+            mask=mask,
+        )
+
+        def swag_samples(state, key):
+            return swag_sample(
+                key,
+                swag_state(state.opt_state),
+                num_samples,
+                scale=cfg.get("scale", 0.5),
+                low_rank=cfg.get("low_rank", True),
+            )
+
+        return Posterior(method, model, swag_opt, None, point_finalize(swag_samples))
+
+    if method == "sghmc":
+        burn_in = cfg.get("burn_in_epochs", 1) * steps_per_epoch
+        thinning = cfg.get("thinning_steps", steps_per_epoch)
+        needed = burn_in + (num_samples - 1) * thinning + 1
+        if needed > num_epochs * steps_per_epoch:
+            raise ValueError(
+                f"SGHMC needs {needed} steps for burn-in plus {num_samples} samples every "
+                f"{thinning} steps, but {num_epochs} epochs give {num_epochs * steps_per_epoch}; "
+                "raise num_epochs, or lower num_samples, thinning_steps or burn_in_epochs."
+            )
+        sampler = optax.chain(
+            gamma_prior_precision(
+                alpha=cfg.get("prior_alpha", 1.0),
+                beta=cfg.get("prior_beta", 1.0),
+                num_data=num_train,
+                resample_every=steps_per_epoch,
+                seed=seed,
+            ),
+            sghmc(
+                learning_rate=learning_rate,
+                momentum_decay=cfg.get("momentum_decay", 0.05),
+                num_burn_in_steps=burn_in,
+                scale_grad=num_train,
+                seed=seed + 1,
+            ),
+        )
+        rest_opt = optimizer if cfg["rest"] == "point" else optax.set_to_zero()
+        labels = jax.tree.map(lambda m: "chosen" if m else "rest", mask)
+        combined = optax.multi_transform({"chosen": sampler, "rest": rest_opt}, labels)
+        collecting = collect_samples(
+            combined, start_step=burn_in, every_steps=thinning, num_samples=num_samples, mask=mask
+        )
+
+        def sghmc_samples(state, key):
+            del key
+            return collected_samples(state.opt_state)
+
+        return Posterior(method, model, collecting, None, point_finalize(sghmc_samples))
+
+    # Bayes by backprop.
+    kl_weight = cfg.get("kl_weight", "per_batch")
+    if kl_weight not in ("per_batch", "dataset"):
+        raise ValueError(
+            f"posterior.kl_weight must be 'per_batch' or 'dataset', got {kl_weight!r}."
+        )
+    prior = _bbb_prior(cfg.get("prior", {}))
+    wrapped = bbb_model(
+        model,
+        pattern,
+        prior,
+        kl_per_example=(lambda batch: 1.0 / batch)
+        if kl_weight == "per_batch"
+        else (lambda _: 1.0 / num_train),
+        mu_init=cfg.get("mu_init", "normal"),
+        mu_std=cfg.get("mu_std", 0.1),
+        rho_init=cfg.get("rho_init", -3.0),
+    )
+    if cfg["rest"] == "fixed":
+
+        def labels(params):
+            return {
+                k: jax.tree.map(lambda _, k=k: "chosen" if k == "variational" else "rest", v)
+                for k, v in params.items()
+            }
+
+        optimizer = optax.multi_transform(
+            {"chosen": optimizer, "rest": optax.set_to_zero()}, labels
+        )
+
+    def finalize_bbb(state, key):
+        variational = state.params["variational"]
+        samples = bbb_lib.posterior_samples(key, variational, num_samples)
+        rest = state.params.get("point", {})
+        return stack_samples(samples, rest, state.model_state), {"prior": prior._asdict()}
+
+    return Posterior(method, wrapped, optimizer, None, finalize_bbb)
+
+
+def _bbb_prior(cfg: Mapping[str, Any]):
+    cfg = dict(cfg)
+    if "sigma" in cfg:
+        if set(cfg) != {"sigma"}:
+            raise ValueError(f"A Gaussian BBB prior takes only 'sigma', got {sorted(cfg)}.")
+        return bbb_lib.GaussianPrior(float(cfg["sigma"]))
+    unknown = sorted(set(cfg) - {"pi", "sigma1", "sigma2"})
+    if unknown:
+        raise ValueError(f"Unknown BBB prior options {unknown}; use pi, sigma1, sigma2 or sigma.")
+    return bbb_lib.ScaleMixturePrior(
+        pi=float(cfg.get("pi", 0.5)),
+        sigma1=float(cfg.get("sigma1", 1.0)),
+        sigma2=float(cfg.get("sigma2", math.exp(-6.0))),
+    )
+
+
+def bbb_model(
+    model: Model,
+    pattern: str,
+    prior,
+    *,
+    kl_per_example: Callable[[int], float],
+    mu_init: str = "normal",
+    mu_std: float = 0.1,
+    rho_init: float = -3.0,
+) -> Model:
+    """``model`` with a mean-field Gaussian q(theta) over the parameters matching ``pattern``.
+
+    Parameters: ``{"variational": {"mu", "rho"}, "point": rest}``. Per step one theta ~ q is
+    drawn (reparameterised) and the per-example loss becomes
+    ``loss_i(theta) + kl_per_example(B) * (log q(theta) - log p(theta))`` (eq. 3.8, negated, with
+    the weight KL spread over the batch). Scores and validation use the same one-sample loss;
+    the model's scores evaluate at the variational mean.
+    """
+
+    def init(key, images):
+        params, state = split_variables(model.init(key, images))
+        chosen = subset.select(params, pattern)
+        rest = subset.reject(params, pattern)
+        variational = bbb_lib.mean_field_init(
+            jax.random.fold_in(key, 17), chosen, mu_init=mu_init, mu_std=mu_std, rho_init=rho_init
+        )
+        new = {"variational": variational, **({"point": rest} if rest else {})}
+        return merge_variables(new, state)
+
+    def loss(params, state, batch, key, train):
+        theta, kl = bbb_lib.kl_estimate(jax.random.fold_in(key, 23), params["variational"], prior)
+        full = subset.combine(theta, params.get("point", {}))
+        losses, (metrics, state) = model.loss(full, state, batch, key, train)
+        weight_kl = kl * kl_per_example(losses.shape[0])
+        losses = losses + weight_kl
+        metrics = {**metrics, "weight_kl": jnp.broadcast_to(kl, losses.shape), "loss": losses}
+        return losses, (metrics, state)
+
+    def at_mean(score: Score) -> Score:
+        def fn(variables, images, key):
+            params, state = split_variables(variables)
+            mean = subset.combine(params["variational"]["mu"], params.get("point", {}))
+            return score.fn(merge_variables(mean, state), images, key)
+
+        return Score(fn, score.higher_is_ood, score.description + " (at the variational mean)")
+
+    return Model(model.kind, init, loss, {k: at_mean(s) for k, s in model.scores.items()}, None)

@@ -1,0 +1,143 @@
+"""The one artifact every posterior method produces, and its Orbax save/restore.
+
+A :class:`PosteriorSamples` holds
+
+- ``samples``: the variables that differ between posterior samples (ensemble members), as a
+  pruned variables dict (``{"params": {...chosen leaves...}}``, plus e.g. ``batch_stats`` for
+  ensemble members) whose every leaf has a leading sample axis [S];
+- ``fixed``: the variables shared by all samples (the rest of the parameters, kept fixed or
+  point-estimated, and shared model state), without a sample axis.
+
+Sample s is the model's variables ``combine(samples[s], fixed)`` (:func:`sample_variables`), so
+evaluation vmaps (or maps) one model function over the sample axis and never loops in Python.
+Only the chosen parameters are stored S times: 200 samples of a decoder do not copy the encoder.
+
+On disk (``save_posterior``): ``<directory>/arrays`` (Orbax) and ``<directory>/posterior.json``
+(method, filter, number of samples, shapes, diagnostics), written to a temporary directory and
+renamed, so a killed process never leaves a half-written posterior behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import orbax.checkpoint as ocp
+from flax import traverse_util
+
+from jaxrobust.errors import CheckpointMismatchError, CheckpointNotFoundError
+from jaxrobust.inference.subset import combine
+
+PyTree = Any
+META_FILENAME = "posterior.json"
+
+
+class PosteriorSamples(NamedTuple):
+    """Stacked posterior samples (see module docstring)."""
+
+    samples: dict
+    fixed: dict
+
+    @property
+    def num_samples(self) -> int:
+        return int(jax.tree.leaves(self.samples)[0].shape[0])
+
+
+def sample_variables(sample: dict, fixed: dict) -> dict:
+    """The full variables of one sample: ``sample`` (no sample axis) merged with ``fixed``."""
+    return combine(sample, fixed)
+
+
+def from_stack(stacked_variables: dict) -> PosteriorSamples:
+    """Members stacked on a leading axis (an ensemble, repeated runs): everything varies."""
+    return PosteriorSamples(dict(stacked_variables), {})
+
+
+def stack_samples(
+    sample_params: dict, rest_params: dict, state: dict | None = None
+) -> PosteriorSamples:
+    """Samples of the chosen parameters ``[S, ...]`` + the remaining parameters and model state."""
+    fixed = {"params": rest_params, **(state or {})} if rest_params else dict(state or {})
+    return PosteriorSamples({"params": sample_params}, fixed)
+
+
+def _shapes(tree: PyTree) -> dict[str, list[int]]:
+    flat = traverse_util.flatten_dict(dict(tree)) if tree else {}
+    return {"/".join(k): list(np.shape(v)) for k, v in flat.items()}
+
+
+def save_posterior(
+    directory: str | os.PathLike, posterior: PosteriorSamples, meta: dict | None = None
+) -> Path:
+    """Write ``posterior`` and JSON ``meta`` (method, diagnostics, ...) to ``directory``."""
+    directory = Path(directory).absolute()
+    tmp = directory.with_name(directory.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    arrays = {"samples": posterior.samples, "fixed": posterior.fixed}
+    arrays = jax.tree.map(np.asarray, arrays)
+    with ocp.StandardCheckpointer() as checkpointer:
+        checkpointer.save(tmp / "arrays", arrays)
+    info = {
+        **(meta or {}),
+        "num_samples": posterior.num_samples,
+        "sample_shapes": _shapes(posterior.samples),
+        "fixed_shapes": _shapes(posterior.fixed),
+    }
+    (tmp / META_FILENAME).write_text(json.dumps(info, indent=2, default=_json_default))
+    shutil.rmtree(directory, ignore_errors=True)
+    tmp.rename(directory)
+    return directory
+
+
+def restore_posterior(directory: str | os.PathLike) -> tuple[PosteriorSamples, dict]:
+    """``(posterior, meta)`` from :func:`save_posterior`'s directory, on the default device."""
+    directory = Path(directory).absolute()
+    meta_path = directory / META_FILENAME
+    if not meta_path.is_file():
+        raise CheckpointNotFoundError(
+            f"No posterior samples in {directory} ({META_FILENAME} missing). Train the model "
+            "with a `posterior` config section first (`jaxrobust train ...`)."
+        )
+    meta = json.loads(meta_path.read_text())
+    with ocp.StandardCheckpointer() as checkpointer:
+        arrays = checkpointer.restore(directory / "arrays")
+    samples = arrays.get("samples") or {}
+    fixed = arrays.get("fixed") or {}
+    posterior = PosteriorSamples(
+        jax.tree.map(jnp.asarray, samples), jax.tree.map(jnp.asarray, fixed)
+    )
+    if _shapes(posterior.samples) != meta["sample_shapes"]:
+        raise CheckpointMismatchError(
+            f"Posterior in {directory} is inconsistent: arrays {_shapes(posterior.samples)} vs "
+            f"{META_FILENAME} {meta['sample_shapes']}; re-run training to rewrite it."
+        )
+    return posterior, meta
+
+
+def check_compatible(posterior: PosteriorSamples, abstract_variables: PyTree, where: str) -> None:
+    """Raise if ``combine(sample, fixed)`` would not have the model's variable shapes."""
+    one = jax.tree.map(lambda x: x[0], posterior.samples)
+    got = _shapes(sample_variables(one, posterior.fixed))
+    want = _shapes(abstract_variables)
+    if got != want:
+        missing = sorted(set(want) - set(got))
+        extra = sorted(set(got) - set(want))
+        changed = sorted(k for k in set(got) & set(want) if got[k] != want[k])
+        raise CheckpointMismatchError(
+            f"The posterior samples in {where} do not fit the model the config builds "
+            f"(missing {missing[:5]}, unexpected {extra[:5]}, other shapes {changed[:5]}). "
+            "Evaluate with the config the samples were trained with, or retrain."
+        )
+
+
+def _json_default(value):
+    if isinstance(value, (np.generic, np.ndarray, jax.Array)):
+        return np.asarray(value).tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
