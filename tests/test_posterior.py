@@ -284,6 +284,32 @@ def test_bbb_and_sghmc_train_and_write_samples(synthetic_data, tiny_config, tmp_
     assert not np.allclose(leaf[0], leaf[1])  # consecutive samples differ
 
 
+def test_hmc_samples_a_decoder_layer_after_the_point_estimate(
+    synthetic_data, tiny_config, tmp_path
+):
+    hmc = {"method": "hmc", "filter": "^decoder/ConvTranspose_1/", "num_samples": 8,
+           "num_warmup": 8, "data": 32, "max_tree_depth": 3, "num_chains": 2}  # fmt: skip
+    config = posterior_config(copy.deepcopy(tiny_config), hmc, num_epochs=1)
+    train_and_evaluate(config, tmp_path)
+    posterior, meta = restore_posterior(posterior_dir(tmp_path, "vae"))
+    assert posterior.num_samples == 8
+    assert set(subset.paths(posterior.samples["params"])) == {
+        "decoder/ConvTranspose_1/kernel",
+        "decoder/ConvTranspose_1/bias",
+    }
+    diagnostics = meta["diagnostics"]
+    assert diagnostics["num_chains"] == 2 and 0.0 <= diagnostics["accept_prob"] <= 1.0
+    assert {"num_divergences", "max_r_hat", "min_ess"} <= set(diagnostics)
+    leaf = np.asarray(posterior.samples["params"]["decoder"]["ConvTranspose_1"]["kernel"])
+    assert np.all(np.isfinite(leaf)) and not np.allclose(leaf[0], leaf[-1])
+    # The rest is the trained point estimate, shared by every sample.
+    _, _, point, _ = restore_model(tmp_path, config, "vae", "last")
+    np.testing.assert_array_equal(
+        posterior.fixed["params"]["encoder"]["Conv_0"]["kernel"],
+        point["params"]["encoder"]["Conv_0"]["kernel"],
+    )
+
+
 def test_bad_posterior_configs_are_explained(synthetic_data, tiny_config, tmp_path):
     cases = [
         ({"method": "laplace"}, "method must be one of"),

@@ -380,14 +380,17 @@ def test_run_nuts_errors(regression):
             {"w": -jnp.ones(D)},
             jax.random.PRNGKey(0),
             num_warmup=1,
-            num_samples=2,
+            num_samples=4,
         )
+    with pytest.raises(ValueError, match="need at least 4"):
+        run_nuts(_potential(x, y), {"w": jnp.zeros(D)}, jax.random.PRNGKey(0), num_warmup=1,
+                 num_samples=6, thinning=2)  # fmt: skip
     with pytest.raises(ValueError, match="algorithm"):
         run_nuts(
             _potential(x, y),
             {"w": jnp.zeros(D)},
             jax.random.PRNGKey(0),
             num_warmup=1,
-            num_samples=2,
+            num_samples=4,
             algorithm="mala",
         )

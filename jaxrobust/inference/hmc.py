@@ -82,8 +82,11 @@ def run_nuts(
             "run_nuts: need num_warmup >= 0, num_samples >= 1, thinning >= 1, num_chains >= 1; "
             f"got {num_warmup}, {num_samples}, {thinning}, {num_chains}."
         )
-    if num_samples // thinning < 2:
-        raise ValueError("run_nuts: need at least 2 kept draws per chain for the diagnostics.")
+    if num_samples // thinning < 4:
+        raise ValueError(
+            f"run_nuts: {num_samples // thinning} kept draws per chain; effective sample size "
+            "and R-hat need at least 4 (raise num_samples or lower thinning / num_chains)."
+        )
     if not jax.tree.leaves(init_params):
         raise ValueError("run_nuts: init_params has no array leaves.")
     init_params = jax.tree.map(jnp.asarray, init_params)

@@ -2,7 +2,7 @@
 
 ``config.models.<name>.posterior`` (absent = a point estimate)::
 
-    method: "ensemble" | "swag" | "sghmc" | "bbb"
+    method: "ensemble" | "swag" | "sghmc" | "bbb" | "hmc"
     filter: "^decoder/"      # regex on parameter paths (jaxrobust.inference.subset); ".*" = all
     rest: "point" | "fixed"  # parameters outside the filter: trained by the optimizer, or frozen
     num_samples: 200         # posterior samples written to workdir/posterior/<name>
@@ -15,6 +15,14 @@
     bbb:      prior {pi, sigma1, sigma2} (scale mixture) or {sigma} (Gaussian), kl_weight
               "per_batch" (eq. 3.8: the weight KL once per minibatch, N = batch size) or
               "dataset" (Blundell et al.: KL / number of minibatches), mu_init, mu_std, rho_init
+    hmc:      NUTS/HMC through NumPyro (jaxrobust.inference.hmc) on the chosen parameters after
+              the point estimate is trained (num_epochs with the optimizer; the rest stays at its
+              trained value): potential U = (N / n) sum_{i<=n} loss_i(theta) - log N(theta; 0,
+              prior_std^2), loss_i the model's per-example loss with ``latent_samples`` FIXED keys
+              (common random numbers make a VAE's one-sample -ELBO a deterministic function of
+              the decoder), n = ``data`` training images (0 = all: full batch). Options
+              num_warmup, thinning, num_chains, algorithm, target_accept_prob, max_tree_depth,
+              prior_std, data, latent_samples; diagnostics go into posterior.json.
 
 Each method returns a :class:`Posterior`: the model to train (BBB trains variational
 parameters), the optimizer (SGHMC is one; SWAG and sample collection wrap one), the number of
@@ -36,20 +44,23 @@ import optax
 from jaxrobust.inference import bbb as bbb_lib
 from jaxrobust.inference import subset
 from jaxrobust.inference.collect import collect_samples, collected_samples
+from jaxrobust.inference.hmc import run_nuts
 from jaxrobust.inference.samples import PosteriorSamples, from_stack, stack_samples
 from jaxrobust.inference.sghmc import gamma_prior_precision, sghmc
 from jaxrobust.inference.swag import swag_collector, swag_sample, swag_state
 from jaxrobust.models.base import Model, Score, merge_variables, split_variables
 
 PyTree = Any
-METHODS = ("ensemble", "swag", "sghmc", "bbb")
+METHODS = ("ensemble", "swag", "sghmc", "bbb", "hmc")
 _COMMON = ("method", "filter", "rest", "num_samples")
 _OPTIONS = {
     "ensemble": ("members",),
     "swag": ("start_epoch", "rank", "scale", "low_rank"),
     "sghmc": ("momentum_decay", "burn_in_epochs", "thinning_steps", "prior_alpha", "prior_beta"),
     "bbb": ("prior", "kl_weight", "mu_init", "mu_std", "rho_init"),
-}
+    "hmc": ("num_warmup", "thinning", "num_chains", "algorithm", "target_accept_prob",
+            "max_tree_depth", "prior_std", "data", "latent_samples"),
+}  # fmt: skip
 
 
 class Posterior(NamedTuple):
@@ -59,7 +70,9 @@ class Posterior(NamedTuple):
     model: Model
     optimizer: optax.GradientTransformation
     num_runs: int | None
-    finalize: Callable[[Any, jax.Array], tuple[PosteriorSamples, dict]]
+    # finalize(state, key, train_batch) -> (samples, meta); train_batch: preprocessed training
+    # images (only HMC uses them, its potential).
+    finalize: Callable[[Any, jax.Array, Callable[[int], dict]], tuple[PosteriorSamples, dict]]
 
 
 def check_posterior_config(cfg: Mapping[str, Any], name: str) -> dict:
@@ -91,6 +104,11 @@ def check_posterior_config(cfg: Mapping[str, Any], name: str) -> dict:
                 "'.*' (for a posterior over part of the model use swag, sghmc or bbb)."
             )
         cfg["num_samples"] = members
+    if method == "hmc" and cfg["num_samples"] % cfg.get("num_chains", 1):
+        raise ValueError(
+            f"posterior.num_samples ({cfg['num_samples']}) must be a multiple of num_chains "
+            f"({cfg.get('num_chains', 1)})."
+        )
     if not isinstance(cfg["num_samples"], int) or cfg["num_samples"] < 2:
         raise ValueError(
             f"posterior.num_samples must be an integer >= 2, got {cfg['num_samples']!r}."
@@ -129,7 +147,8 @@ def build_posterior(
         return optax.multi_transform({"chosen": inner, "rest": optax.set_to_zero()}, labels)
 
     def point_finalize(samples_of):
-        def finalize(state, key):
+        def finalize(state, key, train_batch):
+            del train_batch
             rest = subset.reject(state.params, pattern)
             return stack_samples(samples_of(state, key), rest, state.model_state), {}
 
@@ -137,8 +156,8 @@ def build_posterior(
 
     if method == "ensemble":
 
-        def finalize_ensemble(state, key):
-            del key
+        def finalize_ensemble(state, key, train_batch):
+            del key, train_batch
             return from_stack(merge_variables(state.params, state.model_state)), {}
 
         return Posterior(method, model, optimizer, cfg["members"], finalize_ensemble)
@@ -209,6 +228,9 @@ def build_posterior(
 
         return Posterior(method, model, collecting, None, point_finalize(sghmc_samples))
 
+    if method == "hmc":
+        return Posterior(method, model, optimizer, None, _hmc_finalize(cfg, model, num_train))
+
     # Bayes by backprop.
     kl_weight = cfg.get("kl_weight", "per_batch")
     if kl_weight not in ("per_batch", "dataset"):
@@ -239,13 +261,58 @@ def build_posterior(
             {"chosen": optimizer, "rest": optax.set_to_zero()}, labels
         )
 
-    def finalize_bbb(state, key):
+    def finalize_bbb(state, key, train_batch):
+        del train_batch
         variational = state.params["variational"]
         samples = bbb_lib.posterior_samples(key, variational, num_samples)
         rest = state.params.get("point", {})
         return stack_samples(samples, rest, state.model_state), {"prior": prior._asdict()}
 
     return Posterior(method, wrapped, optimizer, None, finalize_bbb)
+
+
+def _hmc_finalize(cfg: Mapping[str, Any], model: Model, num_train: int):
+    """NUTS/HMC over the chosen parameters, started at the trained point estimate."""
+    pattern = cfg["filter"]
+    n = cfg.get("data", 1000) or num_train
+    if not 1 <= n <= num_train:
+        raise ValueError(f"posterior.data must be in [0, {num_train}] (0 = all), got {n}.")
+    prior_std = float(cfg.get("prior_std", 1.0))
+    latent_samples = int(cfg.get("latent_samples", 1))
+    thinning = int(cfg.get("thinning", 1))
+
+    def finalize(state, key, train_batch):
+        batch = train_batch(n)
+        rest = subset.reject(state.params, pattern)
+        loss_keys = jax.random.split(jax.random.fold_in(key, 1), latent_samples)
+
+        def potential(theta):
+            params = subset.combine(theta, rest)
+
+            def data_term(loss_key):
+                losses, _ = model.loss(params, state.model_state, batch, loss_key, False)
+                return jnp.sum(losses)
+
+            nll = jnp.mean(jax.vmap(data_term)(loss_keys)) * (num_train / n)
+            squares = sum(jnp.sum(x**2) for x in jax.tree.leaves(theta))
+            return nll + 0.5 * squares / prior_std**2
+
+        samples, diagnostics = run_nuts(
+            potential,
+            subset.select(state.params, pattern),
+            jax.random.fold_in(key, 2),
+            num_warmup=int(cfg.get("num_warmup", 500)),
+            num_samples=cfg["num_samples"] * thinning // int(cfg.get("num_chains", 1)),
+            thinning=thinning,
+            num_chains=int(cfg.get("num_chains", 1)),
+            algorithm=cfg.get("algorithm", "nuts"),
+            target_accept_prob=float(cfg.get("target_accept_prob", 0.8)),
+            max_tree_depth=int(cfg.get("max_tree_depth", 10)),
+        )
+        meta = {"diagnostics": diagnostics, "potential_data": n, "prior_std": prior_std}
+        return stack_samples(samples, rest, state.model_state), meta
+
+    return finalize
 
 
 def _bbb_prior(cfg: Mapping[str, Any]):

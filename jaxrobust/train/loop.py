@@ -246,7 +246,12 @@ def _train_model(config, workdir: Path, name: str, mesh, hooks) -> dict:
         checkpoints.close()
     last["best_epoch"] = checkpoints.best_epoch()
     if posterior is not None:
-        last["posterior"] = str(_save_posterior(posterior, state, config.seed, workdir, name))
+
+        def train_batch(n: int) -> dict:
+            return {"image": preprocess(train_images[:n]), "label": train_labels[:n]}
+
+        path = _save_posterior(posterior, state, train_batch, config.seed, workdir, name)
+        last["posterior"] = str(path)
     return last
 
 
@@ -282,10 +287,10 @@ def _posterior(cfg, name, model, optimizer, example, steps, num_train, config):
     )
 
 
-def _save_posterior(posterior, state, seed: int, workdir: Path, name: str) -> Path:
+def _save_posterior(posterior, state, train_batch, seed: int, workdir: Path, name: str) -> Path:
     """Draw/collect the samples from the final state and write them with their meta."""
     key = jax.random.fold_in(model_key(seed, name), 3)
-    samples, meta = posterior.finalize(state, key)
+    samples, meta = posterior.finalize(state, key, train_batch)
     cfg_meta = {"method": posterior.method, "model": name, "step": int(np.ravel(state.step)[0])}
     return save_posterior(posterior_dir(workdir, name), samples, {**cfg_meta, **meta})
 
