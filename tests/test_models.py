@@ -74,3 +74,19 @@ def test_classifier_loss_is_cross_entropy():
     np.testing.assert_allclose(
         model.scores["max_softmax"].fn({"params": params}, x, None), probs, rtol=1e-5
     )
+
+
+def test_vae_repeated_iwae_std_is_the_std_of_independent_iwae_estimates():
+    """Ch.5 classical-VAE score: std (ddof 1) over R IWAE estimates, repeat r uses split(key)[r]."""
+    from jaxrobust.models.vae import make_vae
+
+    model = make_vae((8, 8, 1), 3, network="mlp", iwae_samples=6, iwae_chunk=4, iwae_repeats=4)
+    x = jax.random.uniform(jax.random.key(1), (5, 8, 8, 1))
+    variables = model.init(jax.random.key(0), x)
+    key = jax.random.key(3)
+    got = model.scores["iwae_repeat_std"].fn(variables, x, key)
+    estimates = np.stack(
+        [model.scores["iwae"].fn(variables, x, k) for k in jax.random.split(key, 4)]
+    ).astype(np.float64)
+    np.testing.assert_allclose(got, estimates.std(axis=0, ddof=1), rtol=1e-4)
+    assert model.scores["iwae_repeat_std"].higher_is_ood

@@ -30,6 +30,7 @@ def _build_vae(cfg: Mapping[str, Any], image_shape: Sequence[int], num_classes: 
         negatives=cfg.get("negatives", {}),
         iwae_samples=cfg.get("iwae_samples", 100),
         iwae_chunk=cfg.get("iwae_chunk", 50),
+        iwae_repeats=cfg.get("iwae_repeats", 5),
     )
 
 

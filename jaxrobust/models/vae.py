@@ -44,7 +44,10 @@ from jaxrobust.distributions import (
 )
 from jaxrobust.models.base import Model, Score
 from jaxrobust.nn import make_vae_networks
-from jaxrobust.scores.importance import importance_weighted_log_likelihood
+from jaxrobust.scores.importance import (
+    importance_weighted_log_likelihood,
+    repeated_log_likelihood_std,
+)
 
 NEGATIVE_SOURCES = ("none", "dataset", "uniform_noise", "data_noise", "generated")
 
@@ -120,13 +123,15 @@ def make_vae(
     negatives: Mapping[str, Any] | None = None,
     iwae_samples: int = 100,
     iwae_chunk: int = 50,
+    iwae_repeats: int = 5,
 ) -> Model:
     """A :class:`Model` whose per-example loss is -ELBO (+ the negative-sampling KL), in nats.
 
     Scores: ``elbo`` (larger = in-distribution), ``bpd`` (bits per dimension of -ELBO, larger =
     OOD: the paper's "AUC BPD"), ``kl`` (KL(q(z|x) || p(z)), larger = OOD: "AUC KL"), ``iwae``
-    (importance-weighted log p(x) with ``iwae_samples`` samples) and ``iwae_std`` (std of the
-    log-weights, larger = OOD).
+    (importance-weighted log p(x) with ``iwae_samples`` samples), ``iwae_std`` (std of the
+    log-weights, larger = OOD) and ``iwae_repeat_std`` (std over ``iwae_repeats`` independent
+    IWAE estimates of log p(x), larger = OOD: the classical-VAE "std of LLs" of Ch.5, Table 5.2).
     """
     image_shape = tuple(image_shape)
     obs = make_observation_model(observation, **dict(observation_options or {}))
@@ -226,6 +231,14 @@ def make_vae(
 
         return importance_weighted_log_likelihood(log_weight_fn, key, iwae_samples, iwae_chunk)
 
+    def iwae_repeat_std(variables, images, key):
+        def log_weight_fn(k):
+            return module.apply(variables, images, k, method=VAE.log_weight)
+
+        return repeated_log_likelihood_std(
+            log_weight_fn, key, iwae_samples, iwae_repeats, iwae_chunk
+        )
+
     scores = {
         "elbo": Score(elbo_score, False, "ELBO estimate of log p(x), one z sample (nats)"),
         "bpd": Score(bpd_score, True, "bits per dimension of -ELBO (one z sample)"),
@@ -239,6 +252,11 @@ def make_vae(
             lambda v, x, k: iwae(v, x, k).std_log_weights,
             True,
             f"std of the K = {iwae_samples} importance log-weights (nats)",
+        ),
+        "iwae_repeat_std": Score(
+            iwae_repeat_std,
+            True,
+            f"std over {iwae_repeats} IWAE estimates of log p(x), K = {iwae_samples} (nats)",
         ),
     }
     return Model("vae", init, loss, scores)
