@@ -53,15 +53,15 @@ def time_epochs(num_runs, strategy, images, labels, repeats):
     state = _per_run(init, keys, num_runs)
     epoch = make_train_epoch(model, optimizer, preprocess, 128, data_mesh(), num_runs)
     epoch_keys = _per_run(lambda k: jax.random.fold_in(k, 1), keys, num_runs)
-    compiled = epoch.lower(state, images, labels, epoch_keys).compile(
+    compiled = epoch.lower(state, images, labels, epoch_keys, None).compile(
         compiler_options=cpu_compiler_options() or None
     )
-    state, metrics = compiled(state, images, labels, epoch_keys)  # warm-up
+    state, metrics = compiled(state, images, labels, epoch_keys, None)  # warm-up
     jax.block_until_ready(metrics)
     seconds = []
     for _ in range(repeats):
         tic = time.perf_counter()
-        state, metrics = compiled(state, images, labels, epoch_keys)
+        state, metrics = compiled(state, images, labels, epoch_keys, None)
         jax.block_until_ready(metrics)
         seconds.append(time.perf_counter() - tic)
     return steps * 128 * (num_runs or 1) / statistics.median(seconds)

@@ -9,7 +9,8 @@
 
     ensemble: members (M independent initialisations trained as one program: the run axis)
     swag:     start_epoch, rank (40), scale (0.5), low_rank (True); moments collected at the end
-              of every epoch from start_epoch on, by the config's optimizer (SGD in Maddox et al.)
+              of every epoch from start_epoch on (or every ``every_steps`` steps from the end of
+              its first epoch), by the config's optimizer (SGD in Maddox et al.)
     sghmc:    momentum_decay (0.05), burn_in_epochs, thinning_steps, prior_alpha, prior_beta;
               lr = optimizer.learning_rate (1e-3 in the dissertation); the rest uses the optimizer
     bbb:      prior {pi, sigma1, sigma2} (scale mixture) or {sigma} (Gaussian), kl_weight
@@ -55,7 +56,7 @@ METHODS = ("ensemble", "swag", "sghmc", "bbb", "hmc")
 _COMMON = ("method", "filter", "rest", "num_samples")
 _OPTIONS = {
     "ensemble": ("members",),
-    "swag": ("start_epoch", "rank", "scale", "low_rank"),
+    "swag": ("start_epoch", "every_steps", "rank", "scale", "low_rank"),
     "sghmc": ("momentum_decay", "burn_in_epochs", "thinning_steps", "prior_alpha", "prior_beta"),
     "bbb": ("prior", "kl_weight", "mu_init", "mu_std", "rho_init"),
     "hmc": ("num_warmup", "thinning", "num_chains", "algorithm", "target_accept_prob",
@@ -173,7 +174,7 @@ def build_posterior(
         swag_opt = swag_collector(
             with_rest_frozen(optimizer),
             start_step=start_epoch * steps_per_epoch - 1,
-            every_steps=steps_per_epoch,
+            every_steps=cfg.get("every_steps", steps_per_epoch),
             rank=rank,
             mask=mask,
         )
