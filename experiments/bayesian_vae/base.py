@@ -37,7 +37,8 @@ POSTERIORS = {
             "kl_weight": "per_batch", "mu_init": "normal", "mu_std": 0.1, "rho_init": -3.0},
     "sghmc": {"method": "sghmc", "momentum_decay": 0.05, "burn_in_epochs": 10,
               "thinning_steps": 100, "prior_alpha": 1.0, "prior_beta": 1.0},
-    "swag": {"method": "swag", "rank": 40, "scale": 0.5, "low_rank": True},
+    # every_steps 0: collect at the end of every epoch (the dissertation's "last 40 epochs").
+    "swag": {"method": "swag", "rank": 40, "scale": 0.5, "low_rank": True, "every_steps": 0},
     "ensemble": {"method": "ensemble", "members": 5},
     # Not in the dissertation: NUTS on the decoder's last layer (289 weights; the whole decoder
     # on a GPU: --config.models.vae.posterior.filter='^decoder/'), potential on 1,000 images.

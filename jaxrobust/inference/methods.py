@@ -10,7 +10,8 @@
     ensemble: members (M independent initialisations trained as one program: the run axis)
     swag:     start_epoch, rank (40), scale (0.5), low_rank (True); moments collected at the end
               of every epoch from start_epoch on (or every ``every_steps`` steps from the end of
-              its first epoch), by the config's optimizer (SGD in Maddox et al.)
+              its first epoch; 0 = once per epoch), by the config's optimizer (SGD in Maddox
+              et al.)
     sghmc:    momentum_decay (0.05), burn_in_epochs, thinning_steps, prior_alpha, prior_beta;
               lr = optimizer.learning_rate (1e-3 in the dissertation); the rest uses the optimizer
     bbb:      prior {pi, sigma1, sigma2} (scale mixture) or {sigma} (Gaussian), kl_weight
@@ -174,7 +175,7 @@ def build_posterior(
         swag_opt = swag_collector(
             with_rest_frozen(optimizer),
             start_step=start_epoch * steps_per_epoch - 1,
-            every_steps=cfg.get("every_steps", steps_per_epoch),
+            every_steps=cfg.get("every_steps") or steps_per_epoch,
             rank=rank,
             mask=mask,
         )
