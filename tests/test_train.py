@@ -96,6 +96,28 @@ def test_one_and_four_devices_train_the_same_model(synthetic_data, tiny_config, 
         np.testing.assert_allclose(r1["val/loss"], r4["val/loss"], rtol=1e-4)
 
 
+def test_stacked_runs_split_over_devices_train_the_same_models(
+    synthetic_data, tiny_config, tmp_path
+):
+    """4 runs (ensemble members) over 2 devices: the state is split along the run axis (each
+    device trains 2 runs, no data parallelism) and the runs equal the single-device ones."""
+    one, two = tmp_path / "one", tmp_path / "two"
+    args = ["--vae-runs", "4", "models.vae.num_epochs=1", "data.train_limit=256"]
+    run_worker(one, "--devices", "1", *args, xla_devices=2)
+    run_worker(two, "--devices", "2", *args, xla_devices=2)
+    row_one = json.loads((one / "metrics.jsonl").read_text().splitlines()[-1])
+    row_two = json.loads((two / "metrics.jsonl").read_text().splitlines()[-1])
+    assert row_one["parallelism"] == "data over 1 device(s)"
+    assert row_two["parallelism"] == "runs over 2 device(s)"
+    np.testing.assert_allclose(row_one["val/loss/runs"], row_two["val/loss/runs"], rtol=1e-4)
+    tiny_config.models = {"vae": tiny_config.models.vae}
+    tiny_config.models.vae.num_runs = 4
+    _, _, a, _ = restore_model(one, tiny_config, "vae", "last")
+    _, _, b, _ = restore_model(two, tiny_config, "vae", "last")
+    for x, y in zip(leaves(a), leaves(b), strict=True):
+        np.testing.assert_allclose(x, y, rtol=2e-4, atol=2e-5)
+
+
 def test_nan_loss_stops_with_step_and_keeps_last_good_checkpoint(
     synthetic_data, tiny_config, tmp_path
 ):

@@ -1,10 +1,11 @@
 """Runs training in a fresh process for the tests (device count and kills need their own process).
 
-  python train_worker.py --workdir W [--kill-after MODEL:EPOCH] [--devices N] [KEY=VALUE ...]
+  python train_worker.py --workdir W [--kill-after MODEL:EPOCH] [--devices N] [--vae-runs R]
+                         [KEY=VALUE ...]
 
 With --devices N, XLA_FLAGS must already request N host devices; the run uses the first N.
 --kill-after sends SIGKILL to this process right after that model's epoch is checkpointed,
-like a pre-empted batch job.
+like a pre-empted batch job. --vae-runs R trains only the VAE, R runs stacked (num_runs = R).
 """
 
 import argparse
@@ -25,9 +26,13 @@ def main():
     parser.add_argument("--workdir", required=True)
     parser.add_argument("--kill-after", default=None)
     parser.add_argument("--devices", type=int, default=None)
+    parser.add_argument("--vae-runs", type=int, default=None)
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
     config = load_config(TINY, args.overrides)
+    if args.vae_runs:
+        config.models = {"vae": config.models.vae}
+        config.models.vae.num_runs = args.vae_runs
     hooks = []
     if args.kill_after:
         model, epoch = args.kill_after.split(":")

@@ -40,6 +40,7 @@ def make_train_epoch(
     batch_size: int,
     mesh: Mesh,
     num_runs: int | None = None,
+    shard_runs: bool = False,
 ) -> Callable[[TrainState, jax.Array, jax.Array, jax.Array], tuple[TrainState, dict]]:
     """``train_epoch(state, images, labels, epoch_key, negatives=None) -> (state, {metric:
     [steps]})``, jitted. ``negatives`` (uint8 images of an auxiliary dataset, on the device)
@@ -48,7 +49,9 @@ def make_train_epoch(
     With ``num_runs`` = R, every leaf of ``state`` and ``epoch_key`` has a leading run axis [R]
     and the R runs (own initialisation, shuffling and noise each) train as one program (vmapped,
     or mapped on CPU: :mod:`jaxrobust.runs`)
-    over the shared device-resident dataset; metrics come back as ``[R, steps]``.
+    over the shared device-resident dataset; metrics come back as ``[R, steps]``. With
+    ``shard_runs`` the runs are vmapped and split over the mesh (the state sharded along its run
+    axis, :func:`jaxrobust.train.sharding.runs_sharded`) instead of splitting each batch.
     The state is donated: its buffers are reused for the new state.
     """
     batch_spec = batch_sharded(mesh)
@@ -64,7 +67,8 @@ def make_train_epoch(
             neg_key = jax.random.fold_in(key, 1)
             neg_idx = jax.random.randint(neg_key, batch_idx.shape, 0, negatives.shape[0])
             batch["negative_image"] = preprocess(negatives[neg_idx])
-        batch = jax.lax.with_sharding_constraint(batch, batch_spec)
+        if not shard_runs:
+            batch = jax.lax.with_sharding_constraint(batch, batch_spec)
 
         def objective(params):
             losses, (metrics, model_state) = model.loss(
@@ -89,12 +93,18 @@ def make_train_epoch(
         return jax.lax.scan(body, state, (batches, step_keys))
 
     if num_runs is not None:
-        train_epoch = over_runs(train_epoch, in_axes=(0, None, None, 0, None))
+        strategy = "vmap" if shard_runs else None
+        train_epoch = over_runs(train_epoch, in_axes=(0, None, None, 0, None), strategy=strategy)
     return jax.jit(train_epoch, donate_argnums=0)
 
 
 def make_eval_pass(
-    model: Model, preprocess: Preprocess, batch_size: int, mesh: Mesh, num_runs: int | None = None
+    model: Model,
+    preprocess: Preprocess,
+    batch_size: int,
+    mesh: Mesh,
+    num_runs: int | None = None,
+    shard_runs: bool = False,
 ) -> Callable[[PyTree, PyTree, jax.Array, jax.Array, jax.Array], dict]:
     """``eval_pass(params, model_state, images, labels, key) -> {metric: mean}``, jitted.
 
@@ -110,7 +120,8 @@ def make_eval_pass(
         def body(_, inputs):
             batch_idx, batch_mask, batch_key = inputs
             batch = {"image": preprocess(images[batch_idx]), "label": labels[batch_idx]}
-            batch = jax.lax.with_sharding_constraint(batch, batch_spec)
+            if not shard_runs:
+                batch = jax.lax.with_sharding_constraint(batch, batch_spec)
             _, (metrics, _) = model.loss(params, model_state, batch, batch_key, False)
             sums = {k: jnp.sum(v.astype(jnp.float32) * batch_mask) for k, v in metrics.items()}
             return None, sums
@@ -120,5 +131,6 @@ def make_eval_pass(
         return {name: jnp.sum(total) / count for name, total in sums.items()}
 
     if num_runs is not None:
-        eval_pass = over_runs(eval_pass, in_axes=(0, 0, None, None, 0))
+        strategy = "vmap" if shard_runs else None
+        eval_pass = over_runs(eval_pass, in_axes=(0, 0, None, None, 0), strategy=strategy)
     return jax.jit(eval_pass, static_argnums=(), out_shardings=replicated(mesh))

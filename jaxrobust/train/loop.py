@@ -36,7 +36,13 @@ from jaxrobust.nn.conv_ops import cpu_compiler_options
 from jaxrobust.train.checkpoint import ModelCheckpoints
 from jaxrobust.train.epoch import TrainState, make_eval_pass, make_train_epoch
 from jaxrobust.train.optim import build_optimizer
-from jaxrobust.train.sharding import check_batch_divisible, data_mesh, replicated
+from jaxrobust.train.sharding import (
+    check_batch_divisible,
+    data_mesh,
+    replicated,
+    runs_sharded,
+    shards_runs,
+)
 
 METRICS_FILENAME = "metrics.jsonl"
 # Keys that may change between a run and its resumption (they do not change what an epoch does).
@@ -135,8 +141,6 @@ def _train_model(config, workdir: Path, name: str, mesh, hooks) -> dict:
 
     batch_size = cfg.batch_size
     eval_batch_size = cfg.get("eval_batch_size", 1000)
-    check_batch_divisible(batch_size, mesh)
-    check_batch_divisible(eval_batch_size, mesh, "eval_batch_size")
     steps = steps_per_epoch(len(train_images), batch_size)
     optimizer = build_optimizer(cfg.optimizer.to_dict(), steps)
 
@@ -155,6 +159,11 @@ def _train_model(config, workdir: Path, name: str, mesh, hooks) -> dict:
         model, optimizer = posterior.model, posterior.optimizer
         num_runs = posterior.num_runs if posterior.num_runs is not None else num_runs
     keys = run_keys(config.seed, name, num_runs)
+    shard_runs = shards_runs(num_runs, mesh)
+    if not shard_runs:
+        check_batch_divisible(batch_size, mesh)
+        check_batch_divisible(eval_batch_size, mesh, "eval_batch_size")
+    state_sharding = runs_sharded(mesh) if shard_runs else on_devices
 
     def init(key):
         params, model_state = split_variables(model.init(jax.random.fold_in(key, 0), example))
@@ -162,7 +171,7 @@ def _train_model(config, workdir: Path, name: str, mesh, hooks) -> dict:
 
     # Jitted so that no two leaves share a buffer (an optimizer state that starts as a copy of
     # the params, e.g. SWAG's mean, would otherwise be donated twice by the first epoch).
-    state = jax.jit(lambda k: _per_run(init, k, num_runs), out_shardings=on_devices)(keys)
+    state = jax.jit(lambda k: _per_run(init, k, num_runs), out_shardings=state_sharding)(keys)
 
     checkpoints = ModelCheckpoints(
         checkpoint_dir(workdir, name),
@@ -172,7 +181,7 @@ def _train_model(config, workdir: Path, name: str, mesh, hooks) -> dict:
     start_epoch = checkpoints.latest_epoch() or 0
     if start_epoch:
         abstract = jax.tree.map(
-            lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=on_devices), state
+            lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=state_sharding), state
         )
         variables, opt_state, meta = checkpoints.restore_train_state(
             start_epoch, merge_variables(abstract.params, abstract.model_state), abstract.opt_state
@@ -180,10 +189,13 @@ def _train_model(config, workdir: Path, name: str, mesh, hooks) -> dict:
         params, model_state = split_variables(variables)
         step = jnp.full(state.step.shape, meta["step"], jnp.int32)
         state = TrainState(step, params, model_state, opt_state)
-        state = jax.device_put(state, on_devices)
+        state = jax.device_put(state, state_sharding)
 
-    train_epoch = make_train_epoch(model, optimizer, preprocess, batch_size, mesh, num_runs)
-    eval_pass = make_eval_pass(model, preprocess, eval_batch_size, mesh, num_runs)
+    train_epoch = make_train_epoch(
+        model, optimizer, preprocess, batch_size, mesh, num_runs, shard_runs
+    )
+    eval_pass = make_eval_pass(model, preprocess, eval_batch_size, mesh, num_runs, shard_runs)
+    parallelism = f"{'runs' if shard_runs else 'data'} over {mesh.devices.size} device(s)"
 
     def epoch_keys(stream: int, epoch: int) -> jax.Array:
         derive = lambda k: jax.random.fold_in(jax.random.fold_in(k, stream), epoch)  # noqa: E731
@@ -223,6 +235,7 @@ def _train_model(config, workdir: Path, name: str, mesh, hooks) -> dict:
             if num_runs is not None:
                 row["num_runs"] = num_runs
                 row.update({f"val/{k}/runs": np.asarray(v).tolist() for k, v in val.items()})
+            row["parallelism"] = parallelism
             row["epoch_seconds"] = seconds
             row["images_per_second"] = steps * batch_size * (num_runs or 1) / seconds
             if epoch == start_epoch + 1:

@@ -1,8 +1,11 @@
-"""Data parallelism through ``jax.sharding``: one mesh axis ``"data"`` over all local devices.
+"""Parallelism through ``jax.sharding``: one mesh axis ``"data"`` over all local devices.
 
-Parameters and the device-resident dataset are replicated; each step's batch is constrained to be
-split along its leading axis, and XLA (GSPMD) inserts the gradient all-reduce. The same program
-runs on 1 device and on N.
+Data parallelism (one model, or runs that do not divide over the devices): parameters and the
+device-resident dataset are replicated; each step's batch is constrained to be split along its
+leading axis, and XLA (GSPMD) inserts the gradient all-reduce. Run parallelism (R stacked runs or
+ensemble members, R a multiple of the device count): the training state is split along its
+leading run axis, each device trains R / N runs on the replicated dataset, no communication. The
+same program runs on 1 device and on N.
 """
 
 from __future__ import annotations
@@ -22,6 +25,17 @@ def data_mesh(devices=None) -> Mesh:
 
 def replicated(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, PartitionSpec())
+
+
+def runs_sharded(mesh: Mesh) -> NamedSharding:
+    """Leading (run / member) axis split over the mesh."""
+    return NamedSharding(mesh, PartitionSpec(DATA_AXIS))
+
+
+def shards_runs(num_runs: int | None, mesh: Mesh) -> bool:
+    """Whether R stacked runs are split over the devices (R a multiple of N > 1)."""
+    n = mesh.devices.size
+    return num_runs is not None and n > 1 and num_runs % n == 0
 
 
 def batch_sharded(mesh: Mesh) -> NamedSharding:
