@@ -7,11 +7,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import jax
-import numpy as np
 import pytest
+from synthetic import write_colour_stand_ins
 
 from jaxrobust.config import load_config
-from jaxrobust.data import cache
 from jaxrobust.evaluate import evaluate
 from jaxrobust.inference.methods import check_posterior_config
 from jaxrobust.train import build_from_config, train_and_evaluate
@@ -54,16 +53,8 @@ def test_config_has_the_dissertation_settings(path):
     assert "decoder" in variables["params"]
 
 
-def stand_in(n, seed):
-    rng = np.random.default_rng(seed)
-    return rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8), rng.integers(0, 10, n)
-
-
 def test_cifar_config_runs_end_to_end_on_synthetic_stand_ins(tmp_path, monkeypatch):
-    root = tmp_path / "data"
-    for name, seed in (("cifar10", 0), ("svhn_cropped", 5)):
-        for split, n in (("train", 64), ("test", 40)):
-            cache.write(root, name, split, *stand_in(n, seed + len(split)), source="synthetic")
+    root = write_colour_stand_ins(tmp_path / "data", n_train=64, n_test=40)
     monkeypatch.setenv("JAXROBUST_DATA", str(root))
     config = load_config(
         HERE / "table3_2_cifar10_svhn_swag.py",

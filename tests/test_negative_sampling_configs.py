@@ -9,9 +9,9 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
+from synthetic import write_colour_stand_ins
 
 from jaxrobust.config import load_config
-from jaxrobust.data import cache
 from jaxrobust.evaluate import evaluate
 from jaxrobust.train import build_from_config, train_and_evaluate
 
@@ -40,16 +40,8 @@ def test_config_builds_a_model_with_the_paper_settings(path):
     assert "encoder" in variables["params"] and "decoder" in variables["params"]
 
 
-def stand_in(n, seed):
-    rng = np.random.default_rng(seed)
-    return rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8), rng.integers(0, 10, n)
-
-
 def test_colour_config_runs_end_to_end_on_synthetic_stand_ins(tmp_path, monkeypatch):
-    root = tmp_path / "data"
-    for name, seed in (("cifar10", 0), ("svhn_cropped", 5)):
-        for split, n in (("train", 100), ("test", 60)):
-            cache.write(root, name, split, *stand_in(n, seed + len(split)), source="synthetic")
+    root = write_colour_stand_ins(tmp_path / "data", n_train=100, n_test=60)
     monkeypatch.setenv("JAXROBUST_DATA", str(root))
     config = load_config(
         Path(__file__).parents[1]
