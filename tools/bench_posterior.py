@@ -252,7 +252,7 @@ def main(argv=None) -> int:
     section = "\n".join(lines)
     print(section)
     if args.output:
-        write_section(Path(args.output), BEGIN, END, section, "Posterior scoring and ensembles")
+        write_section(Path(args.output), BEGIN, END, section, "## Posterior scoring and ensembles")
     return 0
 
 
