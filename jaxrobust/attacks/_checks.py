@@ -49,7 +49,8 @@ def check_inputs(x, domain: Domain) -> jax.Array:
         )
     if domain is not None and is_concrete(x):
         low, high = domain
-        lo, hi = float(jnp.min(x)), float(jnp.max(x))
+        values = np.asarray(x)  # NumPy: also safe for a concrete array closed over by a jit
+        lo, hi = float(values.min()), float(values.max())
         if lo < low - 1e-6 or hi > high + 1e-6:
             raise ValueError(
                 f"Inputs span [{lo:.4g}, {hi:.4g}], outside the attack domain [{low}, {high}]; "
