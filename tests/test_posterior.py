@@ -17,6 +17,7 @@ import pytest
 from conftest import subprocess_env
 from sklearn.metrics import roc_auc_score
 
+from jaxrobust import data as datasets
 from jaxrobust.errors import CheckpointMismatchError, CheckpointNotFoundError, ConfigError
 from jaxrobust.evaluate import evaluate, restore_model
 from jaxrobust.inference import subset
@@ -31,7 +32,7 @@ from jaxrobust.inference.samples import (
 from jaxrobust.models.vae import make_vae
 from jaxrobust.scores.posterior import posterior_log_likelihoods
 from jaxrobust.train import build_from_config, train_and_evaluate
-from jaxrobust.train.loop import posterior_dir
+from jaxrobust.train.loop import model_key, posterior_dir
 
 PAIR = "fashion_mnist->mnist"
 
@@ -161,7 +162,6 @@ def test_swag_posterior_scores_match_an_independent_computation(swag_workdir):
     assert "encoder" in posterior.fixed["params"]
     results = evaluate(workdir)["ood"][PAIR]
     model, preprocess = build_from_config(config, "vae")
-    from jaxrobust import data as datasets
 
     key = jax.random.key(config.seed + 1)
     lls = {}
@@ -205,7 +205,7 @@ from jaxrobust.config import load_workdir_config
 from jaxrobust.inference.samples import restore_posterior
 from jaxrobust.scores.posterior import posterior_log_likelihoods
 from jaxrobust.train import build_from_config
-from jaxrobust.train.loop import posterior_dir
+from jaxrobust.train.loop import model_key, posterior_dir
 workdir = {str(workdir)!r}
 config = load_workdir_config(workdir)
 model, _ = build_from_config(config, "vae")
@@ -332,3 +332,29 @@ def test_save_posterior_replaces_atomically(tmp_path):
     restored, meta = restore_posterior(tmp_path / "p")
     assert restored.num_samples == 4 and "method" not in meta
     assert not (tmp_path / "p.tmp").exists()
+
+
+@pytest.mark.parametrize("method", ["bbb", "swag"])
+def test_rest_fixed_keeps_the_other_parameters_at_their_initial_values(
+    method, synthetic_data, tiny_config, tmp_path
+):
+    posterior = {"method": method, "filter": "^decoder/", "rest": "fixed", "num_samples": 2}
+    if method == "swag":
+        posterior.update(start_epoch=1, every_steps=1, rank=2)
+    config = posterior_config(copy.deepcopy(tiny_config), posterior, num_epochs=1)
+    train_and_evaluate(config, tmp_path)
+    restored, _ = restore_posterior(posterior_dir(tmp_path, "vae"))
+    model, preprocess = build_from_config(config, "vae")
+    # The initial encoder of this run: init with the run's key, as the training loop does.
+    images, _ = datasets.load(config.data.name, "train")
+    example = preprocess(jnp.asarray(images[:1]))
+    init = model.init(jax.random.fold_in(model_key(config.seed, "vae"), 0), example)
+    for got, want in zip(
+        jax.tree.leaves(restored.fixed["params"]["encoder"]),
+        jax.tree.leaves(init["params"]["encoder"]),
+        strict=True,
+    ):
+        np.testing.assert_array_equal(got, want)
+    # ... while the decoder samples moved away from the initial decoder.
+    first = jax.tree.leaves(restored.samples["params"]["decoder"])[0][0]
+    assert not np.allclose(first, jax.tree.leaves(init["params"]["decoder"])[0])
