@@ -135,25 +135,28 @@ def evaluate(workdir: str | os.PathLike, config: ml_collections.ConfigDict | Non
         pair = f"{in_name}->{out_name}"
         results["ood"][pair] = {}
         curves = {}
-        posterior_lls = {}  # model name -> log_lik [S, N_out] of this OOD set
+        posterior_scores = {}  # model name -> every stacked score [N_out] of this OOD set
         for ref in score_refs:
             _check_same_shape(in_name, in_images, out_name, out_images)
             model_name, score_name = _split_ref(ref, restored, posteriors)
             if model_name in posteriors:
                 model, preprocess, posterior, _ = posteriors[model_name]
-                key_in = ("log_lik", model_name)
-                if key_in not in in_scores:
-                    in_scores[key_in] = _posterior_log_lik(
+                key_in = ("stacked", model_name)
+                if key_in not in in_scores:  # log_lik [S, N_in] once, all scores in one call
+                    log_lik_in = _posterior_log_lik(
                         model, preprocess, posterior, in_images, key, batch_size
                     )
-                if model_name not in posterior_lls:
-                    posterior_lls[model_name] = _posterior_log_lik(
+                    entropy = typicality_entropy(log_lik_in)
+                    in_scores[key_in] = (entropy, stacked_scores(log_lik_in, entropy=entropy))
+                entropy, scores_in = in_scores[key_in]
+                if model_name not in posterior_scores:
+                    log_lik_out = _posterior_log_lik(
                         model, preprocess, posterior, out_images, key, batch_size
                     )
+                    posterior_scores[model_name] = stacked_scores(log_lik_out, entropy=entropy)
                 score = STACKED_SCORES[score_name]
-                s_in, s_out = _stacked_pair(
-                    score_name, in_scores[key_in], posterior_lls[model_name]
-                )
+                s_in = np.asarray(scores_in[score_name])[None]  # [1, N]: one "run"
+                s_out = np.asarray(posterior_scores[model_name][score_name])[None]
                 num_runs = None
             else:
                 model, preprocess, variables, _ = restored[model_name]
@@ -285,15 +288,6 @@ def _posterior_log_lik(model, preprocess, posterior, images, key, batch_size) ->
     """``log_lik[S, N]``: the model's importance-weighted log p(x | theta_s) for every sample."""
     fn = _posterior_iwae_batch_first(model.scores["iwae"].fn)
     return map_dataset(fn, posterior, images, preprocess, key, batch_size).T
-
-
-def _stacked_pair(score_name: str, log_lik_in: np.ndarray, log_lik_out: np.ndarray):
-    """The stacked score on both sides as ``[1, N]``; typicality's H from the in-distribution."""
-    entropy = typicality_entropy(log_lik_in) if STACKED_SCORES[score_name].needs_entropy else None
-    names = (score_name,)
-    s_in = stacked_scores(log_lik_in, entropy=entropy, names=names)[score_name]
-    s_out = stacked_scores(log_lik_out, entropy=entropy, names=names)[score_name]
-    return np.asarray(s_in)[None], np.asarray(s_out)[None]
 
 
 def _split_ref(ref: str, restored: dict, posteriors: dict) -> tuple[str, str]:
