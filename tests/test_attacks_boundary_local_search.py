@@ -37,7 +37,7 @@ def test_boundary_affine_converges_to_minimal_distance():
     assert np.all((START_AFF @ W_VEC + B_SCALAR > 0) != LABELS_AFF)
     key = jax.random.PRNGKey(1)
     l2s = []
-    for steps in (0, 50, 300):
+    for steps in (0, 50, 2000):
         res = boundary_attack(
             affine_logits,
             X_AFF,
@@ -58,7 +58,7 @@ def test_boundary_affine_converges_to_minimal_distance():
     assert np.all(l2s[1] <= l2s[0])  # steps are only accepted when closer
     assert l2s[0].mean() > 2.5 * D_MIN.mean()
     assert l2s[0].mean() > l2s[1].mean() > l2s[2].mean()
-    assert np.all(l2s[2] <= 1.3 * D_MIN)  # within 30 % of |f(x)| / ||w|| after 300 steps
+    assert np.all(l2s[2] <= 1.3 * D_MIN)  # within 30 % of |f(x)| / ||w|| after 2000 steps
 
 
 # ------------------------------------------------ Boundary: 3-class images in (0, 1)

@@ -71,10 +71,14 @@ def np_bim(w, b, x, y, eps, step, steps, norm, sign=1.0, domain=(0.0, 1.0)):
         g = np_ce_grad(w, b, xa, y)
         if norm == "linf":
             xa = xa + sign * step * np.sign(g)
-            delta = np.clip(xa - x0, -eps, eps)
         else:
             g_norm = np.linalg.norm(g, axis=1, keepdims=True)
-            xa = xa + sign * step * g / np.maximum(g_norm, 1e-12)
+            xa = xa + sign * step * g / np.maximum(g_norm, 1e-6)
+        if domain is not None:
+            xa = np.clip(xa, *domain)
+        if norm == "linf":
+            delta = np.clip(xa - x0, -eps, eps)
+        else:
             delta = xa - x0
             d_norm = np.linalg.norm(delta, axis=1, keepdims=True)
             delta = delta * np.minimum(1.0, eps / np.maximum(d_norm, 1e-12))

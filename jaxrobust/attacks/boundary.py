@@ -13,24 +13,22 @@ adversarial ``x_0``, each step with the original ``o``, ``d = o - x_k`` and ``n 
     c    = clip(s + l * (o - s))                                   (closer by source_step * n)
     x_{k+1} = c  if c is adversarial and ||o - c|| < n,  else x_k
 
-Step sizes follow the paper: every ``adapt_every`` steps, if more than 50 % of the orthogonal
-(spherical) candidates ``s`` were adversarial both step sizes grow by ``step_adaptation``, below
-20 % both shrink; if more than 50 % of the full candidates ``c`` (among those whose ``s`` was
-adversarial) were adversarial ``source_step`` grows, below 20 % it shrinks.
+Step sizes are adapted as in the authors' implementation (foolbox 3.3's ``BoundaryAttack``):
+every ``adapt_every`` steps the spherical candidate ``s`` is also judged, and whether ``s`` and
+``c`` were adversarial is appended to per-example windows of the last ``spherical_window``
+(100) and ``step_window`` (30) records. When the spherical window is full and more than 50 % of
+it was adversarial, both step sizes grow by ``step_adaptation``; below 20 % both shrink; when
+the step window is full, above 25 % ``source_step`` grows and below 10 % it shrinks. A window
+that led to an adaptation is emptied. An example whose ``source_step`` is below
+``convergence`` stops.
 
-Follows the paper: the proposal (orthogonal step on the sphere, then a relative step toward the
-original), acceptance by the decision only, the 50 % / 20 % adaptation of both step sizes, and the
-initialisation by uniform noise in the domain rejected until adversarial (the paper's
-maximum-entropy start; a given ``starting_points`` replaces it, as a targeted attack usually
-needs an example of the target class).
-
-Simplified: one candidate per step and example (the reference code draws a batch of candidates
-per step and keeps the best), the success rates are counted over the last ``adapt_every`` steps
-of that example only (the reference keeps running windows of 100 and 30 trials), the spherical
-candidate is evaluated every step (the reference only every 10th), there is no convergence test
-or step-size reset, and no line search toward the original after the initialisation. Every
-example keeps its own step sizes; all run in parallel under one ``lax.scan`` (two model calls
-per step, concatenated into one). With ``domain=None`` no clipping applies and
+The initialisation is uniform noise in the domain, rejected until adversarial (the paper's
+maximum-entropy start); a given ``starting_points`` replaces it (a targeted attack usually
+needs an example of the target class; foolbox's default start is a blend of the input and
+noise found by line search). Differences from foolbox: each example draws its own orthogonal
+noise (foolbox shares one draw across the batch), and there is no line search after the noise
+start. Every example keeps its own step sizes; all run in parallel under one ``lax.scan`` (one
+model call per step, two on the recording steps). With ``domain=None`` no clipping applies and
 ``starting_points`` are required (there is no domain to draw noise from).
 """
 
@@ -55,8 +53,9 @@ from jaxrobust.attacks._checks import (
     is_concrete,
 )
 
-_HIGH_RATE = 0.5
-_LOW_RATE = 0.2
+# Success-rate thresholds of the step-size adaptation (foolbox 3's BoundaryAttack, by the authors).
+_SPHERICAL_HIGH, _SPHERICAL_LOW = 0.5, 0.2
+_STEP_HIGH, _STEP_LOW = 0.25, 0.1
 
 
 class BoundaryResult(NamedTuple):
@@ -84,6 +83,9 @@ def boundary_attack(
     source_step: float = 1e-2,
     step_adaptation: float = 1.5,
     adapt_every: int = 10,
+    spherical_window: int = 100,
+    step_window: int = 30,
+    convergence: float = 1e-7,
     init_trials: int = 100,
     domain: Domain = DEFAULT_DOMAIN,
 ) -> BoundaryResult:
@@ -98,13 +100,21 @@ def boundary_attack(
       num_steps: proposal steps (0 returns the starting points).
       spherical_step, source_step: initial relative step sizes (per example, then adapted).
       step_adaptation: factor (> 1) by which step sizes are multiplied or divided.
-      adapt_every: steps between adaptations (the window of the success rates).
+      adapt_every: steps between two records of the success of the candidates (and two
+        chances to adapt the step sizes); the spherical candidate is only judged then.
+      spherical_window, step_window: lengths of the per-example windows of recorded successes
+        of the spherical and the full candidates; a window must be full to adapt, and is
+        emptied when it has.
+      convergence: an example stops once its ``source_step`` falls below this.
     """
     x = check_inputs(x, domain)
     labels = check_labels(x, labels)
     targets = check_targets(x, targeted, targets)
     num_steps = check_positive_int("num_steps", num_steps, minimum=0)
     adapt_every = check_positive_int("adapt_every", adapt_every)
+    spherical_window = check_positive_int("spherical_window", spherical_window)
+    step_window = check_positive_int("step_window", step_window)
+    check_epsilon("convergence", convergence)
     init_trials = check_positive_int("init_trials", init_trials)
     check_epsilon("spherical_step", spherical_step)
     check_epsilon("source_step", source_step)
@@ -164,12 +174,10 @@ def boundary_attack(
             init_cond, init_body, (jnp.int32(0), init_key, flat_x, found0)
         )
 
-    def step(carry, step_key):
-        i, cur, sph_size, src_size, n_sph, n_sph_trials, n_step = carry
+    def proposals(cur, sph_size, src_size, step_key):
         diff = flat_x - cur
         dist = _norm(diff)
-        active = found & (dist > 0)
-        safe_dist = jnp.where(active, dist, 1.0)
+        safe_dist = jnp.where(dist > 0, dist, 1.0)
         direction = diff / safe_dist[:, None]
         eta = jax.random.normal(step_key, cur.shape, jnp.float32)
         eta = eta - jnp.sum(eta * direction, axis=1, keepdims=True) * direction
@@ -179,51 +187,59 @@ def boundary_attack(
         new_diff = flat_x - spherical
         new_dist = jnp.maximum(_norm(new_diff), 1e-12)
         length = jnp.maximum(src_size * safe_dist + new_dist - safe_dist, 0.0) / new_dist
-        candidate = clip(spherical + length[:, None] * new_diff)
+        return dist, spherical, clip(spherical + length[:, None] * new_diff)
 
-        adv = is_adversarial(jnp.concatenate([spherical, candidate]))
-        sph_adv, cand_adv = adv[:batch], adv[batch:]
-        accept = active & cand_adv & (_norm(flat_x - candidate) < dist)
+    def append(queue, pointer, values):
+        return queue.at[pointer].set(values.astype(queue.dtype)), (pointer + 1) % len(queue)
+
+    def adapt(queue, high, low):
+        """(factor [B], cleared queue): the window's success rate beyond high/low thresholds."""
+        full = ~jnp.any(jnp.isnan(queue), axis=0)
+        rate = jnp.nanmean(jnp.where(full[None], queue, 0.0), axis=0)
+        up, down = full & (rate > high), full & (rate < low)
+        factor = jnp.where(up, step_adaptation, jnp.where(down, 1.0 / step_adaptation, 1.0))
+        return factor, jnp.where((up | down)[None], jnp.nan, queue)
+
+    def step(carry, step_key):
+        i, cur, sph_size, src_size, sph_queue, sph_ptr, step_queue, step_ptr = carry
+        dist, spherical, candidate = proposals(cur, sph_size, src_size, step_key)
+        update_stats = (i + 1) % adapt_every == 0
+
+        def both():
+            adv = is_adversarial(jnp.concatenate([spherical, candidate]))
+            return adv[:batch], adv[batch:]
+
+        def candidate_only():
+            return jnp.zeros(batch, bool), is_adversarial(candidate)
+
+        sph_adv, cand_adv = jax.lax.cond(update_stats, both, candidate_only)
+        running = found & (dist > 0) & (src_size >= convergence)
+        accept = running & cand_adv & (_norm(flat_x - candidate) < dist)
         cur = jnp.where(accept[:, None], candidate, cur)
 
-        n_sph = n_sph + (active & sph_adv)
-        n_sph_trials = n_sph_trials + active
-        n_step = n_step + (active & sph_adv & cand_adv)
+        def update(sizes_and_queues):
+            sph_size, src_size, sph_queue, sph_ptr, step_queue, step_ptr = sizes_and_queues
+            sph_queue, sph_ptr = append(sph_queue, sph_ptr, sph_adv)
+            step_queue, step_ptr = append(step_queue, step_ptr, cand_adv)
+            factor, sph_queue = adapt(sph_queue, _SPHERICAL_HIGH, _SPHERICAL_LOW)
+            sph_size, src_size = sph_size * factor, src_size * factor
+            factor, step_queue = adapt(step_queue, _STEP_HIGH, _STEP_LOW)
+            return sph_size, src_size * factor, sph_queue, sph_ptr, step_queue, step_ptr
 
-        # adaptation every `adapt_every` steps, from the rates over the window
-        adapt = (i + 1) % adapt_every == 0
-        sph_rate = n_sph / jnp.maximum(n_sph_trials, 1)
-        step_rate = n_step / jnp.maximum(n_sph, 1)
-        seen = n_sph_trials > 0
-        factor = jnp.where(
-            adapt & seen & (sph_rate > _HIGH_RATE),
-            step_adaptation,
-            jnp.where(adapt & seen & (sph_rate < _LOW_RATE), 1.0 / step_adaptation, 1.0),
-        )
-        sph_size, src_size = sph_size * factor, src_size * factor
-        has_step = n_sph > 0
-        src_factor = jnp.where(
-            adapt & has_step & (step_rate > _HIGH_RATE),
-            step_adaptation,
-            jnp.where(adapt & has_step & (step_rate < _LOW_RATE), 1.0 / step_adaptation, 1.0),
-        )
-        src_size = src_size * src_factor
-        zero = jnp.zeros_like(n_sph)
-        n_sph, n_sph_trials, n_step = (
-            jnp.where(adapt, zero, n) for n in (n_sph, n_sph_trials, n_step)
-        )
-        return (i + 1, cur, sph_size, src_size, n_sph, n_sph_trials, n_step), None
+        stats = (sph_size, src_size, sph_queue, sph_ptr, step_queue, step_ptr)
+        stats = jax.lax.cond(update_stats, update, lambda s: s, stats)
+        return (i + 1, cur, *stats), None
 
     sizes = jnp.ones(batch, jnp.float32)
-    counts = jnp.zeros(batch, jnp.int32)
     carry = (
         jnp.int32(0),
         start,
         spherical_step * sizes,
         source_step * sizes,
-        counts,
-        counts,
-        counts,
+        jnp.full((spherical_window, batch), jnp.nan, jnp.float32),
+        jnp.int32(0),
+        jnp.full((step_window, batch), jnp.nan, jnp.float32),
+        jnp.int32(0),
     )
     step_keys = jax.random.split(key, num_steps)
     (_, final, *_), _ = jax.lax.scan(step, carry, step_keys, length=num_steps)

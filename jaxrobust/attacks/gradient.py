@@ -11,7 +11,7 @@ examples (no batch norm in training mode).
 - R+FGSM (Tramer et al. 2018): ``x' = clip(x + alpha * sign(N(0, I)))``, then an FGSM step of
   ``eps - alpha`` from ``x'``.
 - PGD (Madry et al. 2018), BIM when ``random_start=False`` (Kurakin et al. 2017):
-  ``x_{t+1} = clip_domain(x + P_eps(x_t + s * step * d_t - x))`` with ``d_t = sign(g_t)``
+  ``x_{t+1} = clip_domain(x + P_eps(clip_domain(x_t + s * step * d_t) - x))``, ``d_t = sign(g_t)``
   (L-inf) or ``g_t / ||g_t||_2`` (L2), ``P_eps`` the projection onto the eps-ball of the norm.
   The random start is uniform in the ball: L-inf ``U(-eps, eps)^d``; L2 direction ``N(0, I)``
   normalised, radius ``eps * U^(1/d)``.
@@ -134,11 +134,17 @@ def _l2_norm(v: jax.Array) -> jax.Array:
     return jnp.sqrt(jnp.sum(jnp.square(v), axis=tuple(range(1, v.ndim)), keepdims=True))
 
 
+def _safe_l2_norm(v: jax.Array) -> jax.Array:
+    """``sqrt(max(||v||^2, 1e-12))`` per example: a divisor that is never 0 (cleverhans' rule)."""
+    sum_sq = jnp.sum(jnp.square(v), axis=tuple(range(1, v.ndim)), keepdims=True)
+    return jnp.sqrt(jnp.maximum(sum_sq, 1e-12))
+
+
 def _project(delta: jax.Array, eps: jax.Array, norm: str) -> jax.Array:
     """Projection of perturbations onto the eps-ball of ``norm`` (per example)."""
     if norm == "linf":
         return jnp.clip(delta, -eps, eps)
-    return delta * jnp.minimum(1.0, eps / jnp.maximum(_l2_norm(delta), 1e-12))
+    return delta * jnp.minimum(1.0, eps / _safe_l2_norm(delta))
 
 
 def _random_in_ball(key: jax.Array, x: jax.Array, eps: jax.Array, norm: str) -> jax.Array:
@@ -271,8 +277,8 @@ def _pgd(loss_fn, x, y, key, epsilon, step_size, num_steps, norm, random_start, 
         if norm == "linf":
             direction = jnp.sign(grad)
         else:
-            direction = grad / jnp.maximum(_l2_norm(grad), 1e-12)
-        x_next = x_t + sign * step * direction
+            direction = grad / _safe_l2_norm(grad)
+        x_next = clip_to_domain(x_t + sign * step * direction, domain)
         return clip_to_domain(x + _project(x_next - x, eps, norm), domain)
 
     return jax.lax.fori_loop(0, num_steps, body, x_adv)
@@ -306,10 +312,13 @@ def pgd(
 ) -> jax.Array:
     """Projected gradient descent (Madry et al. 2018); BIM when ``random_start=False``.
 
-    ``x_{t+1} = clip_domain(x + P_eps(x_t + s * step_size * d_t - x))`` for ``num_steps``
-    steps (``lax.fori_loop``), with ``s = +1`` untargeted (ascend ``L(., labels)``), ``s = -1``
-    targeted (descend ``L(., targets)``), ``d_t = sign(grad)`` for ``norm="linf"`` and
-    ``grad / ||grad||_2`` (per example) for ``norm="l2"``; ``P_eps`` projects onto the eps-ball.
+    ``x_{t+1} = clip_domain(x + P_eps(clip_domain(x_t + s * step_size * d_t) - x))`` for
+    ``num_steps`` steps (``lax.fori_loop``), with ``s = +1`` untargeted (ascend
+    ``L(., labels)``), ``s = -1`` targeted (descend ``L(., targets)``), ``d_t = sign(grad)``
+    for ``norm="linf"`` and ``grad / sqrt(max(||grad||_2^2, 1e-12))`` (per example) for
+    ``norm="l2"``; ``P_eps`` projects onto the eps-ball. The order (domain clip, projection,
+    domain clip) is that of Madry et al.'s and cleverhans' code; for L-inf it is the projection
+    onto the intersection of ball and box, for L2 an approximation of it.
     ``x_0`` is ``x`` (BIM, Kurakin et al. 2017) or, with ``random_start``, a uniform draw from
     the ball clipped to the domain (L2: direction ~ N(0, I), radius ~ eps * U^(1/d)). Returns the
     last iterate.

@@ -24,6 +24,11 @@ fine for MNIST-size inputs (``784^2`` ~ 0.6M entries per example), quadratic mem
 ones (CIFAR-10's 3072 features need ~9.4M entries per example; attack small batches). Unlike
 cleverhans, an example with no admissible pair stops instead of changing feature 0.
 
+``saliency="target"`` is the simpler rule of the Adversarial Robustness Toolbox's
+``SaliencyMapMethod``: the two search-domain features with the largest ``J_tp`` (the smallest for
+``theta < 0``), ignoring the other classes; it needs one gradient instead of the Jacobian and no
+pair array. It is the reference for the parity check against ART (``tools/attack_parity.py``).
+
 The Jacobian of all classes comes from one ``jax.jacrev`` of the batch-summed logits (per
 example, as examples are independent); iterations run under ``lax.while_loop`` with a
 per-example mask. Jittable with ``logits_fn``, ``theta``, ``gamma``, ``domain`` and
@@ -78,6 +83,7 @@ def jsma(
     gamma: float = 0.1,
     domain: Domain = DEFAULT_DOMAIN,
     use_logits: bool = True,
+    saliency: str = "pairwise",
 ) -> JSMAResult:
     """Targeted JSMA on ``x [B, ...]`` towards ``targets [B]``.
 
@@ -93,6 +99,10 @@ def jsma(
         saturate and stay in the search domain).
       use_logits: saliency from the Jacobian of the logits (True) or of the softmax
         probabilities (False, the original paper).
+      saliency: ``"pairwise"`` (Papernot et al.'s pair map above, as cleverhans, which the
+        dissertation used) or ``"target"``: the two search-domain features with the largest
+        target gradient ``J_tp`` (smallest for ``theta < 0``), no condition on the other classes
+        (the Adversarial Robustness Toolbox's ``SaliencyMapMethod``; no ``[B, F, F]`` array).
 
     Returns:
       ``JSMAResult(adversarial [B, ...], success [B], num_changed [B])``.
@@ -100,6 +110,8 @@ def jsma(
     x = check_inputs(x, domain)
     targets = check_labels(x, targets, "targets")
     theta, gamma = _check_theta_gamma(theta, gamma)
+    if saliency not in ("pairwise", "target"):
+        raise ValueError(f"saliency must be 'pairwise' or 'target', got {saliency!r}.")
     n_classes = num_classes(logits_fn, x)
     if n_classes < 2:
         raise ValueError("JSMA needs a classifier with at least 2 classes.")
@@ -109,7 +121,6 @@ def jsma(
     max_iterations = int(math.floor(gamma * num_features / 2 + 1e-9))
     increase = theta > 0
     x_flat = x.reshape(batch, num_features)
-    off_diagonal = ~jnp.eye(num_features, dtype=bool)
     is_target = jax.nn.one_hot(targets, n_classes, dtype=x.dtype)  # [B, K]
     rows = jnp.arange(batch)
 
@@ -129,22 +140,41 @@ def jsma(
         i, _, _, active = state
         return (i < max_iterations) & jnp.any(active)
 
-    def body(state):
-        i, flat, search, active = state
+    def target_gradient(flat):  # [B, F]: d z_t / d x, and the logits
+        def total(f):
+            logits = logits_fn(f.reshape(x.shape))
+            z = logits if use_logits else jax.nn.softmax(logits, axis=-1)
+            return jnp.sum(z[rows, targets]), logits
+
+        return jax.grad(total, has_aux=True)(flat)
+
+    def pick_target(flat, search):
+        grad_target, logits = target_gradient(flat)
+        g = jnp.where(search, grad_target if increase else -grad_target, -jnp.inf)
+        _, top2 = jax.lax.top_k(g, 2)
+        return logits, top2[:, 0], top2[:, 1], jnp.any(search, axis=1)
+
+    def pick_pairwise(flat, search):
         grads, logits = jacobian(flat)
         grads = jnp.moveaxis(grads, 0, 1)  # [B, K, F]
-        active = active & (jnp.argmax(logits, axis=1) != targets)
         grad_target = jnp.einsum("bk,bkf->bf", is_target, grads)
         grad_other = jnp.sum(grads, axis=1) - grad_target
         alpha = grad_target[:, :, None] + grad_target[:, None, :]  # [B, F, F]
         beta = grad_other[:, :, None] + grad_other[:, None, :]
         signs = (alpha > 0) & (beta < 0) if increase else (alpha < 0) & (beta > 0)
+        off_diagonal = ~jnp.eye(num_features, dtype=bool)
         valid = signs & search[:, :, None] & search[:, None, :] & off_diagonal
         score = jnp.where(valid, -alpha * beta, -jnp.inf).reshape(batch, -1)
         best = jnp.argmax(score, axis=1)
         found = jnp.any(valid, axis=(1, 2))
-        active = active & found
-        p, q = best // num_features, best % num_features
+        return logits, best // num_features, best % num_features, found
+
+    pick = pick_pairwise if saliency == "pairwise" else pick_target
+
+    def body(state):
+        i, flat, search, active = state
+        logits, p, q, found = pick(flat, search)
+        active = active & (jnp.argmax(logits, axis=1) != targets) & found
         step = jnp.where(active, theta, 0.0).astype(flat.dtype)
         flat = flat.at[rows, p].add(step).at[rows, q].add(step)
         flat = clip_to_domain(flat, domain)

@@ -1,0 +1,48 @@
+"""The small MNIST CNN that every attack experiment attacks (parity, benchmark, robustness curve).
+
+`SmallCNN` (two 3x3 conv + 2x2 max-pool stages, 32/64 channels, a 128-unit hidden layer), inputs
+in [0, 1] (no normalisation, so attack epsilons are in pixel units as in Madry et al. 2018),
+Adam 1e-3, batch 128, 3 epochs on all 60,000 training images; the test split validates each
+epoch and the best checkpoint by validation loss is the one attacked.
+
+    jaxrobust train --config experiments/attacks/mnist_cnn.py --workdir runs/attacks/mnist_cnn
+"""
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+    c = ml_collections.ConfigDict()
+    c.name = "attacks_mnist_cnn"
+    c.seed = 0
+    c.progress = True
+
+    c.data = ml_collections.ConfigDict()
+    c.data.name = "mnist"
+    c.data.validation_split = "test"
+    c.data.train_limit = 0  # 0 = all 60,000 training images
+    c.data.validation_limit = 0
+    c.data.preprocess = ml_collections.ConfigDict({"scale": True})
+
+    c.models = ml_collections.ConfigDict()
+    c.models.cnn = ml_collections.ConfigDict(
+        {
+            "kind": "classifier",
+            "network": "small_cnn",
+            "batch_size": 128,
+            "num_epochs": 3,
+            "optimizer": {"name": "adam", "learning_rate": 1e-3},
+            "best_metric": "val/loss",
+            "best_mode": "min",
+        }
+    )
+
+    c.evaluate = ml_collections.ConfigDict(
+        {
+            "checkpoint": "best",
+            "batch_size": 1000,
+            "test_limit": 0,
+            "classification": {"models": ["cnn"], "ece_bins": 15},
+        }
+    )
+    return c
