@@ -33,6 +33,7 @@ from jaxrobust.inference.samples import save_posterior
 from jaxrobust.models import Model, build_model
 from jaxrobust.models.base import merge_variables, split_variables
 from jaxrobust.nn.conv_ops import cpu_compiler_options
+from jaxrobust.train.adversarial import adversarial_training
 from jaxrobust.train.checkpoint import ModelCheckpoints
 from jaxrobust.train.epoch import TrainState, make_eval_pass, make_train_epoch
 from jaxrobust.train.optim import build_optimizer
@@ -83,7 +84,10 @@ def build_from_config(config: ml_collections.ConfigDict, name: str) -> tuple[Mod
     info = datasets.dataset_info(config.data.name)
     preprocess = Preprocess.from_config(config.data.get("preprocess"))
     image_shape = preprocess.output_shape(info.image_shape)
-    model = build_model(config.models[name].to_dict(), image_shape, info.num_classes)
+    section = config.models[name].to_dict()
+    model = build_model(section, image_shape, info.num_classes)
+    if section.get("adversarial_training") is not None:
+        model = adversarial_training(model, section["adversarial_training"], name)
     return model, preprocess
 
 
