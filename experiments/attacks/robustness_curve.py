@@ -1,0 +1,285 @@
+"""Robustness curve on MNIST: accuracy vs L-inf epsilon under FGSM and PGD-40.
+
+Two models of the same SmallCNN: the standard one (``mnist_cnn.py``) and the one adversarially
+trained with PGD (``mnist_cnn_pgd.py``, Madry et al. 2018). Each is attacked on the first
+``--num-images`` MNIST test images at epsilon in {0, 0.05, ..., 0.3} (pixels in [0, 1]):
+
+- FGSM (Goodfellow et al. 2015): one signed-gradient step of size eps, no random start;
+- PGD-40 (Madry et al. 2018): 40 steps of 0.01 (L-inf, signed gradient), random start uniform
+  in the ball, one restart (no restarts beyond the first run), last iterate;
+
+both on the cross-entropy of the eval-mode logits, clipped to [0, 1]. The epsilons are vmapped
+(``fgsm_sweep`` / ``pgd_sweep``) and the images go through one jitted ``lax.map`` over
+fixed-size chunks, so there is no Python loop over epsilons or images. Writes
+``robustness_curve.json``, ``robustness_curve.md`` and ``figures/robustness_curve.png`` under
+``--output-dir``.
+
+    python experiments/attacks/robustness_curve.py --train \\
+        --standard-workdir runs/attacks/mnist_cnn --adversarial-workdir runs/attacks/mnist_cnn_pgd
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from tqdm.auto import tqdm
+
+from jaxrobust import data as datasets
+from jaxrobust.attacks import cross_entropy_loss, fgsm_sweep, pgd_sweep
+from jaxrobust.config import load_config
+from jaxrobust.evaluate import restore_model
+from jaxrobust.train import checkpoint_dir, train_and_evaluate
+from jaxrobust.train.checkpoint import ModelCheckpoints
+
+HERE = Path(__file__).parent
+EPSILONS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3)
+PGD_STEPS = 40
+PGD_STEP_SIZE = 0.01
+MODEL = "cnn"
+MODELS = {
+    "standard": HERE / "mnist_cnn.py",
+    "adversarial": HERE / "mnist_cnn_pgd.py",
+}
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--standard-workdir", default="runs/attacks/mnist_cnn")
+    p.add_argument("--adversarial-workdir", default="runs/attacks/mnist_cnn_pgd")
+    p.add_argument("--num-images", type=int, default=1000, help="first N MNIST test images")
+    p.add_argument("--chunk-size", type=int, default=250, help="images per lax.map chunk")
+    p.add_argument("--seed", type=int, default=0, help="seed of the PGD random starts")
+    p.add_argument("--train", action="store_true", help="train a model whose workdir is missing")
+    p.add_argument("--output-dir", default=str(HERE))
+    return p.parse_args(argv)
+
+
+def trained_epochs(workdir: Path) -> int:
+    directory = checkpoint_dir(workdir, MODEL)
+    if not directory.is_dir():
+        return 0
+    checkpoints = ModelCheckpoints(directory)
+    try:
+        return checkpoints.latest_epoch() or 0
+    finally:
+        checkpoints.close()
+
+
+def ensure_trained(config, workdir: Path, train: bool) -> None:
+    epochs = trained_epochs(workdir)
+    if epochs >= config.models[MODEL].num_epochs:
+        return
+    if not train:
+        raise SystemExit(
+            f"{workdir} has {epochs} of {config.models[MODEL].num_epochs} epochs of model "
+            f"{MODEL!r}; pass --train to train (or resume) it."
+        )
+    train_and_evaluate(config, workdir)
+
+
+def make_evaluator(logits_fn, chunk_size: int):
+    """Jitted ``(variables, x [N], y [N], key) -> (fgsm correct [E, N], pgd correct [E, N])``."""
+    epsilons = jnp.asarray(EPSILONS, jnp.float32)
+
+    def chunk(variables, x, y, key):
+        loss_fn = cross_entropy_loss(lambda z: logits_fn(variables, z))
+
+        def correct(x_adv):  # [E, n, ...] -> [E, n]
+            logits = jax.vmap(lambda z: logits_fn(variables, z))(x_adv)
+            return jnp.argmax(logits, -1) == y[None]
+
+        x_fgsm = fgsm_sweep(loss_fn, x, y, epsilons)
+        x_pgd = pgd_sweep(
+            loss_fn, x, y, epsilons, key, step_size=PGD_STEP_SIZE, num_steps=PGD_STEPS
+        )
+        return correct(x_fgsm), correct(x_pgd)
+
+    @jax.jit
+    def evaluate(variables, x, y, key):
+        n = x.shape[0]
+        num_chunks = n // chunk_size
+        xs = x.reshape(num_chunks, chunk_size, *x.shape[1:])
+        ys = y.reshape(num_chunks, chunk_size)
+        keys = jax.random.split(key, num_chunks)
+        fg, pg = jax.lax.map(lambda a: chunk(variables, *a), (xs, ys, keys))
+        # [chunks, E, chunk] -> [E, N]
+        merge = lambda c: jnp.moveaxis(c, 0, 1).reshape(len(EPSILONS), n)  # noqa: E731
+        return merge(fg), merge(pg)
+
+    return evaluate
+
+
+def training_summary(config, workdir: Path) -> dict:
+    rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+    rows = [r for r in rows if r.get("model") == MODEL]
+    cfg = config.models[MODEL]
+    adv = cfg.get("adversarial_training")
+    return {
+        "epochs": cfg.num_epochs,
+        "batch_size": cfg.batch_size,
+        "optimizer": cfg.optimizer.to_dict(),
+        "adversarial_training": None if adv is None else adv.to_dict(),
+        "train_seconds": sum(r["epoch_seconds"] for r in rows),
+        "compile_seconds": sum(r.get("compile_seconds", 0.0) for r in rows),
+        "final_clean_val_accuracy": rows[-1]["val/accuracy"] if rows else None,
+    }
+
+
+def budget_text(summary: dict) -> str:
+    adv = summary["adversarial_training"]
+    text = f"{summary['epochs']} epochs, batch {summary['batch_size']}, Adam 1e-3"
+    if adv:
+        text += (
+            f", PGD-{adv['num_steps']} (eps {adv['epsilon']}, step {adv['step_size']:.3g}, random "
+            f"start) training, eps ramped over the first {adv.get('epsilon_ramp_steps', 0)} steps"
+        )
+    return text + f"; {summary['train_seconds'] / 60:.1f} min of training epochs"
+
+
+def write_outputs(result: dict, output_dir: Path) -> None:
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / "robustness_curve.json").write_text(json.dumps(result, indent=2) + "\n")
+    acc = result["accuracy"]
+    lines = [
+        "# Robustness curve: MNIST SmallCNN, standard vs PGD adversarial training",
+        "",
+        f"Accuracy (%) on the first {result['num_images']} MNIST test images under L-inf "
+        "attacks on the cross-entropy (pixels in [0, 1]): FGSM (one step of eps) and PGD-40 "
+        f"(40 steps of {PGD_STEP_SIZE}, random start uniform in the ball, 1 restart). "
+        f"Device: {result['device']}. Written by `experiments/attacks/robustness_curve.py`. "
+        "Accuracy under an attack is an upper bound on robust accuracy: stronger attacks (more "
+        "steps, restarts, other losses) can only lower it.",
+        "",
+        "| epsilon | standard FGSM | standard PGD-40 | adversarial FGSM | adversarial PGD-40 |",
+        "|---|---|---|---|---|",
+    ]
+    for i, eps in enumerate(result["epsilons"]):
+        cells = [
+            f"{100 * acc[m][a][i]:.1f}"
+            for m in ("standard", "adversarial")
+            for a in ("fgsm", "pgd")
+        ]
+        lines.append(f"| {eps:g} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "| model | checkpoint | training budget | clean val acc "
+        "| FGSM + PGD-40 wall time, all eps |",
+    ]
+    lines.append("|---|---|---|---|---|")
+    for m in ("standard", "adversarial"):
+        info = result["models"][m]
+        t = info["attack_seconds"]
+        lines.append(
+            f"| {m} (`{info['config']}`) | epoch {info['epoch']} ({info['checkpoint']}) | "
+            f"{budget_text(info['training'])} | "
+            f"{100 * info['training']['final_clean_val_accuracy']:.2f}% "
+            f"(10k test) | {t:.0f} s (+ {info['attack_compile_seconds']:.0f} s compile) |"
+        )
+    lines += ["", f"Total wall time of the evaluation: {result['total_seconds']:.0f} s.", ""]
+    (output_dir / "robustness_curve.md").write_text("\n".join(lines))
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    colors = {"standard": "tab:blue", "adversarial": "tab:orange"}
+    styles = {"fgsm": ("--", "o", "FGSM"), "pgd": ("-", "s", f"PGD-{PGD_STEPS}")}
+    for m in ("standard", "adversarial"):
+        for a, (ls, marker, label) in styles.items():
+            ax.plot(
+                result["epsilons"],
+                100 * np.asarray(acc[m][a]),
+                ls,
+                marker=marker,
+                color=colors[m],
+                label=f"{m} CNN, {label}",
+            )
+    ax.set_xlabel("L-inf epsilon")
+    ax.set_ylabel(f"accuracy (%), first {result['num_images']} MNIST test images")
+    ax.set_ylim(-2, 102)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title("MNIST SmallCNN: standard vs PGD adversarial training", fontsize=9)
+    fig.tight_layout()
+    (output_dir / "figures").mkdir(exist_ok=True)
+    fig.savefig(output_dir / "figures" / "robustness_curve.png", dpi=150)
+    plt.close(fig)
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    if args.num_images % args.chunk_size:
+        raise SystemExit(f"--num-images must be a multiple of --chunk-size ({args.chunk_size}).")
+    start = time.perf_counter()
+    workdirs = {
+        "standard": Path(args.standard_workdir),
+        "adversarial": Path(args.adversarial_workdir),
+    }
+    configs = {m: load_config(path) for m, path in MODELS.items()}
+    for m in MODELS:
+        ensure_trained(configs[m], workdirs[m], args.train)
+
+    images, labels = datasets.load("mnist", "test")
+    images, labels = images[: args.num_images], labels[: args.num_images].astype(np.int32)
+    key = jax.random.key(args.seed)
+    result = {
+        "epsilons": list(EPSILONS),
+        "num_images": args.num_images,
+        "attacks": {
+            "fgsm": "one step of size eps along sign(grad CE), no random start, clipped to [0, 1]",
+            "pgd": f"{PGD_STEPS} steps of {PGD_STEP_SIZE} along sign(grad CE), random start "
+            "U(-eps, eps), projection onto the L-inf ball and [0, 1], last iterate, 1 restart",
+        },
+        "device": (
+            f"{jax.devices()[0].platform.upper()} ({jax.devices()[0].device_kind}, "
+            f"{os.cpu_count()} cores, {platform.machine()})"
+        ),
+        "seed": args.seed,
+        "accuracy": {},
+        "models": {},
+    }
+    for m in tqdm(MODELS, desc="attack models", unit="model"):
+        config = configs[m]
+        which = config.evaluate.get("checkpoint", "best")
+        model, preprocess, variables, epoch = restore_model(workdirs[m], config, MODEL, which)
+        x = jnp.asarray(preprocess(jnp.asarray(images)))
+        evaluate = make_evaluator(model.logits, args.chunk_size)
+        y = jnp.asarray(labels)
+        tic = time.perf_counter()
+        evaluate = evaluate.lower(variables, x, y, key).compile()
+        compile_seconds = time.perf_counter() - tic
+        tic = time.perf_counter()
+        fg, pg = jax.block_until_ready(evaluate(variables, x, y, key))
+        seconds = time.perf_counter() - tic
+        result["accuracy"][m] = {
+            "fgsm": np.asarray(fg, np.float64).mean(1).tolist(),
+            "pgd": np.asarray(pg, np.float64).mean(1).tolist(),
+        }
+        result["models"][m] = {
+            "config": str(MODELS[m].relative_to(HERE.parent.parent)),
+            "workdir": str(workdirs[m]),
+            "checkpoint": which,
+            "epoch": epoch,
+            "attack_seconds": seconds,
+            "attack_compile_seconds": compile_seconds,
+            "training": training_summary(config, workdirs[m]),
+        }
+    result["total_seconds"] = time.perf_counter() - start
+    write_outputs(result, Path(args.output_dir))
+    return result
+
+
+if __name__ == "__main__":
+    out = main()
+    print(Path(parse_args().output_dir) / "robustness_curve.md")
+    print(json.dumps(out["accuracy"], indent=1))
