@@ -9,11 +9,11 @@ eps 0.3, PGD-40 of step 0.01 with a random start, for 100k iterations of batch 5
 Here: eps 0.3, PGD-10 with step 0.075 (= 2.5 * eps / 10, their rule of thumb) and a random start
 uniform in the ball, 8 epochs of 468 steps (~3,700 iterations of batch 128), i.e. ~11 forward-
 backward passes per step (about 5x the cost of a clean step; on 2 CPU cores shared with other
-jobs the epochs took 189-330 s, 29.6 min in all). The radius (and step size) is ramped linearly from eps/468 to eps over the first epoch
-(``epsilon_ramp_steps=468``), a common remedy against the stall at chance accuracy that PGD
-training at eps 0.3 from scratch can show; it was chosen up front (no run without the ramp was
-tried). The last checkpoint is the one attacked (the "best" one is chosen by clean validation
-loss, which says nothing about robustness).
+jobs the epochs took 189-330 s, 29.6 min in all). The radius (and step size) is ramped
+linearly from eps/468 to eps over the first epoch (``epsilon_ramp_steps=468``), a common remedy
+against the stall at chance accuracy that PGD training at eps 0.3 from scratch can show; it was
+chosen up front (no run without the ramp was tried). The last checkpoint is the one attacked
+(the "best" one is chosen by clean validation loss, which says nothing about robustness).
 
     jaxrobust train --config experiments/attacks/mnist_cnn_pgd.py \\
         --workdir runs/attacks/mnist_cnn_pgd
