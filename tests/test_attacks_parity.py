@@ -162,9 +162,9 @@ def test_boundary_matches_foolbox_from_the_same_starts(cnn):
     _, ref, _ = fb.attacks.BoundaryAttack(steps=1000)(
         fmodel, x, y, starting_points=starts, epsilons=None
     )
-    ours = jax.jit(lambda x, y, k, s: attacks.boundary_attack(logits_fn, x, y, k, **s))(
-        x, y, jax.random.PRNGKey(0), {"starting_points": starts}
-    )
+    ours = jax.jit(
+        lambda x, y, k, s: attacks.boundary_attack(logits_fn, x, y, k, num_steps=1000, **s)
+    )(x, y, jax.random.PRNGKey(0), {"starting_points": starts})
     assert np.all(np.asarray(ours.success))
     assert np.all(np.asarray(jnp.argmax(logits_fn(ref), -1) != y))
     start_median = float(np.median(l2(starts, x)))
