@@ -6,7 +6,6 @@ directory is on ``sys.path``).
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import jax
@@ -14,18 +13,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxrobust import data as datasets
+from jaxrobust.config import load_config
 from jaxrobust.evaluate.restore import restore_model
 from jaxrobust.train import train_and_evaluate
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "experiments" / "attacks" / "mnist_cnn.py"
-
-
-def load_config():
-    spec = importlib.util.spec_from_file_location("mnist_cnn", CONFIG)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config()
 
 
 def trained_cnn(workdir: str | Path, num_images: int):
@@ -34,7 +27,7 @@ def trained_cnn(workdir: str | Path, num_images: int):
     Trains ``experiments/attacks/mnist_cnn.py`` into ``workdir`` first when it has no checkpoint.
     The images are the first ``num_images`` of the MNIST test split.
     """
-    config = load_config()
+    config = load_config(CONFIG)
     workdir = Path(workdir)
     if not (workdir / "checkpoints" / "cnn").is_dir():
         print(f"No trained CNN in {workdir}: training {CONFIG.name} first.")

@@ -147,6 +147,17 @@ def _project(delta: jax.Array, eps: jax.Array, norm: str) -> jax.Array:
     return delta * jnp.minimum(1.0, eps / _safe_l2_norm(delta))
 
 
+def _projected_step(x, x_t, ascent, step, eps, norm: str, domain: Domain) -> jax.Array:
+    """One projected step up ``ascent``: ``clip(x + P_eps(clip(x_t + step * d) - x))``.
+
+    ``d = sign(ascent)`` (L-inf) or ``ascent / sqrt(max(||ascent||^2, 1e-12))`` (L2); the order
+    (domain clip, projection, domain clip) is that of Madry et al.'s and cleverhans' code.
+    """
+    direction = jnp.sign(ascent) if norm == "linf" else ascent / _safe_l2_norm(ascent)
+    x_next = clip_to_domain(x_t + step * direction, domain)
+    return clip_to_domain(x + _project(x_next - x, eps, norm), domain)
+
+
 def _random_in_ball(key: jax.Array, x: jax.Array, eps: jax.Array, norm: str) -> jax.Array:
     """A perturbation uniform in the eps-ball of ``norm`` (per example)."""
     if norm == "linf":
@@ -273,13 +284,7 @@ def _pgd(loss_fn, x, y, key, epsilon, step_size, num_steps, norm, random_start, 
         x_adv = clip_to_domain(x + _random_in_ball(key, x, eps, norm), domain)
 
     def body(_, x_t):
-        grad = _loss_grad(loss_fn, x_t, y)
-        if norm == "linf":
-            direction = jnp.sign(grad)
-        else:
-            direction = grad / _safe_l2_norm(grad)
-        x_next = clip_to_domain(x_t + sign * step * direction, domain)
-        return clip_to_domain(x + _project(x_next - x, eps, norm), domain)
+        return _projected_step(x, x_t, sign * _loss_grad(loss_fn, x_t, y), step, eps, norm, domain)
 
     return jax.lax.fori_loop(0, num_steps, body, x_adv)
 

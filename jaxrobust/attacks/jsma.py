@@ -121,15 +121,19 @@ def jsma(
     max_iterations = int(math.floor(gamma * num_features / 2 + 1e-9))
     increase = theta > 0
     x_flat = x.reshape(batch, num_features)
-    is_target = jax.nn.one_hot(targets, n_classes, dtype=x.dtype)  # [B, K]
     rows = jnp.arange(batch)
 
-    def outputs(flat):
+    def outputs(flat):  # (saliency outputs z [B, K]: logits or probabilities, logits [B, K])
         logits = logits_fn(flat.reshape(x.shape))
-        z = logits if use_logits else jax.nn.softmax(logits, axis=-1)
-        return jnp.sum(z, axis=0), logits
+        return (logits if use_logits else jax.nn.softmax(logits, axis=-1)), logits
 
-    jacobian = jax.jacrev(outputs, has_aux=True)  # grads [K, B, F]
+    def target_total(flat):  # (sum_b z_{b, t_b}, logits): its gradient is J_t per example
+        z, logits = outputs(flat)
+        return jnp.sum(z[rows, targets]), logits
+
+    def class_totals(flat):  # (sum_b z_{b, k} [K], logits): its Jacobian is J per example
+        z, logits = outputs(flat)
+        return jnp.sum(z, axis=0), logits
 
     def saturated(flat):
         if domain is None:
@@ -140,22 +144,15 @@ def jsma(
         i, _, _, active = state
         return (i < max_iterations) & jnp.any(active)
 
-    def target_gradient(flat):  # [B, F]: d z_t / d x, and the logits
-        def total(f):
-            logits = logits_fn(f.reshape(x.shape))
-            z = logits if use_logits else jax.nn.softmax(logits, axis=-1)
-            return jnp.sum(z[rows, targets]), logits
-
-        return jax.grad(total, has_aux=True)(flat)
-
     def pick_target(flat, search):
-        grad_target, logits = target_gradient(flat)
+        grad_target, logits = jax.grad(target_total, has_aux=True)(flat)
         g = jnp.where(search, grad_target if increase else -grad_target, -jnp.inf)
         _, top2 = jax.lax.top_k(g, 2)
         return logits, top2[:, 0], top2[:, 1], jnp.any(search, axis=1)
 
     def pick_pairwise(flat, search):
-        grads, logits = jacobian(flat)
+        grads, logits = jax.jacrev(class_totals, has_aux=True)(flat)  # grads [K, B, F]
+        is_target = jax.nn.one_hot(targets, n_classes, dtype=x.dtype)  # [B, K]
         grads = jnp.moveaxis(grads, 0, 1)  # [B, K, F]
         grad_target = jnp.einsum("bk,bkf->bf", is_target, grads)
         grad_other = jnp.sum(grads, axis=1) - grad_target

@@ -12,9 +12,10 @@ and for diagonal Gaussians ``p = N(m1, s1^2)``, ``q = N(m2, s2^2)`` (per latent 
     D_sym      = 1/2 sum [s1^2 / s2^2 + s2^2 / s1^2 + (m1 - m2)^2 (1 / s1^2 + 1 / s2^2) - 2]
 
 (the log terms cancel). ``D_sym`` is solved by projected gradient ascent as in PGD (Madry et al.
-2018): ``x_{t+1} = clip_domain(x + P_delta(x_t + step_size * d_t - x))`` with ``d_t`` the sign
-of the gradient (L-inf) or the gradient over its L2 norm (L2), starting from a uniform draw in
-the ball. ``D_sym`` is zero with zero gradient at ``e = 0``, so without ``random_start`` the
+2018), with the same step as :func:`~jaxrobust.attacks.pgd`:
+``x_{t+1} = clip_domain(x + P_delta(clip_domain(x_t + step_size * d_t) - x))`` with ``d_t`` the
+sign of the gradient (L-inf) or the gradient over its L2 norm (L2), starting from a uniform draw
+in the ball. ``D_sym`` is zero with zero gradient at ``e = 0``, so without ``random_start`` the
 iterates stay at ``x`` (unless ``encode_fn`` is not differentiable there): use the random start.
 The attack returns the iterate with the largest divergence per example (never below the start).
 """
@@ -37,9 +38,8 @@ from jaxrobust.attacks._checks import (
 from jaxrobust.attacks.gradient import (
     _check_key,
     _check_norm,
-    _l2_norm,
     _per_example,
-    _project,
+    _projected_step,
     _random_in_ball,
 )
 
@@ -142,12 +142,7 @@ def latent_attack(
         better = value > best_value
         best_x = jnp.where(better.reshape(keep), x_t, best_x)
         best_value = jnp.where(better, value, best_value)
-        if norm == "linf":
-            direction = jnp.sign(grad)
-        else:
-            direction = grad / jnp.maximum(_l2_norm(grad), 1e-12)
-        x_next = clip_to_domain(x + _project(x_t + step * direction - x, eps, norm), domain)
-        return x_next, best_x, best_value
+        return _projected_step(x, x_t, grad, step, eps, norm, domain), best_x, best_value
 
     init = (x_adv, x_adv, jnp.full((x.shape[0],), -jnp.inf, x.dtype))
     x_last, best_x, best_value = jax.lax.fori_loop(0, num_steps, body, init)

@@ -64,6 +64,16 @@ DEFAULTS: dict[str, Any] = {
 NORMS = ("linf", "l2")
 
 
+def _number(where: str, name: str, value: Any, kind: type, minimum: float, hint: str):
+    """``value`` as ``kind`` (float or int; bools refused) if it is >= ``minimum``."""
+    allowed = (int, float) if kind is float else (int,)
+    if isinstance(value, bool) or not isinstance(value, allowed) or not value >= minimum:
+        what = "a number" if kind is float else "an integer"
+        hint = f" {hint}" if hint else ""
+        raise ConfigError(f"{where}.{name} must be {what} >= {minimum}{hint}, got {value!r}.")
+    return kind(value)
+
+
 def check_adversarial_config(cfg: Mapping[str, Any], where: str = "adversarial_training") -> dict:
     """The validated config with defaults filled in; raises ConfigError naming the fix."""
     if not isinstance(cfg, Mapping):
@@ -79,20 +89,13 @@ def check_adversarial_config(cfg: Mapping[str, Any], where: str = "adversarial_t
     for name in ("epsilon", "num_steps"):
         if out[name] is None:
             raise ConfigError(f"{where}.{name} is required (e.g. epsilon=0.3, num_steps=40).")
-    eps = out["epsilon"]
-    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not eps >= 0:
-        raise ConfigError(f"{where}.epsilon must be a number >= 0 (the ball radius), got {eps!r}.")
-    steps = out["num_steps"]
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ConfigError(f"{where}.num_steps must be an integer >= 1, got {steps!r}.")
+    eps = _number(where, "epsilon", out["epsilon"], float, 0, "(the ball radius)")
+    steps = _number(where, "num_steps", out["num_steps"], int, 1, "")
     if out["step_size"] is None:
-        out["step_size"] = 2.5 * float(eps) / steps
-    size = out["step_size"]
-    if isinstance(size, bool) or not isinstance(size, (int, float)) or not size >= 0:
-        raise ConfigError(
-            f"{where}.step_size must be a number >= 0 (or absent for 2.5 * epsilon / num_steps), "
-            f"got {size!r}."
-        )
+        out["step_size"] = 2.5 * eps / steps
+    size = _number(
+        where, "step_size", out["step_size"], float, 0, "(or absent for 2.5 * epsilon / num_steps)"
+    )
     if out["norm"] not in NORMS:
         raise ConfigError(f"{where}.norm must be one of {NORMS}, got {out['norm']!r}.")
     if not isinstance(out["random_start"], bool):
@@ -108,18 +111,13 @@ def check_adversarial_config(cfg: Mapping[str, Any], where: str = "adversarial_t
             )
         domain = (float(domain[0]), float(domain[1]))
     out["domain"] = domain
-    frac = out["fraction"]
-    if isinstance(frac, bool) or not isinstance(frac, (int, float)) or not 0 <= frac <= 1:
-        raise ConfigError(
-            f"{where}.fraction (share of each batch replaced by adversarial images) must be in "
-            f"[0, 1], got {frac!r}."
-        )
-    ramp = out["epsilon_ramp_steps"]
-    if isinstance(ramp, bool) or not isinstance(ramp, int) or ramp < 0:
-        raise ConfigError(
-            f"{where}.epsilon_ramp_steps must be an integer >= 0 (0 = no ramp), got {ramp!r}."
-        )
-    out["epsilon"], out["step_size"], out["fraction"] = float(eps), float(size), float(frac)
+    frac = _number(
+        where, "fraction", out["fraction"], float, 0, "(share of each batch made adversarial)"
+    )
+    if frac > 1:
+        raise ConfigError(f"{where}.fraction must be in [0, 1], got {frac!r}.")
+    _number(where, "epsilon_ramp_steps", out["epsilon_ramp_steps"], int, 0, "(0 = no ramp)")
+    out["epsilon"], out["step_size"], out["fraction"] = eps, size, frac
     return out
 
 
@@ -158,10 +156,13 @@ def adversarial_training(model: Model, cfg: Mapping[str, Any], name: str = "mode
         variables = jax.lax.stop_gradient({"params": params, **state})
         loss_fn = cross_entropy_loss(lambda x: model.logits(variables, x))
         scale = 1.0 if not ramp else jnp.minimum(1.0, (step + 1).astype(jnp.float32) / ramp)
+        num_adv = round(c["fraction"] * images.shape[0])
+        if num_adv == 0:
+            return images
         x_adv = pgd(
             loss_fn,
-            jax.lax.stop_gradient(images),
-            labels,
+            jax.lax.stop_gradient(images[:num_adv]),
+            labels[:num_adv],
             key,
             epsilon=c["epsilon"] * scale,
             step_size=c["step_size"] * scale,
@@ -171,9 +172,8 @@ def adversarial_training(model: Model, cfg: Mapping[str, Any], name: str = "mode
             domain=c["domain"],
         )
         x_adv = jax.lax.stop_gradient(x_adv)
-        num_adv = round(c["fraction"] * images.shape[0])
-        if num_adv < images.shape[0]:
-            x_adv = jnp.concatenate([x_adv[:num_adv], images[num_adv:]], axis=0)
+        if num_adv < images.shape[0]:  # only the first num_adv images are attacked
+            x_adv = jnp.concatenate([x_adv, images[num_adv:]], axis=0)
         return x_adv
 
     def init(key, images):
