@@ -134,6 +134,10 @@ def test_fraction_keeps_the_rest_of_the_batch_clean():
     x_ref = np_pgd_linf(params, x, y, 0.2, 0.05, 4, x)
     expected = np.concatenate([np_ce(params, x_ref, y)[:3], np_ce(params, x, y)[3:]])
     np.testing.assert_allclose(np.asarray(losses), expected, rtol=1e-4, atol=1e-5)
+    # fraction 0: nothing is attacked, the training loss is the clean loss
+    clean = adversarial_training(model, {**cfg, "fraction": 0.0})
+    losses, _ = wrapped_loss(clean, params, x, y, jax.random.key(0), True)
+    np.testing.assert_allclose(np.asarray(losses), np_ce(params, x, y), rtol=1e-4, atol=1e-5)
 
 
 def test_epsilon_ramp_scales_the_ball_and_counts_steps():
