@@ -20,8 +20,10 @@ def get_config() -> ml_collections.ConfigDict:
 
     c.data = ml_collections.ConfigDict()
     c.data.name = "fashion_mnist"
-    c.data.validation_split = "test"
-    c.data.train_limit = 0  # 0 = all 60,000 training images
+    c.data.validation_split = "train"  # carved from the training split (model selection)
+    c.data.validation_size = 5000
+    c.data.validation_seed = 0
+    c.data.train_limit = 0  # 0 = all 55,000 training images left after the carve
     c.data.validation_limit = 0
     c.data.preprocess = ml_collections.ConfigDict({"scale": True})
 

@@ -2,8 +2,9 @@
 
 `SmallCNN` (two 3x3 conv + 2x2 max-pool stages, 32/64 channels, a 128-unit hidden layer), inputs
 in [0, 1] (no normalisation, so attack epsilons are in pixel units as in Madry et al. 2018),
-Adam 1e-3, batch 128, 3 epochs on all 60,000 training images; the test split validates each
-epoch and the best checkpoint by validation loss is the one attacked.
+Adam 1e-3, batch 128, 3 epochs on 55,000 training images; the other 5,000 (carved from the
+training split, seed 0) validate each epoch and the best checkpoint by validation loss is the
+one attacked. The test split is never used for selection.
 
     jaxrobust train --config experiments/attacks/mnist_cnn.py --workdir runs/attacks/mnist_cnn
 """
@@ -19,8 +20,10 @@ def get_config() -> ml_collections.ConfigDict:
 
     c.data = ml_collections.ConfigDict()
     c.data.name = "mnist"
-    c.data.validation_split = "test"
-    c.data.train_limit = 0  # 0 = all 60,000 training images
+    c.data.validation_split = "train"  # carved from the training split (model selection)
+    c.data.validation_size = 5000
+    c.data.validation_seed = 0
+    c.data.train_limit = 0  # 0 = all 55,000 training images left after the carve
     c.data.validation_limit = 0
     c.data.preprocess = ml_collections.ConfigDict({"scale": True})
 

@@ -27,6 +27,7 @@ from jaxrobust import data as datasets
 from jaxrobust.config import config_to_dict, save_config
 from jaxrobust.data.batching import steps_per_epoch
 from jaxrobust.data.preprocess import Preprocess
+from jaxrobust.data.splits import carve_validation
 from jaxrobust.errors import ConfigError, NonFiniteLossError
 from jaxrobust.inference.methods import build_posterior, check_posterior_config
 from jaxrobust.inference.samples import save_posterior
@@ -133,15 +134,7 @@ def _train_model(config, workdir: Path, name: str, mesh, hooks) -> dict:
     cfg = config.models[name]
     model, preprocess = build_from_config(config, name)
     progress = config.get("progress", True)
-    train_images, train_labels = datasets.load(config.data.name, "train", progress=progress)
-    limit = config.data.get("train_limit")
-    if limit:
-        train_images, train_labels = train_images[:limit], train_labels[:limit]
-    val_split = config.data.get("validation_split", "test")
-    val_images, val_labels = datasets.load(config.data.name, val_split, progress=progress)
-    val_limit = config.data.get("validation_limit")
-    if val_limit:
-        val_images, val_labels = val_images[:val_limit], val_labels[:val_limit]
+    (train_images, train_labels), (val_images, val_labels) = training_data(config, progress)
 
     batch_size = cfg.batch_size
     eval_batch_size = cfg.get("eval_batch_size", 1000)
@@ -270,6 +263,34 @@ def _train_model(config, workdir: Path, name: str, mesh, hooks) -> dict:
         path = _save_posterior(posterior, state, train_batch, config.seed, workdir, name)
         last["posterior"] = str(path)
     return last
+
+
+def training_data(config, progress: bool = False):
+    """``((train_images, train_labels), (val_images, val_labels))`` of ``config.data``.
+
+    ``data.validation_split`` "train" (default) carves ``data.validation_size`` examples (count
+    or fraction, default 5000) from the training split with ``data.validation_seed`` (default
+    0), before ``train_limit``/``validation_limit`` apply; "test" validates on the test split.
+    """
+    data = config.data
+    images, labels = datasets.load(data.name, "train", progress=progress)
+    split = data.get("validation_split", "train")
+    if split == "train":
+        (images, labels), (val_images, val_labels) = carve_validation(
+            images,
+            labels,
+            size=data.get("validation_size", 5000),
+            seed=data.get("validation_seed", 0),
+        )
+    else:
+        val_images, val_labels = datasets.load(data.name, split, progress=progress)
+    limit = data.get("train_limit")
+    if limit:
+        images, labels = images[:limit], labels[:limit]
+    val_limit = data.get("validation_limit")
+    if val_limit:
+        val_images, val_labels = val_images[:val_limit], val_labels[:val_limit]
+    return (images, labels), (val_images, val_labels)
 
 
 def posterior_dir(workdir: str | os.PathLike, name: str) -> Path:

@@ -1,0 +1,51 @@
+"""Training / validation split: the validation set is carved from the training split.
+
+Model selection (the "best" checkpoint, early stopping, temperature fitting) must never see the
+test split. :func:`carve_validation` holds out ``size`` training examples chosen by a seeded
+permutation (NumPy's PCG64, so the split is the same on every machine and JAX version) and
+returns the rest for training. The test split is used for validation only when a config says
+so explicitly (``data.validation_split = "test"``).
+
+Example:
+    >>> import numpy as np
+    >>> images, labels = np.arange(10)[:, None], np.arange(10)
+    >>> (tr_x, tr_y), (va_x, va_y) = carve_validation(images, labels, size=3, seed=0)
+    >>> len(tr_y), len(va_y), sorted(set(tr_y) | set(va_y)) == list(range(10))
+    (7, 3, True)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+VALIDATION_SPLITS = ("train", "test")  # "train": carved from the training split (default)
+
+
+def carve_validation(
+    images: np.ndarray, labels: np.ndarray, *, size: int | float, seed: int
+) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """``((train_images, train_labels), (val_images, val_labels))``: ``size`` examples held out.
+
+    ``size`` is a count (int >= 1) or a fraction in (0, 1) of the training split. The held-out
+    indices are the first ``size`` of ``np.random.default_rng(seed).permutation(N)``; both parts
+    keep their original order.
+    """
+    num = len(images)
+    if len(labels) != num:
+        raise ValueError(f"{num} images but {len(labels)} labels.")
+    if isinstance(size, float) and not isinstance(size, bool) and 0.0 < size < 1.0:
+        count = int(round(size * num))
+    elif isinstance(size, int) and not isinstance(size, bool):
+        count = size
+    else:
+        raise ValueError(
+            f"validation size must be an integer count or a fraction in (0, 1), got {size!r}."
+        )
+    if not 1 <= count < num:
+        raise ValueError(
+            f"validation size {size!r} gives {count} of {num} training examples; it must leave "
+            "at least one example on each side."
+        )
+    held_out = np.zeros(num, bool)
+    held_out[np.random.default_rng(seed).permutation(num)[:count]] = True
+    return (images[~held_out], labels[~held_out]), (images[held_out], labels[held_out])
