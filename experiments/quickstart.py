@@ -31,25 +31,31 @@ def get_config() -> ml_collections.ConfigDict:
     c.models.vae = ml_collections.ConfigDict(
         {
             "kind": "vae",  # conv encoder/decoder, Bernoulli p(x|z), N(0, I) prior
-            "latent_dim": 16,
-            "encoder_features": (32, 64),
-            "decoder_features": (64, 32),
-            "batch_size": 128,
-            "num_epochs": 3,
-            "optimizer": {"name": "adam", "learning_rate": 1e-3},
-            "best_metric": "val/loss",
-            "best_mode": "min",
+            "architecture": {
+                "latent_dim": 16,
+                "encoder_features": (32, 64),
+                "decoder_features": (64, 32),
+            },
+            "training": {
+                "batch_size": 128,
+                "num_epochs": 3,
+                "optimizer": {"name": "adam", "learning_rate": 1e-3},
+                "best_metric": "val/loss",
+                "best_mode": "min",
+            },
         }
     )
     c.models.classifier = ml_collections.ConfigDict(
         {
             "kind": "classifier",
-            "network": "small_cnn",
-            "batch_size": 128,
-            "num_epochs": 3,
-            "optimizer": {"name": "adam", "learning_rate": 1e-3},
-            "best_metric": "val/loss",
-            "best_mode": "min",
+            "architecture": {"network": "small_cnn"},
+            "training": {
+                "batch_size": 128,
+                "num_epochs": 3,
+                "optimizer": {"name": "adam", "learning_rate": 1e-3},
+                "best_metric": "val/loss",
+                "best_mode": "min",
+            },
         }
     )
 

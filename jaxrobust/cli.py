@@ -16,7 +16,7 @@ from jaxrobust.errors import JaxrobustError
 
 OVERRIDE_HELP = (
     "Override config fields with --config.path.to.key=value (repeatable), e.g. "
-    "--config.models.vae.num_epochs=1."
+    "--config.models.vae.training.num_epochs=1."
 )
 
 
@@ -103,14 +103,13 @@ def _train(args, overrides) -> int:
 
 
 def _evaluate(args, overrides) -> int:
-    from jaxrobust.config import apply_overrides, load_config, load_workdir_config
+    from jaxrobust.config import load_config, load_workdir_config
     from jaxrobust.evaluate import evaluate, results_markdown
 
     if args.config:
         config = load_config(args.config, overrides)
     else:
-        config = load_workdir_config(args.workdir)
-        apply_overrides(config, overrides)
+        config = load_workdir_config(args.workdir, overrides)  # validated after the overrides
     results = evaluate(args.workdir, config)
     print(results_markdown(results))
     print(f"Written: {args.workdir}/results.json, results.md, plots/")

@@ -9,7 +9,13 @@ import jax
 
 
 def cpu_model() -> str:
-    """Processor model name from /proc/cpuinfo (Linux), else ``platform.processor()``."""
+    """Processor model name from /proc/cpuinfo (Linux), else ``platform.processor()``.
+
+    Examples:
+        >>> name = cpu_model()  # e.g. 'AMD EPYC 7B13'
+        >>> isinstance(name, str) and len(name) > 0
+        True
+    """
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
@@ -21,7 +27,16 @@ def cpu_model() -> str:
 
 
 def describe_devices() -> str:
-    """E.g. ``"1x NVIDIA H100 (gpu)"`` or ``"cpu: AMD EPYC, 2 cores"``."""
+    """E.g. ``"1x NVIDIA H100 (gpu)"`` or ``"cpu: AMD EPYC, 2 cores, 1 XLA device(s)"``.
+
+    Examples:
+        >>> text = describe_devices()
+        >>> if jax.default_backend() == "cpu":
+        ...     print(text.startswith(f"cpu: {cpu_model()}, ") and "XLA device(s)" in text)
+        ... else:
+        ...     print(text.endswith(f"({jax.default_backend()})"))
+        True
+    """
     devices = jax.local_devices()
     backend = jax.default_backend()
     if backend == "cpu":

@@ -19,7 +19,23 @@ STRATEGIES = ("auto", "vmap", "map")
 
 
 def runs_strategy(strategy: str | None = None) -> str:
-    """``"vmap"`` or ``"map"``: the argument, else ``$JAXROBUST_RUNS``, else by backend."""
+    """``"vmap"`` or ``"map"``: the argument, else ``$JAXROBUST_RUNS``, else by backend.
+
+    Examples:
+        >>> from unittest import mock
+        >>> runs_strategy("vmap")
+        'vmap'
+        >>> with mock.patch.dict(os.environ, {"JAXROBUST_RUNS": "map"}):
+        ...     runs_strategy()
+        'map'
+        >>> with mock.patch.dict(os.environ, {"JAXROBUST_RUNS": "auto"}):
+        ...     runs_strategy() == ("map" if jax.default_backend() == "cpu" else "vmap")
+        True
+        >>> runs_strategy("pmap")
+        Traceback (most recent call last):
+        ...
+        ValueError: runs strategy must be one of ('auto', 'vmap', 'map'), got 'pmap'.
+    """
     strategy = strategy or os.environ.get("JAXROBUST_RUNS", "auto")
     if strategy not in STRATEGIES:
         raise ValueError(f"runs strategy must be one of {STRATEGIES}, got {strategy!r}.")
@@ -32,6 +48,17 @@ def over_runs(fn: Callable, in_axes: Sequence[int | None], strategy: str | None 
     """``fn`` applied to every run: arguments with axis 0 are split along it, ``None`` shared.
 
     Same contract as ``jax.vmap(fn, in_axes)`` (outputs stacked on a leading run axis).
+
+    Examples:
+        Three runs with their own weights and a shared input, either way:
+
+        >>> import jax.numpy as jnp
+        >>> weights, x = jnp.array([1.0, 2.0, 3.0]), jnp.array([10.0, 20.0])
+        >>> for strategy in ("map", "vmap"):
+        ...     per_run = over_runs(lambda w, x: w * x, in_axes=(0, None), strategy=strategy)
+        ...     print(strategy, per_run(weights, x).tolist())
+        map [[10.0, 20.0], [20.0, 40.0], [30.0, 60.0]]
+        vmap [[10.0, 20.0], [20.0, 40.0], [30.0, 60.0]]
     """
     in_axes = tuple(in_axes)
     if any(axis not in (0, None) for axis in in_axes):

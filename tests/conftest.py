@@ -35,6 +35,16 @@ def tiny_config():
     return load_config(TINY_CONFIG)
 
 
+def only_models(config, *names: str):
+    """Keep only the models ``names`` in ``config`` (in place) and drop what ``evaluate`` asks of
+    the others (a config's evaluation may name only its own models)."""
+    config.models = {name: config.models[name] for name in names}
+    ev = config.evaluate
+    ev.classification.models = [m for m in ev.classification.models if m in names]
+    ev.ood.scores = [s for s in ev.ood.scores if s.split("/")[0] in names]
+    return config
+
+
 def subprocess_env(**extra: str) -> dict:
     env = dict(os.environ)
     env.update(extra)

@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import only_models
 
 from jaxrobust.errors import ConfigError
 from jaxrobust.evaluate import restore_model
@@ -63,7 +64,7 @@ def np_pgd_linf(params, x, y, eps, step, num_steps, start, domain=(0.0, 1.0)):
 
 def wrapped_loss(model, params, x, y, key, train, state=None):
     batch = {"image": jnp.asarray(x), "label": jnp.asarray(y)}
-    return model.loss(params, state or {}, batch, key, train)
+    return model.loss({"params": params, **(state or {})}, batch, key=key, train=train)
 
 
 @pytest.mark.parametrize("random_start", [False, True])
@@ -187,29 +188,28 @@ def test_bad_config_is_refused(cfg, match):
 
 
 def test_a_model_without_logits_is_refused():
-    vae = build_model({"kind": "vae", "latent_dim": 2}, (28, 28, 1), 10)
+    vae = build_model("vae", {"latent_dim": 2}, (28, 28, 1), 10)
     with pytest.raises(ConfigError, match="needs a classifier"):
         adversarial_training(vae, {"epsilon": 0.3, "num_steps": 1}, "vae")
 
 
 def test_config_hook_trains_resumes_and_restores(synthetic_data, tiny_config, tmp_path):
-    config = tiny_config
-    del config.models["vae"]
+    config = only_models(tiny_config, "classifier")
     plain, _ = build_from_config(config, "classifier")
     cfg = {"epsilon": 0.1, "num_steps": 1, "epsilon_ramp_steps": 3}
-    config.models.classifier.adversarial_training = cfg
+    config.models.classifier.training.adversarial_training = cfg
     config.data.train_limit, config.data.validation_limit = 128, 128
-    config.models.classifier.num_epochs = 1
+    config.models.classifier.training.num_epochs = 1
     adv, _ = build_from_config(config, "classifier")
     assert plain.loss is not adv.loss and plain.kind == adv.kind
     train_and_evaluate(config, tmp_path)
-    config.models.classifier.num_epochs = 2  # resuming with more epochs is allowed
+    config.models.classifier.training.num_epochs = 2  # resuming with more epochs is allowed
     summary = train_and_evaluate(config, tmp_path)
-    _, _, variables, epoch = restore_model(tmp_path, config, "classifier", "last")
+    _, _, variables, epoch = restore_model(tmp_path, "classifier", "last", config=config)
     steps = summary["classifier"]["step"]
     assert epoch == 2 and steps == 2 * (128 // 64)
     assert int(variables["adversarial_training"]["step"]) == steps
     # A changed attack is a different experiment: the workdir refuses it.
-    config.models.classifier.adversarial_training.epsilon = 0.2
+    config.models.classifier.training.adversarial_training.epsilon = 0.2
     with pytest.raises(ConfigError, match="adversarial_training.epsilon"):
         train_and_evaluate(config, tmp_path)

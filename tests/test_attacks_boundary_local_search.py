@@ -42,7 +42,7 @@ def test_boundary_affine_converges_to_minimal_distance():
             affine_logits,
             X_AFF,
             LABELS_AFF,
-            key,
+            key=key,
             starting_points=START_AFF,
             num_steps=steps,
             domain=None,
@@ -76,7 +76,7 @@ LABELS3 = np.asarray(jnp.argmax(logits3(jnp.asarray(X_IMG)), axis=1))
 
 def test_boundary_untargeted_and_targeted_in_domain():
     key = jax.random.PRNGKey(2)
-    res = boundary_attack(logits3, X_IMG, LABELS3, key, num_steps=100)
+    res = boundary_attack(logits3, X_IMG, LABELS3, key=key, num_steps=100)
     adv = np.asarray(res.adversarial)
     assert adv.shape == X_IMG.shape
     assert adv.min() >= 0.0 and adv.max() <= 1.0
@@ -85,7 +85,7 @@ def test_boundary_untargeted_and_targeted_in_domain():
 
     targets = (LABELS3 + 1) % 3
     res_t = boundary_attack(
-        logits3, X_IMG, LABELS3, key, targeted=True, targets=targets, num_steps=100
+        logits3, X_IMG, LABELS3, key=key, targeted=True, targets=targets, num_steps=100
     )
     adv_t = np.asarray(res_t.adversarial)
     assert adv_t.min() >= 0.0 and adv_t.max() <= 1.0
@@ -99,7 +99,7 @@ def test_boundary_starting_points_used_as_given_and_jit():
         affine_logits,
         X_AFF,
         LABELS_AFF,
-        key,
+        key=key,
         starting_points=START_AFF,
         num_steps=0,
         domain=None,
@@ -108,7 +108,7 @@ def test_boundary_starting_points_used_as_given_and_jit():
 
     def run(x, labels, start, k):
         return boundary_attack(
-            affine_logits, x, labels, k, starting_points=start, num_steps=20, domain=None
+            affine_logits, x, labels, key=k, starting_points=start, num_steps=20, domain=None
         )
 
     eager = run(X_AFF, LABELS_AFF, START_AFF, key)
@@ -120,15 +120,17 @@ def test_boundary_starting_points_used_as_given_and_jit():
 def test_boundary_errors():
     key = jax.random.PRNGKey(0)
     with pytest.raises(ValueError, match="labels must have shape"):
-        boundary_attack(logits3, X_IMG, LABELS3[:3], key)
+        boundary_attack(logits3, X_IMG, LABELS3[:3], key=key)
     with pytest.raises(ValueError, match="outside the attack domain"):
-        boundary_attack(logits3, X_IMG + 2.0, LABELS3, key)
+        boundary_attack(logits3, X_IMG + 2.0, LABELS3, key=key)
     with pytest.raises(ValueError, match="targeted attack needs targets"):
-        boundary_attack(logits3, X_IMG, LABELS3, key, targeted=True)
+        boundary_attack(logits3, X_IMG, LABELS3, key=key, targeted=True)
     with pytest.raises(ValueError, match="starting_points must be adversarial"):
-        boundary_attack(affine_logits, X_AFF, LABELS_AFF, key, starting_points=X_AFF, domain=None)
+        boundary_attack(
+            affine_logits, X_AFF, LABELS_AFF, key=key, starting_points=X_AFF, domain=None
+        )
     with pytest.raises(ValueError, match="pass starting_points"):
-        boundary_attack(affine_logits, X_AFF, LABELS_AFF, key, domain=None)
+        boundary_attack(affine_logits, X_AFF, LABELS_AFF, key=key, domain=None)
 
 
 # ---------------------------------------------------------------- LocalSearch: 8x8 affine images
@@ -155,7 +157,7 @@ LABELS_LS = np.asarray(jnp.argmax(pixel_logits(jnp.asarray(X_LS)), axis=1))
 
 def test_local_search_flips_near_boundary_and_stays_local():
     key = jax.random.PRNGKey(0)
-    res = local_search_attack(pixel_logits, X_LS, LABELS_LS, key, num_pixels=2, rounds=10)
+    res = local_search_attack(pixel_logits, X_LS, LABELS_LS, key=key, num_pixels=2, rounds=10)
     adv = np.asarray(res.adversarial)
     decision = np.argmax(np.asarray(pixel_logits(adv)), axis=1)
     np.testing.assert_array_equal(np.asarray(res.success), decision != LABELS_LS)
@@ -166,14 +168,14 @@ def test_local_search_flips_near_boundary_and_stays_local():
     assert np.all(changed <= 2 * np.asarray(res.rounds))  # at most t pixels per round
     assert np.all(changed >= 1)
 
-    one = local_search_attack(pixel_logits, X_LS, LABELS_LS, key, num_pixels=2, rounds=1)
+    one = local_search_attack(pixel_logits, X_LS, LABELS_LS, key=key, num_pixels=2, rounds=1)
     assert np.all(np.sum(np.asarray(one.adversarial) != X_LS, axis=(1, 2)) <= 2)
 
-    again = local_search_attack(pixel_logits, X_LS, LABELS_LS, key, num_pixels=2, rounds=10)
+    again = local_search_attack(pixel_logits, X_LS, LABELS_LS, key=key, num_pixels=2, rounds=10)
     np.testing.assert_array_equal(np.asarray(again.adversarial), adv)  # deterministic given key
 
     jitted = jax.jit(
-        lambda x, y, k: local_search_attack(pixel_logits, x, y, k, num_pixels=2, rounds=10)
+        lambda x, y, k: local_search_attack(pixel_logits, x, y, key=k, num_pixels=2, rounds=10)
     )(X_LS, LABELS_LS, key)
     np.testing.assert_allclose(jitted.adversarial, adv, atol=1e-6)
     np.testing.assert_array_equal(jitted.success, res.success)
@@ -182,10 +184,10 @@ def test_local_search_flips_near_boundary_and_stays_local():
 def test_local_search_errors():
     key = jax.random.PRNGKey(0)
     with pytest.raises(ValueError, match="labels must have shape"):
-        local_search_attack(pixel_logits, X_LS, LABELS_LS[:2], key)
+        local_search_attack(pixel_logits, X_LS, LABELS_LS[:2], key=key)
     with pytest.raises(ValueError, match="outside the attack domain"):
-        local_search_attack(pixel_logits, X_LS - 1.0, LABELS_LS, key)
+        local_search_attack(pixel_logits, X_LS - 1.0, LABELS_LS, key=key)
     with pytest.raises(ValueError, match="images"):
-        local_search_attack(pixel_logits, X_LS.reshape(len(X_LS), -1), LABELS_LS, key)
+        local_search_attack(pixel_logits, X_LS.reshape(len(X_LS), -1), LABELS_LS, key=key)
     with pytest.raises(ValueError, match="cyclic_bound"):
-        local_search_attack(pixel_logits, X_LS, LABELS_LS, key, domain=None)
+        local_search_attack(pixel_logits, X_LS, LABELS_LS, key=key, domain=None)

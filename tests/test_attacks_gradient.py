@@ -157,7 +157,7 @@ def test_fgsm_domain_none_leaves_values_unclipped(linear):
     np.testing.assert_allclose(got, x + 0.2 * np.sign(np_ce_grad(w, b, x, y)), atol=1e-6)
     assert float(got.min()) < 0 and float(got.max()) > 1
     adv = pgd(
-        loss, x, y, jax.random.PRNGKey(0), epsilon=0.2, step_size=0.05, num_steps=3, domain=None
+        loss, x, y, key=jax.random.PRNGKey(0), epsilon=0.2, step_size=0.05, num_steps=3, domain=None
     )
     assert float(adv.min()) < 0 and float(adv.max()) > 1
     assert float(jnp.max(jnp.abs(adv - x))) <= 0.2 + 1e-6
@@ -207,7 +207,7 @@ def test_projection_and_domain_with_random_start(linear, norm):
                 loss,
                 x,
                 y,
-                jax.random.PRNGKey(1),
+                key=jax.random.PRNGKey(1),
                 epsilon=eps,
                 step_size=eps / 2,
                 num_steps=steps,
@@ -223,7 +223,16 @@ def test_projection_and_domain_with_random_start(linear, norm):
     # Per-example radii are respected too.
     eps_b = np.linspace(0.01, eps, B).astype(np.float32)
     adv = np.asarray(
-        pgd(loss, x, y, jax.random.PRNGKey(2), epsilon=eps_b, step_size=eps, num_steps=3, norm=norm)
+        pgd(
+            loss,
+            x,
+            y,
+            key=jax.random.PRNGKey(2),
+            epsilon=eps_b,
+            step_size=eps,
+            num_steps=3,
+            norm=norm,
+        )
     )
     size = np.abs(adv - x).max(1) if norm == "linf" else np.linalg.norm(adv - x, axis=1)
     assert np.all(size <= eps_b + 1e-5)
@@ -236,7 +245,7 @@ def test_random_start_is_uniform_in_the_ball():
     loss = cross_entropy_loss(lambda v: jnp.zeros((v.shape[0], 3)) + v[:, :1])
     key = jax.random.PRNGKey(4)
     l2 = np.asarray(
-        pgd(loss, x, y, key, epsilon=eps, step_size=0.1, num_steps=0, norm="l2", domain=None)
+        pgd(loss, x, y, key=key, epsilon=eps, step_size=0.1, num_steps=0, norm="l2", domain=None)
     )
     radius = np.linalg.norm(l2, axis=1)
     # Uniform in the disc: P(r <= s) = s^2; angles uniform.
@@ -244,7 +253,9 @@ def test_random_start_is_uniform_in_the_ball():
         assert abs(np.mean(radius <= s) - s**2) < 0.02
     assert radius.max() <= eps + 1e-6
     assert np.abs(l2.mean(0)).max() < 0.02
-    linf = np.asarray(pgd(loss, x, y, key, epsilon=eps, step_size=0.1, num_steps=0, domain=None))
+    linf = np.asarray(
+        pgd(loss, x, y, key=key, epsilon=eps, step_size=0.1, num_steps=0, domain=None)
+    )
     hist, _ = np.histogram(linf, bins=10, range=(-eps, eps))
     np.testing.assert_allclose(hist / linf.size, 0.1, atol=0.01)
 
@@ -260,7 +271,9 @@ def test_pgd_raises_the_loss_of_an_mlp():
         out = {}
         for name, loss in (("ce", cross_entropy_loss(logits_fn)), ("cw", margin_loss(logits_fn))):
             for norm, eps in (("linf", 0.1), ("l2", 0.5)):
-                adv = pgd(loss, x, y, key, epsilon=eps, step_size=eps / 4, num_steps=10, norm=norm)
+                adv = pgd(
+                    loss, x, y, key=key, epsilon=eps, step_size=eps / 4, num_steps=10, norm=norm
+                )
                 flipped = jnp.mean(jnp.argmax(logits_fn(adv), 1) != y)
                 out[name, norm] = (loss(x, y).mean(), loss(adv, y).mean(), flipped)
         return out
@@ -327,9 +340,9 @@ def test_sweeps_equal_separate_calls(linear):
     @functools.partial(jax.jit, static_argnames="norm")
     def swept_and_single(norm):
         kwargs = dict(num_steps=4, norm=norm)
-        swept = pgd_sweep(loss, x, y, epsilons, key, step_size=steps, **kwargs)
+        swept = pgd_sweep(loss, x, y, epsilons, key=key, step_size=steps, **kwargs)
         singles = [
-            pgd(loss, x, y, key, epsilon=e, step_size=s, **kwargs)
+            pgd(loss, x, y, key=key, epsilon=e, step_size=s, **kwargs)
             for e, s in zip(epsilons, steps, strict=True)
         ]
         return swept, jnp.stack(singles)
@@ -354,7 +367,7 @@ def test_attacks_are_jittable(linear):
     )
     kwargs = dict(epsilon=0.3, step_size=0.1, num_steps=3, norm="l2")
     np.testing.assert_allclose(
-        jit_pgd(loss, x, y, key, **kwargs), pgd(loss, x, y, key, **kwargs), atol=1e-6
+        jit_pgd(loss, x, y, key=key, **kwargs), pgd(loss, x, y, key=key, **kwargs), atol=1e-6
     )
     jit_targeted = jax.jit(
         functools.partial(
@@ -399,23 +412,23 @@ def test_errors_say_what_to_do(linear):
     with pytest.raises(ValueError, match="epsilon must be finite and >= 0"):
         fgsm(loss, x, y, epsilon=-0.1)
     with pytest.raises(ValueError, match="epsilon must be finite and >= 0"):
-        pgd(loss, x, y, key, epsilon=-0.1, step_size=0.01, num_steps=2)
+        pgd(loss, x, y, key=key, epsilon=-0.1, step_size=0.01, num_steps=2)
     with pytest.raises(ValueError, match="epsilons must be finite and >= 0"):
         fgsm_sweep(loss, x, y, jnp.array([0.1, -0.1]))
     with pytest.raises(ValueError, match="step_size must be finite and >= 0"):
-        pgd(loss, x, y, key, epsilon=0.1, step_size=-0.01, num_steps=2)
+        pgd(loss, x, y, key=key, epsilon=0.1, step_size=-0.01, num_steps=2)
     with pytest.raises(ValueError, match="outside the attack domain.*domain=None"):
         fgsm(loss, x + 2.0, y, epsilon=0.1)
     with pytest.raises(ValueError, match="outside the attack domain"):
-        pgd(loss, x - 1.0, y, key, **pgd_kw)
+        pgd(loss, x - 1.0, y, key=key, **pgd_kw)
     with pytest.raises(ValueError, match=r"labels must have shape \(16,\)"):
         fgsm(loss, x, y[:-1], epsilon=0.1)
     with pytest.raises(ValueError, match=r"labels must have shape"):
-        pgd(loss, x, y[:, None], key, **pgd_kw)
+        pgd(loss, x, y[:, None], key=key, **pgd_kw)
     with pytest.raises(ValueError, match="targeted attack needs targets"):
         fgsm(loss, x, y, epsilon=0.1, targeted=True)
     with pytest.raises(ValueError, match="targeted attack needs targets"):
-        pgd(loss, x, y, key, targeted=True, **pgd_kw)
+        pgd(loss, x, y, key=key, targeted=True, **pgd_kw)
     with pytest.raises(ValueError, match="pass targeted=True"):
         fgsm(loss, x, y, epsilon=0.1, targets=t)
     with pytest.raises(ValueError, match="needs a PRNG key.*random_start=None"):
@@ -429,17 +442,17 @@ def test_errors_say_what_to_do(linear):
     with pytest.raises(ValueError, match="must not exceed epsilon"):
         fgsm_sweep(loss, x, y, jnp.array([0.05, 0.3]), random_start=0.1, key=key)
     with pytest.raises(ValueError, match="norm must be one of"):
-        pgd(loss, x, y, key, norm="l1", **pgd_kw)
+        pgd(loss, x, y, key=key, norm="l1", **pgd_kw)
     with pytest.raises(ValueError, match="num_steps must be an integer >= 0"):
-        pgd(loss, x, y, key, epsilon=0.1, step_size=0.01, num_steps=-1)
+        pgd(loss, x, y, key=key, epsilon=0.1, step_size=0.01, num_steps=-1)
     with pytest.raises(ValueError, match="one value per input"):
         fgsm(loss, x, y, epsilon=jnp.full(B + 1, 0.1))
     with pytest.raises(ValueError, match="one loss per input"):
         fgsm(lambda xb, yb: loss(xb, yb).mean(), x, y, epsilon=0.1)
     with pytest.raises(ValueError, match=r"epsilons must have shape \[E\]"):
-        pgd_sweep(loss, x, y, jnp.zeros((2, 3)), key, step_size=0.01, num_steps=1)
+        pgd_sweep(loss, x, y, jnp.zeros((2, 3)), key=key, step_size=0.01, num_steps=1)
     with pytest.raises(ValueError, match="step_size must be a scalar, one value per epsilon"):
-        pgd_sweep(loss, x, y, jnp.array([0.1, 0.2]), key, step_size=jnp.ones(3), num_steps=1)
+        pgd_sweep(loss, x, y, jnp.array([0.1, 0.2]), key=key, step_size=jnp.ones(3), num_steps=1)
     with pytest.raises(ValueError, match="Inputs must have a batch axis"):
         fgsm(loss, x[0], y, epsilon=0.1)
     with pytest.raises(ValueError, match="num_samples must be an integer >= 1"):

@@ -230,7 +230,7 @@ def test_latent_l2_constant_variance_reaches_top_singular_value():
     encode = linear_encoder(a, np.zeros((d, k), np.float32))
     x = jnp.full((4, d), 0.5)  # the ball stays inside [0, 1]: the domain is not binding
     adv = latent_attack(
-        encode, x, jax.random.PRNGKey(0), delta=delta, step_size=delta, num_steps=100, norm="l2"
+        encode, x, key=jax.random.PRNGKey(0), delta=delta, step_size=delta, num_steps=100, norm="l2"
     )  # steps as long as the radius: close to power iteration (sigma_2 / sigma_1 ~ 0.91 here)
     optimum = (delta * np.linalg.svd(a, compute_uv=False)[0]) ** 2  # max ||e A||^2
     got = sym_kl(encode, adv, x)
@@ -244,7 +244,9 @@ def test_latent_linf_rank_one_is_the_signed_corner():
     a = rng.normal(size=(d, 1)).astype(np.float32)
     encode = linear_encoder(a, np.zeros((d, 1), np.float32))
     x = jnp.full((3, d), 0.5)
-    adv = latent_attack(encode, x, jax.random.PRNGKey(1), delta=delta, step_size=0.03, num_steps=20)
+    adv = latent_attack(
+        encode, x, key=jax.random.PRNGKey(1), delta=delta, step_size=0.03, num_steps=20
+    )
     e = np.asarray(adv - x)
     # (e . a)^2 is maximised at e = +-delta sign(a): value (delta ||a||_1)^2.
     sign = np.sign(e @ a)
@@ -267,7 +269,7 @@ def test_latent_l2_general_linear_encoder_vs_numpy_pgd():
     a, bm, x, rng = general_linear_encoder(16)
     encode = linear_encoder(a, bm)
     adv = latent_attack(
-        encode, x, jax.random.PRNGKey(2), delta=delta, step_size=delta, num_steps=60, norm="l2"
+        encode, x, key=jax.random.PRNGKey(2), delta=delta, step_size=delta, num_steps=60, norm="l2"
     )
     e = np.asarray(adv) - x
     assert np.all(np.linalg.norm(e, axis=1) <= delta * (1 + 1e-5))
@@ -290,7 +292,7 @@ def test_latent_linf_general_linear_encoder_is_a_kkt_vertex():
     a, bm, x, rng = general_linear_encoder(16)
     encode = linear_encoder(a, bm)
     adv = latent_attack(
-        encode, x, jax.random.PRNGKey(2), delta=delta, step_size=0.025, num_steps=60
+        encode, x, key=jax.random.PRNGKey(2), delta=delta, step_size=0.025, num_steps=60
     )
     e = np.asarray(adv, np.float64) - x
     got = sym_kl(encode, adv, x)
@@ -316,8 +318,8 @@ def test_latent_respects_domain_and_jits():
     attack = functools.partial(
         latent_attack, encode, delta=delta, step_size=0.05, num_steps=15, norm="linf"
     )
-    eager = attack(x, jax.random.PRNGKey(3))
-    jitted = jax.jit(attack)(x, jax.random.PRNGKey(3))
+    eager = attack(x, key=jax.random.PRNGKey(3))
+    jitted = jax.jit(attack)(x, key=jax.random.PRNGKey(3))
     np.testing.assert_allclose(np.asarray(eager), np.asarray(jitted), atol=1e-6)
     adv = np.asarray(eager)
     assert np.all((adv >= 0) & (adv <= 1))
@@ -331,12 +333,70 @@ def test_latent_errors():
     key = jax.random.PRNGKey(0)
     kwargs = dict(step_size=0.1, num_steps=3)
     with pytest.raises(ValueError, match="delta must be finite and >= 0"):
-        latent_attack(encode, x, key, delta=-0.1, **kwargs)
+        latent_attack(encode, x, key=key, delta=-0.1, **kwargs)
     with pytest.raises(ValueError, match="outside the attack domain"):
-        latent_attack(encode, x + 1.0, key, delta=0.1, **kwargs)
+        latent_attack(encode, x + 1.0, key=key, delta=0.1, **kwargs)
     with pytest.raises(ValueError, match="PRNG key"):
         latent_attack(encode, x, delta=0.1, **kwargs)
     with pytest.raises(ValueError, match="norm must be one of"):
-        latent_attack(encode, x, key, delta=0.1, norm="l1", **kwargs)
+        latent_attack(encode, x, key=key, delta=0.1, norm="l1", **kwargs)
     with pytest.raises(ValueError, match="pair"):
-        latent_attack(lambda z: z, x, key, delta=0.1, **kwargs)
+        latent_attack(lambda z: z, x, key=key, delta=0.1, **kwargs)
+
+
+def test_latent_divergence_for_other_families():
+    rng = np.random.default_rng(18)
+    d, k = 6, 2
+    a = rng.normal(size=(d, k)).astype(np.float32)
+    bm = (0.5 * rng.normal(size=(d, k))).astype(np.float32)
+    encode = linear_encoder(a, bm)
+    x = jnp.asarray(rng.uniform(0.3, 0.7, size=(3, d)), jnp.float32)
+    kwargs = dict(key=jax.random.PRNGKey(4), delta=0.1, step_size=0.03, num_steps=10)
+    default = latent_attack(encode, x, **kwargs)
+
+    def encode_dict(z):  # the same Gaussian, as a dict of parameters
+        mu, log_var = encode(z)
+        return {"mean": mu, "scale": jnp.exp(0.5 * log_var)}
+
+    def sym_kl_dict(p, q):
+        return symmetric_gaussian_kl(
+            p["mean"], 2 * jnp.log(p["scale"]), q["mean"], 2 * jnp.log(q["scale"])
+        )
+
+    as_dict = latent_attack(encode_dict, x, divergence=sym_kl_dict, **kwargs)
+    np.testing.assert_allclose(np.asarray(as_dict), np.asarray(default), atol=1e-5)
+
+    # A Bernoulli latent (one array of logits), symmetric KL of the Bernoullis, under jit.
+    def encode_bernoulli(z):
+        return z @ a
+
+    def sym_kl_bernoulli(la, lb):
+        pa, pb = jax.nn.sigmoid(la), jax.nn.sigmoid(lb)
+        return jnp.sum((pa - pb) * (la - lb), axis=1)  # KL(a||b) + KL(b||a)
+
+    attack = functools.partial(
+        latent_attack, encode_bernoulli, divergence=sym_kl_bernoulli, **kwargs
+    )
+    adv = jax.jit(attack)(x)
+    assert np.all(np.abs(np.asarray(adv - x)).max(1) <= 0.1 + 1e-6)
+    start = sym_kl_bernoulli(encode_bernoulli(x), encode_bernoulli(x))
+    got = sym_kl_bernoulli(encode_bernoulli(adv), encode_bernoulli(x))
+    np.testing.assert_allclose(start, 0.0, atol=1e-7)
+    assert np.all(np.asarray(got) > 1e-3)
+
+
+def test_latent_divergence_errors():
+    x = jnp.full((2, 4), 0.5)
+    kwargs = dict(key=jax.random.PRNGKey(0), delta=0.1, step_size=0.1, num_steps=3)
+
+    def squared(p, q):
+        return jnp.sum((p - q) ** 2, axis=1)
+
+    with pytest.raises(ValueError, match="leading batch dimension 2"):
+        latent_attack(lambda z: (z, z[:1]), x, divergence=lambda p, q: p[0][:, 0], **kwargs)
+    with pytest.raises(ValueError, match=r"one value per input, shape \(2,\)"):
+        latent_attack(lambda z: z, x, divergence=lambda p, q: jnp.sum((p - q) ** 2), **kwargs)
+    with pytest.raises(ValueError, match="pass divergence="):
+        latent_attack(lambda z: z, x, **kwargs)
+    adv = latent_attack(lambda z: z, x, divergence=squared, **kwargs)  # any pytree is accepted
+    assert adv.shape == x.shape

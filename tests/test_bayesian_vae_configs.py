@@ -31,11 +31,12 @@ def test_every_table_and_method_has_a_config():
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
 def test_config_has_the_dissertation_settings(path):
     config = load_config(path)
-    cfg = config.models.vae
+    cfg = config.models.vae.architecture
+    training = config.models.vae.training
     latent = {"cifar10": 70, "svhn_cropped": 20}.get(config.data.name, 10)
     assert cfg.latent_dim == latent and cfg.observation == "bernoulli"
     assert cfg.network == ("ch3_rgb" if latent != 10 else "ch3_gray")
-    posterior = check_posterior_config(cfg.posterior.to_dict(), "vae")
+    posterior = check_posterior_config(training.posterior.to_dict(), "vae")
     method = posterior["method"]
     if method in ("bbb", "sghmc", "swag"):
         assert posterior["filter"] == "^decoder/" and posterior["num_samples"] == 200
@@ -43,7 +44,7 @@ def test_config_has_the_dissertation_settings(path):
         assert posterior["prior"]["pi"] == 0.5 and posterior["rho_init"] == -3.0
         assert posterior["kl_weight"] == "per_batch"
     if method == "sghmc":
-        assert posterior["momentum_decay"] == 0.05 and cfg.optimizer.learning_rate == 1e-3
+        assert posterior["momentum_decay"] == 0.05 and training.optimizer.learning_rate == 1e-3
     if method == "swag":
         assert posterior["rank"] == 40
     assert {s.split("/")[1] for s in config.evaluate.ood.scores} == SCORES
@@ -59,14 +60,14 @@ def test_cifar_config_runs_end_to_end_on_synthetic_stand_ins(tmp_path, monkeypat
     config = load_config(
         HERE / "table3_2_cifar10_svhn_swag.py",
         [
-            "models.vae.num_epochs=2",
-            "models.vae.batch_size=32",
-            "models.vae.posterior.start_epoch=1",
-            "models.vae.posterior.every_steps=1",
-            "models.vae.posterior.num_samples=3",
-            "models.vae.iwae_samples=2",
-            "models.vae.iwae_chunk=2",
-            "models.vae.eval_batch_size=20",
+            "models.vae.training.num_epochs=2",
+            "models.vae.training.batch_size=32",
+            "models.vae.training.posterior.start_epoch=1",
+            "models.vae.training.posterior.every_steps=1",
+            "models.vae.training.posterior.num_samples=3",
+            "models.vae.architecture.iwae_samples=2",
+            "models.vae.architecture.iwae_chunk=2",
+            "models.vae.training.eval_batch_size=20",
             "evaluate.batch_size=20",
             "progress=False",
         ],

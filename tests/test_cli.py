@@ -26,11 +26,14 @@ def test_train_then_evaluate_in_another_process(synthetic_data_root, tmp_path):
         str(TINY_CONFIG),
         "--workdir",
         str(workdir),
-        "--config.models.vae.num_epochs=3",
+        "--config.models.vae.training.num_epochs=3",
         data_root=synthetic_data_root,
     )
     assert trained.returncode == 0, trained.stderr
-    assert json.loads((workdir / "config.json").read_text())["models"]["vae"]["num_epochs"] == 3
+    assert (
+        json.loads((workdir / "config.json").read_text())["models"]["vae"]["training"]["num_epochs"]
+        == 3
+    )
 
     evaluated = jaxrobust("evaluate", "--workdir", str(workdir), data_root=synthetic_data_root)
     assert evaluated.returncode == 0, evaluated.stderr
@@ -63,7 +66,10 @@ def test_train_then_evaluate_in_another_process(synthetic_data_root, tmp_path):
 
 def test_evaluate_with_a_mismatched_config_fails_clearly(synthetic_data_root, tmp_path):
     workdir = tmp_path / "run"
-    args = ["--config.models.vae.num_epochs=1", "--config.models.classifier.num_epochs=1"]
+    args = [
+        "--config.models.vae.training.num_epochs=1",
+        "--config.models.classifier.training.num_epochs=1",
+    ]
     trained = jaxrobust(
         "train",
         "--config",
@@ -80,7 +86,7 @@ def test_evaluate_with_a_mismatched_config_fails_clearly(synthetic_data_root, tm
         str(workdir),
         "--config",
         str(TINY_CONFIG),
-        "--config.models.classifier.network=resnet18",
+        "--config.models.classifier.architecture.network=resnet18",
         data_root=synthetic_data_root,
     )
     assert evaluated.returncode == 1
@@ -99,12 +105,14 @@ def test_cli_errors_name_the_problem(synthetic_data, tmp_path, capsys):
                 str(TINY_CONFIG),
                 "--workdir",
                 str(tmp_path),
-                "--config.models.vae.latent_dimension=3",
+                "--config.models.vae.architecture.latent_dimension=3",
             ]
         )
         == 1
     )
-    assert "Unknown config key 'models.vae.latent_dimension'" in capsys.readouterr().err
+    assert (
+        "Unknown config key 'models.vae.architecture.latent_dimension'" in capsys.readouterr().err
+    )
     assert main(["data", "fetch", "not_a_dataset"]) == 1
     assert "Known datasets" in capsys.readouterr().err
 

@@ -13,28 +13,28 @@ def test_overrides_keep_the_field_types():
     config = load_config(
         TINY_CONFIG,
         [
-            "models.vae.latent_dim=7",
-            "models.vae.optimizer.learning_rate=1",
+            "models.vae.architecture.latent_dim=7",
+            "models.vae.training.optimizer.learning_rate=1",
             "progress=true",
-            "models.vae.encoder_features=(4, 8)",
+            "models.vae.architecture.encoder_features=(4, 8)",
             "data.name=mnist",
         ],
     )
-    assert config.models.vae.latent_dim == 7
-    assert config.models.vae.optimizer.learning_rate == 1.0
-    assert isinstance(config.models.vae.optimizer.learning_rate, float)
+    assert config.models.vae.architecture.latent_dim == 7
+    assert config.models.vae.training.optimizer.learning_rate == 1.0
+    assert isinstance(config.models.vae.training.optimizer.learning_rate, float)
     assert config.progress is True
-    assert tuple(config.models.vae.encoder_features) == (4, 8)
+    assert tuple(config.models.vae.architecture.encoder_features) == (4, 8)
     assert config.data.name == "mnist"
 
 
 @pytest.mark.parametrize(
     "override, message",
     [
-        ("models.vae.latent=3", "Unknown config key"),
-        ("modelz.vae.latent_dim=3", "config has"),
-        ("models.vae.latent_dim=three", "Cannot parse"),
-        ("models.vae.latent_dim=2.5", "expects int"),
+        ("models.vae.architecture.latnt=3", "Unknown config key"),
+        ("modelz.vae.architecture.latent_dim=3", "config has"),
+        ("models.vae.architecture.latent_dim=three", "Cannot parse"),
+        ("models.vae.architecture.latent_dim=2.5", "expects int"),
         ("progress=maybe", "is a bool"),
         ("seed", "key.path=value"),
     ],
@@ -49,7 +49,7 @@ def test_stored_config_round_trips(tmp_path):
     config = load_config(TINY_CONFIG)
     save_config(config, tmp_path)
     restored = load_workdir_config(tmp_path)
-    assert restored.models.vae.latent_dim == config.models.vae.latent_dim
+    assert restored.models.vae.architecture.latent_dim == config.models.vae.architecture.latent_dim
     assert list(restored.evaluate.ood.scores) == list(config.evaluate.ood.scores)
 
 

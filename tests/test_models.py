@@ -47,32 +47,39 @@ def test_bits_per_dim():
 
 def test_vae_loss_is_the_negative_elbo_of_its_parts():
     model = build_model(
-        {"kind": "vae", "latent_dim": 4, "encoder_features": (8, 16), "decoder_features": (16, 8)},
+        "vae",
+        {"latent_dim": 4, "encoder_features": (8, 16), "decoder_features": (16, 8)},
         (28, 28, 1),
         10,
     )
     x = jax.random.uniform(jax.random.key(1), (3, 28, 28, 1))
     params, state = split_variables(model.init(jax.random.key(0), x))
-    loss, (metrics, _) = model.loss(params, state, {"image": x}, jax.random.key(2), True)
-    elbo = model.scores["elbo"].fn({"params": params}, x, jax.random.key(2))
+    loss, (metrics, _) = model.loss(
+        {"params": params, **state}, {"image": x}, key=jax.random.key(2), train=True
+    )
+    elbo = model.score({"params": params}, x, ["elbo"], key=jax.random.key(2))["elbo"]
     np.testing.assert_allclose(loss, -elbo, rtol=1e-6)
-    kl = model.scores["kl"].fn({"params": params}, x, None)
+    kl = model.score({"params": params}, x, ["kl"], key=None)["kl"]
     np.testing.assert_allclose(metrics["kl"], kl, rtol=1e-6)
     assert model.scores["kl"].higher_is_ood and not model.scores["elbo"].higher_is_ood
 
 
 def test_classifier_loss_is_cross_entropy():
-    model = build_model({"kind": "classifier", "network": "small_cnn"}, (28, 28, 1), 10)
+    model = build_model("classifier", {"network": "small_cnn"}, (28, 28, 1), 10)
     x = jax.random.uniform(jax.random.key(1), (4, 28, 28, 1))
     y = jnp.array([0, 3, 9, 1])
     params, state = split_variables(model.init(jax.random.key(0), x))
-    loss, (metrics, _) = model.loss(params, state, {"image": x, "label": y}, None, False)
+    loss, (metrics, _) = model.loss(
+        {"params": params, **state}, {"image": x, "label": y}, key=None, train=False
+    )
     logits = np.asarray(model.logits({"params": params}, x), np.float64)
     log_probs = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
     np.testing.assert_allclose(loss, -log_probs[np.arange(4), np.asarray(y)], rtol=1e-5)
     probs = np.exp(log_probs).max(-1)
     np.testing.assert_allclose(
-        model.scores["max_softmax"].fn({"params": params}, x, None), probs, rtol=1e-5
+        model.score({"params": params}, x, ["max_softmax"], key=None)["max_softmax"],
+        probs,
+        rtol=1e-5,
     )
 
 
@@ -84,9 +91,9 @@ def test_vae_repeated_iwae_std_is_the_std_of_independent_iwae_estimates():
     x = jax.random.uniform(jax.random.key(1), (5, 8, 8, 1))
     variables = model.init(jax.random.key(0), x)
     key = jax.random.key(3)
-    got = model.scores["iwae_repeat_std"].fn(variables, x, key)
+    got = model.score(variables, x, ["iwae_repeat_std"], key=key)["iwae_repeat_std"]
     estimates = np.stack(
-        [model.scores["iwae"].fn(variables, x, k) for k in jax.random.split(key, 4)]
+        [model.score(variables, x, ["iwae"], key=k)["iwae"] for k in jax.random.split(key, 4)]
     ).astype(np.float64)
     np.testing.assert_allclose(got, estimates.std(axis=0, ddof=1), rtol=1e-4)
     assert model.scores["iwae_repeat_std"].higher_is_ood

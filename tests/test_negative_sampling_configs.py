@@ -29,9 +29,10 @@ def test_all_cells_have_a_config():
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
 def test_config_builds_a_model_with_the_paper_settings(path):
     config = load_config(path)
-    cfg = config.models.vae
+    cfg = config.models.vae.architecture
+    training = config.models.vae.training
     colour = config.data.name in ("cifar10", "svhn_cropped")
-    assert cfg.num_runs == 5 and cfg.batch_size == 50 and cfg.num_epochs == 100
+    assert training.num_runs == 5 and training.batch_size == 50 and training.num_epochs == 100
     assert cfg.latent_dim == (100 if colour else 10)
     assert cfg.negatives.shift == (25.0 if colour else 8.0)
     model, preprocess = build_from_config(config, "vae")
@@ -49,10 +50,10 @@ def test_colour_config_runs_end_to_end_on_synthetic_stand_ins(tmp_path, monkeypa
         / "negative_sampling"
         / "table4_cifar10_quantized_gaussian_generated.py",
         [
-            "models.vae.num_epochs=1",
-            "models.vae.num_runs=2",
-            "models.vae.latent_dim=8",
-            "models.vae.eval_batch_size=30",
+            "models.vae.training.num_epochs=1",
+            "models.vae.training.num_runs=2",
+            "models.vae.architecture.latent_dim=8",
+            "models.vae.training.eval_batch_size=30",
             "evaluate.batch_size=30",
             "progress=False",
         ],

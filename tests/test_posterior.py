@@ -23,6 +23,7 @@ from jaxrobust.evaluate import evaluate, restore_model
 from jaxrobust.inference import subset
 from jaxrobust.inference.bbb import GaussianPrior, mean_field_log_prob, prior_log_prob
 from jaxrobust.inference.methods import bbb_model
+from jaxrobust.inference.predict import posterior_log_likelihoods
 from jaxrobust.inference.samples import (
     PosteriorSamples,
     restore_posterior,
@@ -30,7 +31,6 @@ from jaxrobust.inference.samples import (
     save_posterior,
 )
 from jaxrobust.models.vae import make_vae
-from jaxrobust.scores.posterior import posterior_log_likelihoods
 from jaxrobust.train import build_from_config, train_and_evaluate
 from jaxrobust.train.loop import model_key, posterior_dir
 
@@ -39,18 +39,18 @@ PAIR = "fashion_mnist->mnist"
 
 def posterior_config(config, posterior: dict, **vae):
     config.models = {"vae": config.models.vae}
-    config.models.vae.posterior = ml_collections.ConfigDict(posterior)
-    config.models.vae.iwae_samples = 4
-    config.models.vae.iwae_chunk = 4
+    config.models.vae.training.posterior = ml_collections.ConfigDict(posterior)
+    config.models.vae.architecture.iwae_samples = 4
+    config.models.vae.architecture.iwae_chunk = 4
     config.evaluate.classification.models = []
     config.evaluate.ood.scores = ["vae/expected_ll", "vae/waic", "vae/std_ll", "vae/typicality"]
     config.evaluate.ood.positive = "higher"
     config.evaluate.test_limit = 96
     config.data.train_limit = 256
     config.data.validation_limit = 128
-    config.models.vae.num_epochs = 2
+    config.models.vae.training.num_epochs = 2
     for key, value in vae.items():
-        config.models.vae[key] = value
+        config.models.vae.training[key] = value
     return config
 
 
@@ -90,7 +90,10 @@ def test_posterior_log_likelihoods_equal_a_loop_over_samples():
     )
     posterior = PosteriorSamples({"params": samples}, {"params": rest})
     key = jax.random.key(3)
-    iwae = model.scores["iwae"].fn
+
+    def iwae(v, x, k):
+        return model.log_likelihood(v, x, key=k)
+
     got = jax.jit(lambda p, x, k: posterior_log_likelihoods(iwae, p, x, k))(posterior, images, key)
     keys = jax.random.split(key, 3)
     for s in range(3):
@@ -116,10 +119,10 @@ def test_ensemble_members_equal_separately_trained_models(synthetic_data, tiny_c
     for member in range(members):
         single = copy.deepcopy(tiny_config)
         single = posterior_config(single, {"method": "ensemble", "members": 2})
-        del single.models.vae["posterior"]
+        del single.models.vae.training["posterior"]
         single.seed = seed + member
         train_and_evaluate(single, tmp_path / f"member{member}")
-        _, _, want, _ = restore_model(tmp_path / f"member{member}", single, "vae", "last")
+        _, _, want, _ = restore_model(tmp_path / f"member{member}", "vae", "last", config=single)
         got = jax.tree.map(lambda x, m=member: x[m], posterior.samples)
         for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
             np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5)
@@ -147,7 +150,9 @@ def _reference_log_lik(model, preprocess, posterior, images, key, batch_size):
         sample = jax.tree.map(lambda x, s=s: x[s], posterior.samples)
 
         def fn(v, x, k, s=s):
-            return model.scores["iwae"].fn(v, x, jax.random.split(k, posterior.num_samples)[s])
+            return model.score(v, x, ["iwae"], key=jax.random.split(k, posterior.num_samples)[s])[
+                "iwae"
+            ]
 
         variables = sample_variables(sample, posterior.fixed)
         rows.append(map_dataset(fn, variables, images, preprocess, key, batch_size))
@@ -197,13 +202,17 @@ def test_posterior_restores_in_a_fresh_process_and_scores_identically(swag_workd
     model, _ = build_from_config(config, "vae")
     images = jax.random.uniform(jax.random.key(4), (16, 28, 28, 1))
     np.save(tmp_path / "images.npy", np.asarray(images))
-    fn = jax.jit(lambda p, x, k: posterior_log_likelihoods(model.scores["iwae"].fn, p, x, k))
+    fn = jax.jit(
+        lambda p, x, k: posterior_log_likelihoods(
+            (lambda v, x, k: model.log_likelihood(v, x, key=k)), p, x, k
+        )
+    )
     here = np.asarray(fn(posterior, images, jax.random.key(9)))
     script = f"""
 import jax, numpy as np
 from jaxrobust.config import load_workdir_config
 from jaxrobust.inference.samples import restore_posterior
-from jaxrobust.scores.posterior import posterior_log_likelihoods
+from jaxrobust.inference.predict import posterior_log_likelihoods
 from jaxrobust.train import build_from_config
 from jaxrobust.train.loop import model_key, posterior_dir
 workdir = {str(workdir)!r}
@@ -211,7 +220,8 @@ config = load_workdir_config(workdir)
 model, _ = build_from_config(config, "vae")
 posterior, _ = restore_posterior(posterior_dir(workdir, "vae"))
 images = np.load({str(tmp_path / "images.npy")!r})
-fn = jax.jit(lambda p, x, k: posterior_log_likelihoods(model.scores["iwae"].fn, p, x, k))
+log_lik = lambda v, x, k: model.log_likelihood(v, x, key=k)  # noqa: E731
+fn = jax.jit(lambda p, x, k: posterior_log_likelihoods(log_lik, p, x, k))
 np.save({str(tmp_path / "there.npy")!r}, np.asarray(fn(posterior, images, jax.random.key(9))))
 """
     subprocess.run([sys.executable, "-c", script], check=True, env=subprocess_env())
@@ -224,7 +234,7 @@ def test_missing_or_mismatched_posterior_is_explained(swag_workdir, tmp_path):
     with pytest.raises(CheckpointNotFoundError, match="Train the model"):
         restore_posterior(tmp_path / "nowhere")
     other = copy.deepcopy(config)
-    other.models.vae.latent_dim = 5
+    other.models.vae.architecture.latent_dim = 5
     with pytest.raises(CheckpointMismatchError, match="do not fit the model"):
         evaluate(workdir, other)
     bad_score = copy.deepcopy(config)
@@ -246,7 +256,7 @@ def test_bbb_loss_is_the_model_loss_at_a_weight_sample_plus_the_weight_kl_per_ba
     assert set(params) == {"variational", "point"}
     assert set(params["variational"]["mu"]) == {"decoder"}
     key = jax.random.key(7)
-    losses, (metrics, _) = wrapped.loss(params, {}, {"image": images}, key, True)
+    losses, (metrics, _) = wrapped.loss({"params": params}, {"image": images}, key=key, train=True)
     # Recompute: the weight sample is mu + softplus(rho) * eps with the wrapper's key.
     theta = jax.tree.map(
         lambda m, r, e: m + jax.nn.softplus(r) * e,
@@ -254,7 +264,9 @@ def test_bbb_loss_is_the_model_loss_at_a_weight_sample_plus_the_weight_kl_per_ba
         params["variational"]["rho"],
         _eps_like(jax.random.fold_in(key, 23), params["variational"]["mu"]),
     )
-    inner, _ = model.loss(subset.combine(theta, params["point"]), {}, {"image": images}, key, True)
+    inner, _ = model.loss(
+        {"params": subset.combine(theta, params["point"])}, {"image": images}, key=key, train=True
+    )
     kl = mean_field_log_prob(theta, params["variational"]) - prior_log_prob(theta, prior)
     np.testing.assert_allclose(losses, inner + kl / 5, rtol=1e-5)
     np.testing.assert_allclose(metrics["weight_kl"], jnp.full(5, kl), rtol=1e-5)
@@ -303,7 +315,7 @@ def test_hmc_samples_a_decoder_layer_after_the_point_estimate(
     leaf = np.asarray(posterior.samples["params"]["decoder"]["ConvTranspose_1"]["kernel"])
     assert np.all(np.isfinite(leaf)) and not np.allclose(leaf[0], leaf[-1])
     # The rest is the trained point estimate, shared by every sample.
-    _, _, point, _ = restore_model(tmp_path, config, "vae", "last")
+    _, _, point, _ = restore_model(tmp_path, "vae", "last", config=config)
     np.testing.assert_array_equal(
         posterior.fixed["params"]["encoder"]["Conv_0"]["kernel"],
         point["params"]["encoder"]["Conv_0"]["kernel"],

@@ -18,9 +18,12 @@ def vae_only(config, **changes):
     config.evaluate.test_limit = 300
     config.data.train_limit = 512
     config.data.validation_limit = 256
-    config.models.vae.num_epochs = 2
+    config.models.vae.training.num_epochs = 2
     for key, value in changes.items():
-        setattr(config, key, value) if key == "seed" else config.models.vae.__setitem__(key, value)
+        if key == "seed":
+            setattr(config, key, value)
+        else:
+            config.models.vae.training[key] = value
     return config
 
 
@@ -32,7 +35,7 @@ def test_vmapped_runs_equal_separate_runs(synthetic_data, tiny_config, tmp_path)
     summary = train_and_evaluate(stacked_cfg, tmp_path / "stacked")
     assert summary["vae"]["num_runs"] == num_runs
     assert len(summary["vae"]["val/loss/runs"]) == num_runs
-    _, _, stacked, _ = restore_model(tmp_path / "stacked", stacked_cfg, "vae", "last")
+    _, _, stacked, _ = restore_model(tmp_path / "stacked", "vae", "last", config=stacked_cfg)
     stacked_results = evaluate(tmp_path / "stacked")["ood"]["fashion_mnist->mnist"]["vae/kl"]
     assert stacked_results["num_runs"] == num_runs
     runs_auroc = stacked_results["runs"]["auroc"]
@@ -42,7 +45,7 @@ def test_vmapped_runs_equal_separate_runs(synthetic_data, tiny_config, tmp_path)
     for run in range(num_runs):
         single_cfg = vae_only(copy.deepcopy(tiny_config), seed=seed + run)
         single_summary = train_and_evaluate(single_cfg, tmp_path / f"run{run}")
-        _, _, single, _ = restore_model(tmp_path / f"run{run}", single_cfg, "vae", "last")
+        _, _, single, _ = restore_model(tmp_path / f"run{run}", "vae", "last", config=single_cfg)
         for got, want in zip(jax.tree.leaves(stacked), jax.tree.leaves(single), strict=True):
             np.testing.assert_allclose(np.asarray(got)[run], np.asarray(want), rtol=2e-4, atol=2e-5)
         np.testing.assert_allclose(

@@ -10,7 +10,7 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
-from conftest import subprocess_env
+from conftest import only_models, subprocess_env
 
 from jaxrobust.errors import CheckpointMismatchError, ConfigError, NonFiniteLossError
 from jaxrobust.evaluate import restore_model
@@ -35,7 +35,7 @@ def final_state(config, workdir, name):
     checkpoints = ModelCheckpoints(checkpoint_dir(workdir, name))
     sharding = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
     variables = abstract_variables(model, preprocess, config, sharding)
-    opt = build_optimizer(config.models[name].optimizer.to_dict(), 1)
+    opt = build_optimizer(config.models[name].training.optimizer.to_dict(), 1)
     opt_state = jax.eval_shape(opt.init, variables["params"])
     opt_state = jax.tree.map(
         lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding), opt_state
@@ -54,7 +54,7 @@ def leaves(tree):
 
 def test_resume_after_kill_is_bitwise_identical(synthetic_data, tiny_config, tmp_path):
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
-    epochs = ["models.vae.num_epochs=4", "models.classifier.num_epochs=4"]
+    epochs = ["models.vae.training.num_epochs=4", "models.classifier.training.num_epochs=4"]
     run_worker(straight, *epochs)
     killed = run_worker(resumed, "--kill-after", "classifier:2", *epochs, check=False)
     assert killed.returncode == -9, killed.stderr  # SIGKILL, mid-run
@@ -64,7 +64,8 @@ def test_resume_after_kill_is_bitwise_identical(synthetic_data, tiny_config, tmp
     )
     run_worker(resumed, *epochs)
 
-    tiny_config.models.vae.num_epochs = tiny_config.models.classifier.num_epochs = 4
+    tiny_config.models.vae.training.num_epochs = 4
+    tiny_config.models.classifier.training.num_epochs = 4
     for name in ("classifier", "vae"):
         epoch_a, a = final_state(tiny_config, straight, name)
         epoch_b, b = final_state(tiny_config, resumed, name)
@@ -102,7 +103,7 @@ def test_stacked_runs_split_over_devices_train_the_same_models(
     """4 runs (ensemble members) over 2 devices: the state is split along the run axis (each
     device trains 2 runs, no data parallelism) and the runs equal the single-device ones."""
     one, two = tmp_path / "one", tmp_path / "two"
-    args = ["--vae-runs", "4", "models.vae.num_epochs=1", "data.train_limit=256"]
+    args = ["--vae-runs", "4", "models.vae.training.num_epochs=1", "data.train_limit=256"]
     run_worker(one, "--devices", "1", *args, xla_devices=2)
     run_worker(two, "--devices", "2", *args, xla_devices=2)
     row_one = json.loads((one / "metrics.jsonl").read_text().splitlines()[-1])
@@ -110,10 +111,10 @@ def test_stacked_runs_split_over_devices_train_the_same_models(
     assert row_one["parallelism"] == "data over 1 device(s)"
     assert row_two["parallelism"] == "runs over 2 device(s)"
     np.testing.assert_allclose(row_one["val/loss/runs"], row_two["val/loss/runs"], rtol=1e-4)
-    tiny_config.models = {"vae": tiny_config.models.vae}
-    tiny_config.models.vae.num_runs = 4
-    _, _, a, _ = restore_model(one, tiny_config, "vae", "last")
-    _, _, b, _ = restore_model(two, tiny_config, "vae", "last")
+    only_models(tiny_config, "vae")
+    tiny_config.models.vae.training.num_runs = 4
+    _, _, a, _ = restore_model(one, "vae", "last", config=tiny_config)
+    _, _, b, _ = restore_model(two, "vae", "last", config=tiny_config)
     for x, y in zip(leaves(a), leaves(b), strict=True):
         np.testing.assert_allclose(x, y, rtol=2e-4, atol=2e-5)
 
@@ -121,11 +122,10 @@ def test_stacked_runs_split_over_devices_train_the_same_models(
 def test_nan_loss_stops_with_step_and_keeps_last_good_checkpoint(
     synthetic_data, tiny_config, tmp_path
 ):
-    config = tiny_config
-    del config.models["vae"]
-    config.models.classifier.num_epochs = 3
+    config = only_models(tiny_config, "classifier")
+    config.models.classifier.training.num_epochs = 3
     # The learning rate jumps from 1e-3 to 1e27 after the first epoch: the loss overflows.
-    config.models.classifier.optimizer.update(
+    config.models.classifier.training.optimizer.update(
         {"name": "sgd", "decay_every_epochs": 1, "decay_factor": 1e30}
     )
     with pytest.raises(NonFiniteLossError, match=r"at step (9|1[0-6]) \(epoch 2") as err:
@@ -133,28 +133,26 @@ def test_nan_loss_stops_with_step_and_keeps_last_good_checkpoint(
     assert "last good checkpoint (epoch 1)" in str(err.value)
     checkpoints = ModelCheckpoints(checkpoint_dir(tmp_path, "classifier"))
     assert checkpoints.epochs() == [1]
-    _, _, variables, epoch = restore_model(tmp_path, config, "classifier", "last")
+    _, _, variables, epoch = restore_model(tmp_path, "classifier", "last", config=config)
     assert epoch == 1
     assert all(np.isfinite(leaf).all() for leaf in leaves(variables))
 
 
 def test_checkpoint_that_does_not_match_config_is_refused(synthetic_data, tiny_config, tmp_path):
-    config = tiny_config
-    del config.models["classifier"]
-    config.models.vae.num_epochs = 1
+    config = only_models(tiny_config, "vae")
+    config.models.vae.training.num_epochs = 1
     train_and_evaluate(config, tmp_path)
-    config.models.vae.latent_dim = 6
+    config.models.vae.architecture.latent_dim = 6
     with pytest.raises(CheckpointMismatchError, match=r"encoder/Dense_0/kernel.*\(784, 8\)"):
-        restore_model(tmp_path, config, "vae")
+        restore_model(tmp_path, "vae", config=config)
     # Training again in the same workdir with a different model is refused as well.
-    with pytest.raises(ConfigError, match="models.vae.latent_dim"):
+    with pytest.raises(ConfigError, match="models.vae.architecture.latent_dim"):
         train_and_evaluate(config, tmp_path)
 
 
 def test_metrics_log_and_best_checkpoint(synthetic_data, tiny_config, tmp_path):
-    config = tiny_config
-    del config.models["vae"]
-    config.models.classifier.num_epochs = 3
+    config = only_models(tiny_config, "classifier")
+    config.models.classifier.training.num_epochs = 3
     train_and_evaluate(config, tmp_path)
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [1, 2, 3]

@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jaxrobust.distributions.latent import GAUSSIAN
 from jaxrobust.nn import VAE_NETWORKS, ConvDecoder, make_vae_networks
 from jaxrobust.nn.layers import Conv, ConvTranspose
 from jaxrobust.nn.vae_networks import _PAD1, _PAD_UP2
@@ -104,7 +105,9 @@ def test_shapes_and_parameter_counts(name):
                 z = jnp.zeros((3, latent_dim))
                 enc_vars = jax.eval_shape(enc.init, KEY, x)
                 dec_vars = jax.eval_shape(dec.init, KEY, z)
-                mu, log_var = jax.eval_shape(enc.apply, enc_vars, x)
+                mu, log_var = jax.eval_shape(
+                    lambda v, x, enc=enc: GAUSSIAN.params(enc.apply(v, x)), enc_vars, x
+                )
                 out = jax.eval_shape(dec.apply, dec_vars, z)
                 assert mu.shape == log_var.shape == (3, latent_dim)
                 assert out.shape == (3,) + shape[:2] + (out_channels,)
@@ -180,7 +183,9 @@ def test_ch3_log_var_is_twice_log_sigma():
     params = jax.tree_util.tree_map(lambda a: a, variables["params"])
     params["log_sigma"]["kernel"] = jnp.zeros_like(params["log_sigma"]["kernel"])
     params["log_sigma"]["bias"] = jnp.array([0.5, -1.0, 2.0])
-    _, log_var = enc.apply({"params": params}, jax.random.uniform(KEY, (2, 28, 28, 1)))
+    _, log_var = GAUSSIAN.params(
+        enc.apply({"params": params}, jax.random.uniform(KEY, (2, 28, 28, 1)))
+    )
     np.testing.assert_allclose(log_var, jnp.tile(jnp.array([1.0, -2.0, 4.0]), (2, 1)))
 
 

@@ -14,6 +14,7 @@ import signal
 from pathlib import Path
 
 import jax
+from conftest import only_models
 
 from jaxrobust.config import load_config
 from jaxrobust.train import train_and_evaluate
@@ -31,8 +32,8 @@ def main():
     args = parser.parse_args()
     config = load_config(TINY, args.overrides)
     if args.vae_runs:
-        config.models = {"vae": config.models.vae}
-        config.models.vae.num_runs = args.vae_runs
+        only_models(config, "vae")
+        config.models.vae.training.num_runs = args.vae_runs
     hooks = []
     if args.kill_after:
         model, epoch = args.kill_after.split(":")

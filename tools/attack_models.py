@@ -32,7 +32,7 @@ def trained_cnn(workdir: str | Path, num_images: int):
     if not (workdir / "checkpoints" / "cnn").is_dir():
         print(f"No trained CNN in {workdir}: training {CONFIG.name} first.")
         train_and_evaluate(config, workdir)
-    model, preprocess, variables, epoch = restore_model(workdir, config, "cnn")
+    model, preprocess, variables, epoch = restore_model(workdir, "cnn", config=config)
     images, labels = datasets.load("mnist", "test", progress=False)
     images = jnp.asarray(preprocess(jnp.asarray(images[:num_images])))
     labels = jnp.asarray(np.asarray(labels[:num_images]), jnp.int32)

@@ -153,7 +153,7 @@ def foolbox_parity(logits_fn, x, y, args) -> dict:
     ref_ok = np.asarray(jnp.argmax(logits_fn(ref_adv), -1) != yb)
     ours = jax.jit(
         functools.partial(attacks.boundary_attack, logits_fn, num_steps=args.boundary_steps)
-    )(xb, yb, jax.random.PRNGKey(1), starting_points=starts)
+    )(xb, yb, key=jax.random.PRNGKey(1), starting_points=starts)
     out["boundary_l2"] = compare(
         summary(ours.success, l2(ours.adversarial, xb)), summary(ref_ok, l2(ref_adv, xb))
     )

@@ -93,7 +93,7 @@ def jax_runners(logits_fn, x, y) -> tuple[dict[str, Callable], dict[str, float]]
     options = cpu_compiler_options() or None
 
     def pgd(x, y, key):
-        return attacks.pgd(loss, x, y, key, norm="linf", random_start=True, **PGD)
+        return attacks.pgd(loss, x, y, key=key, norm="linf", random_start=True, **PGD)
 
     def cw(x, y):
         return attacks.carlini_wagner_l2(

@@ -4,7 +4,7 @@
    per-sample importance-weighted log p(x | theta_s) that the Bayesian-VAE scores need, for the
    quickstart VAE of ``tools/bench_iwae.py`` with S decoder samples (the initial decoder plus
    N(0, 0.01^2) noise: a stand-in posterior, the cost does not depend on the values).
-   - jaxrobust: :func:`jaxrobust.scores.posterior.posterior_log_likelihoods` of the model's
+   - jaxrobust: :func:`jaxrobust.inference.predict.posterior_log_likelihoods` of the model's
      ``iwae`` score, jitted per image batch (samples by ``lax.map`` on CPU, vmapped chunks of 8
      on GPU; K in chunks by ``vmap`` under ``lax.scan``), a Python loop over image batches.
    - PyTorch, as the original code evaluates a posterior: a Python loop over the S samples,
@@ -62,11 +62,14 @@ def jax_scorer(num_importance: int, chunk: int):
     """Jitted ``(posterior, images [B], key) -> log_lik [S, B]``."""
     import jax
 
+    from jaxrobust.inference.predict import posterior_log_likelihoods
     from jaxrobust.models import build_model
-    from jaxrobust.scores.posterior import posterior_log_likelihoods
 
-    model = build_model(model_config(num_importance, chunk), IMAGE_SHAPE, 10)
-    iwae = model.scores["iwae"].fn
+    model = build_model("vae", model_config(num_importance, chunk), IMAGE_SHAPE, 10)
+
+    def iwae(v, x, k):
+        return model.log_likelihood(v, x, key=k)
+
     return jax.jit(lambda p, x, k: posterior_log_likelihoods(iwae, p, x, k))
 
 

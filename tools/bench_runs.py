@@ -43,7 +43,7 @@ def time_epochs(num_runs, strategy, images, labels, repeats):
     config = load_config(ROOT / "experiments" / "quickstart.py")
     model, preprocess = build_from_config(config, "vae")
     steps = images.shape[0] // 128
-    optimizer = build_optimizer(config.models.vae.optimizer.to_dict(), steps)
+    optimizer = build_optimizer(config.models.vae.training.optimizer.to_dict(), steps)
 
     def init(key):
         params, state = split_variables(model.init(key, preprocess(images[:1])))

@@ -82,7 +82,7 @@ def jax_runner(workload: str, steps: int, batch: int, impl: str, options: bool):
     else:
         cfg = {"kind": "classifier", "network": "resnet18"}
         opt_cfg = {"name": "sgd", "learning_rate": 0.1, "momentum": 0.9}
-    model = build_model(cfg, shape, NUM_CLASSES)
+    model = build_model(cfg.pop("kind"), cfg, shape, NUM_CLASSES)
     preprocess = Preprocess()
     rng = np.random.default_rng(0)
     n = steps * batch

@@ -31,12 +31,14 @@ def get_config() -> ml_collections.ConfigDict:
     c.models.cnn = ml_collections.ConfigDict(
         {
             "kind": "classifier",
-            "network": "small_cnn",
-            "batch_size": 128,
-            "num_epochs": 3,
-            "optimizer": {"name": "adam", "learning_rate": 1e-3},
-            "best_metric": "val/loss",
-            "best_mode": "min",
+            "architecture": {"network": "small_cnn"},
+            "training": {
+                "batch_size": 128,
+                "num_epochs": 3,
+                "optimizer": {"name": "adam", "learning_rate": 1e-3},
+                "best_metric": "val/loss",
+                "best_mode": "min",
+            },
         }
     )
 

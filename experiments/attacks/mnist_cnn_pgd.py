@@ -7,10 +7,10 @@ min-max of Madry et al. 2018, eq. (2.1)), the validation metrics stay clean.
 CPU budget (this is not Madry et al.'s budget): Madry et al. trained their MNIST network with
 eps 0.3, PGD-40 of step 0.01 with a random start, for 100k iterations of batch 50 (~83 epochs).
 Here: eps 0.3, PGD-10 with step 0.075 (= 2.5 * eps / 10, their rule of thumb) and a random start
-uniform in the ball, 8 epochs of 429 steps (~3,400 iterations of batch 128; 5,000 training images are held out for validation), i.e. ~11 forward-
-backward passes per step (about 5x the cost of a clean step; on 2 CPU cores shared with other
-jobs the epochs took 189-330 s, 29.6 min in all). The radius (and step size) is ramped
-linearly from eps/429 to eps over the first epoch (``epsilon_ramp_steps=429``), a common remedy
+uniform in the ball, 8 epochs of 429 steps (~3,400 iterations of batch 128; 5,000 training
+images are held out for validation), i.e. ~11 forward-backward passes per step (about 5x the
+cost of a clean step; on 2 CPU cores shared with other jobs, see RESULTS.md for the times).
+The radius (and step size) is ramped linearly from eps/429 to eps over the first epoch (``epsilon_ramp_steps=429``), a common remedy
 against the stall at chance accuracy that PGD training at eps 0.3 from scratch can show; it was
 chosen up front (no run without the ramp was tried). The last checkpoint is the one attacked
 (the "best" one is chosen by clean validation loss, which says nothing about robustness).
@@ -35,7 +35,7 @@ STEPS_PER_EPOCH = 55_000 // 128  # 429: 5,000 held out for validation, last part
 def get_config() -> ml_collections.ConfigDict:
     c = standard_config()
     c.name = "attacks_mnist_cnn_pgd"
-    cnn = c.models.cnn
+    cnn = c.models.cnn.training
     cnn.num_epochs = 8
     cnn.adversarial_training = ml_collections.ConfigDict(
         {

@@ -75,11 +75,11 @@ def trained_epochs(workdir: Path) -> int:
 
 def ensure_trained(config, workdir: Path, train: bool) -> None:
     epochs = trained_epochs(workdir)
-    if epochs >= config.models[MODEL].num_epochs:
+    if epochs >= config.models[MODEL].training.num_epochs:
         return
     if not train:
         raise SystemExit(
-            f"{workdir} has {epochs} of {config.models[MODEL].num_epochs} epochs of model "
+            f"{workdir} has {epochs} of {config.models[MODEL].training.num_epochs} epochs of model "
             f"{MODEL!r}; pass --train to train (or resume) it."
         )
     train_and_evaluate(config, workdir)
@@ -120,7 +120,7 @@ def make_evaluator(logits_fn, chunk_size: int):
 def training_summary(config, workdir: Path) -> dict:
     rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
     rows = [r for r in rows if r.get("model") == MODEL]
-    cfg = config.models[MODEL]
+    cfg = config.models[MODEL].training
     adv = cfg.get("adversarial_training")
     return {
         "epochs": cfg.num_epochs,

@@ -24,7 +24,7 @@ NUM_IMAGES, CHUNK, EPSILON = 500, 100, 0.3
 def main() -> None:
     config = load_config("experiments/attacks/mnist_cnn_pgd.py")
     model, preprocess, variables, _ = restore_model(
-        "runs/attacks/mnist_cnn_pgd", config, "cnn", "last"
+        "runs/attacks/mnist_cnn_pgd", "cnn", "last", config=config
     )
     images, labels = datasets.load("mnist", "test")
     x = jnp.asarray(preprocess(jnp.asarray(images[:NUM_IMAGES])))
@@ -41,7 +41,7 @@ def main() -> None:
             def one(k):
                 xa = jax.lax.map(
                     lambda a: pgd(
-                        loss, a[0], a[1], a[2], epsilon=EPSILON, step_size=step, num_steps=steps
+                        loss, a[0], a[1], key=a[2], epsilon=EPSILON, step_size=step, num_steps=steps
                     ),
                     (
                         x.reshape(chunks, CHUNK, *x.shape[1:]),

@@ -40,8 +40,8 @@ POSTERIORS = {
     # every_steps 0: collect at the end of every epoch (the dissertation's "last 40 epochs").
     "swag": {"method": "swag", "rank": 40, "scale": 0.5, "low_rank": True, "every_steps": 0},
     "ensemble": {"method": "ensemble", "members": 5},
-    # Not in the dissertation: NUTS on the decoder's last layer (289 weights; the whole decoder
-    # on a GPU: --config.models.vae.posterior.filter='^decoder/'), potential on 1,000 images.
+    # Not in the dissertation: NUTS on the decoder's last layer (289 weights; the whole decoder on
+    # a GPU: --config.models.vae.training.posterior.filter='^decoder/'), potential on 1,000 images.
     "hmc": {"method": "hmc", "filter": "^decoder/ConvTranspose_1/", "num_warmup": 500,
             "data": 1000, "latent_samples": 1, "prior_std": 1.0, "max_tree_depth": 8},
 }  # fmt: skip
@@ -85,18 +85,22 @@ def make_config(
     c.models.vae = ml_collections.ConfigDict(
         {
             "kind": "vae",
-            "network": arch["network"],
-            "latent_dim": latent_dim,
-            "observation": "bernoulli",
-            "iwae_samples": iwae_samples,
-            "iwae_chunk": min(iwae_samples, 50),
-            "posterior": posterior,
-            "batch_size": 128,
-            "eval_batch_size": 500,
-            "num_epochs": epochs,
-            "optimizer": optimizer,
-            "best_metric": "val/loss",
-            "best_mode": "min",
+            "architecture": {
+                "network": arch["network"],
+                "latent_dim": latent_dim,
+                "observation": "bernoulli",
+                "iwae_samples": iwae_samples,
+                "iwae_chunk": min(iwae_samples, 50),
+            },
+            "training": {
+                "posterior": posterior,
+                "batch_size": 128,
+                "eval_batch_size": 500,
+                "num_epochs": epochs,
+                "optimizer": optimizer,
+                "best_metric": "val/loss",
+                "best_mode": "min",
+            },
         }
     )
     c.evaluate = ml_collections.ConfigDict(

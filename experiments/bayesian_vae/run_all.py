@@ -54,26 +54,30 @@ STEPS_PER_EPOCH = 468  # 60,000 training images, batch 128 (the last partial bat
 def overrides(method: str, epochs: int, samples: int, importance: int, test_limit: int):
     """The reduced-budget settings of one cell (config overrides)."""
     out = {
-        "models.vae.num_epochs": epochs,
-        "models.vae.iwae_samples": importance,
-        "models.vae.iwae_chunk": min(importance, 50),
+        "models.vae.training.num_epochs": epochs,
+        "models.vae.architecture.iwae_samples": importance,
+        "models.vae.architecture.iwae_chunk": min(importance, 50),
         "evaluate.test_limit": test_limit,
         "progress": False,
     }
     if method in ("bbb", "sghmc", "swag", "hmc"):
-        out["models.vae.posterior.num_samples"] = samples
+        out["models.vae.training.posterior.num_samples"] = samples
     if method == "sghmc":
         burn_in = max(1, epochs // 2)
-        out["models.vae.posterior.burn_in_epochs"] = burn_in
-        out["models.vae.posterior.thinning_steps"] = (epochs - burn_in) * STEPS_PER_EPOCH // samples
+        out["models.vae.training.posterior.burn_in_epochs"] = burn_in
+        out["models.vae.training.posterior.thinning_steps"] = (
+            (epochs - burn_in) * STEPS_PER_EPOCH // samples
+        )
     if method == "swag":
         start = max(1, epochs // 2)
-        out["models.vae.posterior.start_epoch"] = start
-        out["models.vae.posterior.every_steps"] = (epochs - start + 1) * STEPS_PER_EPOCH // 40
+        out["models.vae.training.posterior.start_epoch"] = start
+        out["models.vae.training.posterior.every_steps"] = (
+            (epochs - start + 1) * STEPS_PER_EPOCH // 40
+        )
     if method == "hmc":
-        out["models.vae.posterior.num_warmup"] = 100
-        out["models.vae.posterior.data"] = 100
-        out["models.vae.posterior.max_tree_depth"] = 4
+        out["models.vae.training.posterior.num_warmup"] = 100
+        out["models.vae.training.posterior.data"] = 100
+        out["models.vae.training.posterior.max_tree_depth"] = 4
     return out
 
 

@@ -19,9 +19,9 @@ def get_config():
         "Table 5.2: classical VAE, MNIST in, FMNIST out", "mnist", "fashion_mnist", "swag"
     )
     vae = c.models.vae
-    del vae["posterior"]
-    vae.network = "mlp"
-    vae.network_options = {"hidden": (512, 256)}
-    vae.iwae_repeats = 5
+    del vae.training["posterior"]
+    vae.architecture.network = "mlp"
+    vae.architecture.network_options = {"hidden": (512, 256)}
+    vae.architecture.iwae_repeats = 5
     c.evaluate.ood.scores = ["vae/iwae_repeat_std", "vae/iwae"]
     return c

@@ -8,9 +8,9 @@ observation model and negative source. Choices the paper leaves open, made here:
   issue prescribes for that case. Colour: the DCGAN-style pair ("dcgan") of appendix A.2.2.
 - "Gaussian" noise model: the paper does not say whether the variance is fixed or learned; we
   use a fixed unit standard deviation ("gaussian", scale 1.0); change with
-  --config.models.vae.observation=gaussian_learned.
+  --config.models.vae.architecture.observation=gaussian_learned.
 - Encoder and decoder are updated together each step (what RESULTS.md ran); the paper
-  alternates them: --config.models.vae.optimizer.alternate="('encoder', 'decoder')".
+  alternates them: --config.models.vae.training.optimizer.alternate="('encoder', 'decoder')".
 - Generated negatives: x_gen = E[x|z], z ~ N(0, I); generator term weight 1 (see
   jaxrobust/models/vae.py for which parameters receive which gradient).
 - Data + noise negatives: sigma 0.25, clipped to [0, 1].
@@ -67,23 +67,27 @@ def make_config(
     c.models.vae = ml_collections.ConfigDict(
         {
             "kind": "vae",
-            "network": arch["network"],
-            "latent_dim": arch["latent_dim"],
-            "observation": obs_name,
-            "observation_options": obs_options,
-            "negatives": {
-                "source": negatives,
-                "shift": arch["shift"],
-                "sigma": 0.25,
-                **({"dataset": negatives_dataset} if negatives_dataset else {}),
+            "architecture": {
+                "network": arch["network"],
+                "latent_dim": arch["latent_dim"],
+                "observation": obs_name,
+                "observation_options": obs_options,
+                "negatives": {
+                    "source": negatives,
+                    "shift": arch["shift"],
+                    "sigma": 0.25,
+                    **({"dataset": negatives_dataset} if negatives_dataset else {}),
+                },
             },
-            "num_runs": num_runs,
-            "batch_size": arch["batch_size"],
-            "eval_batch_size": 500,
-            "num_epochs": epochs,
-            "optimizer": arch["optimizer"],
-            "best_metric": "val/loss",
-            "best_mode": "min",
+            "training": {
+                "num_runs": num_runs,
+                "batch_size": arch["batch_size"],
+                "eval_batch_size": 500,
+                "num_epochs": epochs,
+                "optimizer": arch["optimizer"],
+                "best_metric": "val/loss",
+                "best_mode": "min",
+            },
         }
     )
     c.evaluate = ml_collections.ConfigDict(

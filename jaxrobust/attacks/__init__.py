@@ -3,7 +3,9 @@
 An attack takes a model function (``logits_fn(x)``, or a per-example ``loss_fn(x, y)`` for the
 gradient attacks), the inputs in a declared domain (default [0, 1]; ``domain=None`` for an
 unbounded normalised space), labels or targets, a key where it is random, and its parameters;
-loops are ``lax`` loops, sweeps are vmapped.
+loops are ``lax`` loops, sweeps are vmapped. Every attack is jittable (mark the function and
+the parameters that shape the program, such as ``num_steps``, ``norm`` or ``targeted``,
+static).
 
 - :mod:`~jaxrobust.attacks.gradient`: FGSM, R+FGSM, PGD / BIM (L-inf, L2), expectation over
   transformation.
@@ -13,6 +15,39 @@ loops are ``lax`` loops, sweeps are vmapped.
 - :mod:`~jaxrobust.attacks.boundary`: decision-based Boundary attack.
 - :mod:`~jaxrobust.attacks.local_search`: score-based LocalSearch (Narodytska & Kasiviswanathan).
 - :mod:`~jaxrobust.attacks.latent`: the encoder attack (symmetric KL of q(z|x) within a ball).
+
+Conventions:
+
+- The PRNG key is keyword-only, ``key=``, in every attack (``fgsm``, ``fgsm_sweep``, ``pgd``,
+  ``pgd_sweep``, ``latent_attack``, ``boundary_attack``, ``local_search_attack``,
+  ``expectation_over_transformation``). The attacks that used to take it positionally
+  (``pgd`` and ``boundary_attack`` / ``local_search_attack`` after the labels, ``pgd_sweep``
+  after the epsilons, ``latent_attack`` after ``x``) still accept it there through one shim,
+  :func:`jaxrobust.attacks._checks.positional_key`, which moves it to ``key=`` and emits a
+  ``DeprecationWarning``; pass ``key=`` instead.
+- Results. The fixed-budget attacks (``fgsm``, ``pgd``, ``fgsm_sweep``, ``pgd_sweep``,
+  ``latent_attack``) return the adversarial inputs themselves, an array shaped like ``x``
+  (``[E, B, ...]`` for the sweeps over ``E`` epsilons); ``expectation_over_transformation``
+  returns a loss for them. The search attacks (``carlini_wagner_l2``, ``deepfool``, ``jsma``,
+  ``boundary_attack``, ``local_search_attack``) return a NamedTuple whose first two fields
+  are ``adversarial`` (``[B, ...]``) and ``success`` (bool ``[B]``), in that order, followed by
+  the attack's own fields: ``CWResult.l2``, ``DeepFoolResult.l2``, ``JSMAResult.num_changed``,
+  ``BoundaryResult.l2``, ``LocalSearchResult.rounds`` and ``.pixels_changed``.
+
+Examples:
+  >>> import jax, jax.numpy as jnp
+  >>> from jaxrobust import attacks
+  >>> logits_fn = lambda x: x @ jnp.array([[1.0, -1.0], [-1.0, 1.0]])
+  >>> x, y = jnp.array([[0.6, 0.4], [0.4, 0.6]]), jnp.array([0, 1])
+  >>> x_adv = attacks.pgd(
+  ...     attacks.cross_entropy_loss(logits_fn), x, y, key=jax.random.key(0), epsilon=0.15,
+  ...     step_size=0.05, num_steps=10,
+  ... )
+  >>> x_adv.shape  # a fixed-budget attack: the adversarial inputs
+  (2, 2)
+  >>> adversarial, success, *rest = attacks.deepfool(logits_fn, x)  # a search attack
+  >>> print(adversarial.shape, success, list(attacks.DeepFoolResult._fields[2:]))
+  (2, 2) [ True  True] ['l2']
 """
 
 from jaxrobust.attacks._checks import DEFAULT_DOMAIN, cross_entropy_loss, margin_loss

@@ -3,10 +3,15 @@
 Every attack works on a batch ``x [B, ...]`` in a declared domain ``(low, high)`` (default
 ``(0, 1)``; ``None`` for an unbounded, e.g. normalised, input space where no clipping applies).
 Checks run only on concrete arrays, so attacks stay usable inside the caller's ``jit``.
+
+:func:`positional_key` is the one deprecation shim of the package: the attacks whose ``key``
+used to be positional accept it there for now, with a ``DeprecationWarning``.
 """
 
 from __future__ import annotations
 
+import functools
+import warnings
 from collections.abc import Callable
 
 import jax
@@ -17,6 +22,57 @@ Domain = tuple[float, float] | None
 LogitsFn = Callable[[jax.Array], jax.Array]  # x [B, ...] -> logits [B, classes]
 LossFn = Callable[[jax.Array, jax.Array], jax.Array]  # (x [B, ...], y [B]) -> loss [B]
 DEFAULT_DOMAIN: Domain = (0.0, 1.0)
+
+
+def positional_key(position: int) -> Callable[[Callable], Callable]:
+    """Decorator: accept ``key`` at its old positional index ``position`` (deprecated).
+
+    The random key of every attack is keyword-only (``key=``). An attack that used to take it
+    positionally, as argument ``position`` (0-based), is wrapped so that old calls keep working:
+    a positional argument at that index is moved to ``key=`` and a ``DeprecationWarning`` says to
+    pass ``key=`` instead. The wrapper keeps the attack's name, docstring and (keyword-only)
+    signature; under ``jit`` the warning is emitted once, at trace time.
+
+    Examples:
+      >>> import warnings
+      >>> @positional_key(1)
+      ... def attack(x, *, key=None, steps=1):
+      ...     return x, key, steps
+      >>> attack("x", key="k")
+      ('x', 'k', 1)
+      >>> with warnings.catch_warnings(record=True) as caught:
+      ...     warnings.simplefilter("always")
+      ...     attack("x", "k", steps=2)
+      ('x', 'k', 2)
+      >>> print(caught[0].category.__name__, caught[0].message)
+      DeprecationWarning attack: passing the PRNG key positionally is deprecated; ...
+    """
+
+    def decorate(fn: Callable) -> Callable:
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            if len(args) > position:
+                if len(args) > position + 1:
+                    raise TypeError(
+                        f"{fn.__name__}() takes {position} positional arguments (and the "
+                        f"deprecated positional key) but {len(args)} were given; pass the "
+                        "others by keyword."
+                    )
+                if "key" in kwargs:
+                    raise TypeError(f"{fn.__name__}() got multiple values for argument 'key'.")
+                warnings.warn(
+                    f"{fn.__name__}: passing the PRNG key positionally is deprecated; pass "
+                    "key=... instead.",
+                    DeprecationWarning,
+                    stacklevel=2,
+                )
+                kwargs["key"] = args[position]
+                args = args[:position]
+            return fn(*args, **kwargs)
+
+        return wrapper
+
+    return decorate
 
 
 def is_concrete(x) -> bool:
@@ -96,7 +152,19 @@ def num_classes(logits_fn: LogitsFn, x: jax.Array) -> int:
 
 
 def cross_entropy_loss(logits_fn: LogitsFn) -> LossFn:
-    """Per-example cross-entropy -log softmax(logits)[y]."""
+    """Per-example cross-entropy -log softmax(logits)[y].
+
+    Examples:
+      Two classes with logit margin ``m = z_y - z_other``: the loss is ``log(1 + e^-m)``.
+
+      >>> import jax.numpy as jnp, numpy as np
+      >>> from jaxrobust import attacks
+      >>> logits_fn = lambda x: x @ jnp.array([[1.0, -1.0], [-1.0, 1.0]])
+      >>> x, y = jnp.array([[0.6, 0.4], [0.4, 0.6]]), jnp.array([0, 0])
+      >>> loss = attacks.cross_entropy_loss(logits_fn)(x, y)
+      >>> print(np.asarray(loss, float).round(4), np.log1p(np.exp([-0.4, 0.4])).round(4))
+      [0.513 0.913] [0.513 0.913]
+    """
 
     def loss(x, y):
         log_probs = jax.nn.log_softmax(logits_fn(x))
@@ -106,7 +174,18 @@ def cross_entropy_loss(logits_fn: LogitsFn) -> LossFn:
 
 
 def margin_loss(logits_fn: LogitsFn, kappa: float = float("inf")) -> LossFn:
-    """CW margin ``max_{j != y} z_j - z_y`` capped at ``kappa`` (larger = more misclassified)."""
+    """CW margin ``max_{j != y} z_j - z_y`` capped at ``kappa`` (larger = more misclassified).
+
+    Examples:
+      >>> import jax.numpy as jnp, numpy as np
+      >>> from jaxrobust import attacks
+      >>> logits_fn = lambda x: x
+      >>> x, y = jnp.array([[3.0, 1.0, 0.0], [0.0, 2.0, 5.0]]), jnp.array([0, 0])
+      >>> print(np.asarray(attacks.margin_loss(logits_fn)(x, y), float))
+      [-2.  5.]
+      >>> print(np.asarray(attacks.margin_loss(logits_fn, kappa=1.0)(x, y), float))
+      [-2.  1.]
+    """
 
     def loss(x, y):
         logits = logits_fn(x)

@@ -51,6 +51,7 @@ from jaxrobust.attacks._checks import (
     check_targets,
     clip_to_domain,
     is_concrete,
+    positional_key,
 )
 
 # Success-rate thresholds of the step-size adaptation (foolbox 3's BoundaryAttack, by the authors).
@@ -59,6 +60,14 @@ _STEP_HIGH, _STEP_LOW = 0.25, 0.1
 
 
 class BoundaryResult(NamedTuple):
+    """What :func:`boundary_attack` returns: ``adversarial``, ``success`` and ``l2`` per input.
+
+    Examples:
+      >>> from jaxrobust import attacks
+      >>> attacks.BoundaryResult._fields
+      ('adversarial', 'success', 'l2')
+    """
+
     adversarial: jax.Array  # [B, ...]; the original input where no adversarial start was found
     success: jax.Array  # [B] bool: `adversarial` is adversarial
     l2: jax.Array  # [B] ||adversarial - x||_2
@@ -69,12 +78,13 @@ def _norm(v: jax.Array) -> jax.Array:
     return jnp.sqrt(jnp.sum(v**2, axis=1))
 
 
+@positional_key(3)
 def boundary_attack(
     logits_fn: LogitsFn,
     x: jax.Array,
     labels: jax.Array,
-    key: jax.Array,
     *,
+    key: jax.Array,
     starting_points: jax.Array | None = None,
     targeted: bool = False,
     targets: jax.Array | None = None,
@@ -93,7 +103,10 @@ def boundary_attack(
 
     Args:
       logits_fn: ``x [B, ...] -> logits [B, classes]``; only its argmax is used.
-      key: PRNG key for the initial noise and the proposals.
+      x: inputs ``[B, ...]`` inside ``domain``.
+      labels: true classes ``[B]`` (integer).
+      key: PRNG key for the initial noise and the proposals (keyword-only, required; passed
+        positionally after ``labels`` it still works, with a ``DeprecationWarning``).
       starting_points: adversarial inputs ``[B, ...]`` to start from (checked when concrete);
         otherwise uniform noise in ``domain``, up to ``init_trials`` draws per example.
       targeted: reach ``targets [B]`` instead of leaving ``labels``.
@@ -106,6 +119,32 @@ def boundary_attack(
         of the spherical and the full candidates; a window must be full to adapt, and is
         emptied when it has.
       convergence: an example stops once its ``source_step`` falls below this.
+      init_trials: the most uniform-noise draws per example for the start.
+      domain: ``(low, high)`` for clipping (and drawing the start), or None (unbounded; then
+        ``starting_points`` are required).
+
+    Returns:
+      ``BoundaryResult(adversarial [B, ...], success [B] bool, l2 [B])``.
+
+    Examples:
+      A linear two-class model, whose nearest adversarial lies at the L2 distance
+      ``|x_0 - x_1| / sqrt(2)`` from ``x``: the walk starts far away and gets close to it.
+
+      >>> import jax, jax.numpy as jnp, numpy as np
+      >>> from jaxrobust import attacks
+      >>> logits_fn = lambda x: x @ jnp.array([[1.0, -1.0], [-1.0, 1.0]])
+      >>> x, y = jnp.array([[0.6, 0.4], [0.4, 0.6]]), jnp.array([0, 1])
+      >>> starts = jnp.array([[0.0, 1.0], [1.0, 0.0]])  # adversarial, at distance 0.85
+      >>> result = attacks.boundary_attack(
+      ...     logits_fn, x, y, key=jax.random.key(0), starting_points=starts, num_steps=300
+      ... )
+      >>> print(result.success, jnp.argmax(logits_fn(result.adversarial), axis=1))
+      [ True  True] [1 0]
+      >>> nearest = jnp.abs(x[:, 0] - x[:, 1]) / jnp.sqrt(2.0)
+      >>> print(np.asarray(nearest, float).round(4))
+      [0.1414 0.1414]
+      >>> print(bool(jnp.all((result.l2 >= nearest - 1e-6) & (result.l2 < 2 * nearest))))
+      True
     """
     x = check_inputs(x, domain)
     labels = check_labels(x, labels)

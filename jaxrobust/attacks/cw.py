@@ -50,6 +50,14 @@ _NO_UPPER_BOUND = 1e10  # the original's "no successful constant yet"
 
 
 class CWResult(NamedTuple):
+    """What :func:`carlini_wagner_l2` returns: ``adversarial``, ``success`` and ``l2`` per input.
+
+    Examples:
+      >>> from jaxrobust import attacks
+      >>> attacks.CWResult._fields
+      ('adversarial', 'success', 'l2')
+    """
+
     adversarial: jax.Array  # [B, ...]; the input itself where the attack failed
     success: jax.Array  # [B] bool
     l2: jax.Array  # [B] ||adversarial - x||_2 (0 where the attack failed)
@@ -89,15 +97,42 @@ def carlini_wagner_l2(
 
     Args:
       logits_fn: ``x [B, ...] -> logits [B, classes]``, examples independent of each other.
+      x: inputs ``[B, ...]`` inside ``domain``.
+      labels: true classes ``[B]`` (integer).
       targeted, targets: reach ``targets [B]`` instead of leaving ``labels``.
       confidence: kappa >= 0, the margin the adversarial must exceed (no upper limit; the SDIM
         paper uses 0, 500 and 1000).
       initial_const: the first ``c``, a scalar or one per example ``[B]``.
       binary_search_steps: search steps over ``c`` (each restarts Adam from ``x``).
       max_iterations: Adam steps per search step.
+      learning_rate: Adam's step size (> 0).
+      domain: ``(low, high)`` of the tanh change of variables, or None (unbounded: ``w = x'``).
       abort_early: stop an example's search step when its loss, checked every
         ``max_iterations // 10`` steps, has not fallen by 0.01 % (per example, where the original
         checks the batch loss).
+
+    Returns:
+      ``CWResult(adversarial [B, ...], success [B] bool, l2 [B])``.
+
+    Examples:
+      A linear two-class model: the smallest L2 change that flips the decision has length
+      ``|x_0 - x_1| / sqrt(2)``, and CW ends just past it.
+
+      >>> import jax.numpy as jnp, numpy as np
+      >>> from jaxrobust import attacks
+      >>> logits_fn = lambda x: x @ jnp.array([[1.0, -1.0], [-1.0, 1.0]])
+      >>> x, y = jnp.array([[0.6, 0.4], [0.4, 0.6]]), jnp.array([0, 1])
+      >>> result = attacks.carlini_wagner_l2(
+      ...     logits_fn, x, y, initial_const=1.0, binary_search_steps=3, max_iterations=50,
+      ...     learning_rate=0.05,
+      ... )
+      >>> print(result.success, jnp.argmax(logits_fn(result.adversarial), axis=1))
+      [ True  True] [1 0]
+      >>> nearest = jnp.abs(x[:, 0] - x[:, 1]) / jnp.sqrt(2.0)
+      >>> print(np.asarray(nearest, float).round(4), np.asarray(result.l2, float).round(2))
+      [0.1414 0.1414] [0.14 0.14]
+      >>> print(bool(jnp.all(result.l2 >= nearest)))
+      True
     """
     x = check_inputs(x, domain)
     labels = check_labels(x, labels)

@@ -41,6 +41,14 @@ from jaxrobust.attacks._checks import (
 
 
 class DeepFoolResult(NamedTuple):
+    """What :func:`deepfool` returns: ``adversarial``, ``success`` and ``l2`` per input.
+
+    Examples:
+      >>> from jaxrobust import attacks
+      >>> attacks.DeepFoolResult._fields
+      ('adversarial', 'success', 'l2')
+    """
+
     adversarial: jax.Array  # [B, ...]
     success: jax.Array  # [B] bool: the prediction at `adversarial` differs from that at x
     l2: jax.Array  # [B] ||adversarial - x||_2
@@ -59,10 +67,30 @@ def deepfool(
 
     Args:
       logits_fn: ``x [B, ...] -> logits [B, classes]``, examples independent of each other.
+      x: inputs ``[B, ...]`` inside ``domain``.
       num_candidates: how many top classes (the prediction included) are considered; capped at
         the class count.
       overshoot: the final perturbation is ``(1 + overshoot) r_total``.
       max_iterations: the most DeepFool steps per example.
+      domain: ``(low, high)`` every iterate is clipped to, or None (unbounded).
+
+    Returns:
+      ``DeepFoolResult(adversarial [B, ...], success [B] bool, l2 [B])``.
+
+    Examples:
+      For a linear model one step lands 1e-4 past the nearest decision boundary, at the
+      distance ``|f| / ||w|| = |x_0 - x_1| / sqrt(2)``:
+
+      >>> import jax.numpy as jnp, numpy as np
+      >>> from jaxrobust import attacks
+      >>> logits_fn = lambda x: x @ jnp.array([[1.0, -1.0], [-1.0, 1.0]])
+      >>> x = jnp.array([[0.6, 0.4], [0.4, 0.6]])
+      >>> result = attacks.deepfool(logits_fn, x, overshoot=0.0)
+      >>> print(result.success, jnp.argmax(logits_fn(result.adversarial), axis=1))
+      [ True  True] [1 0]
+      >>> nearest = jnp.abs(x[:, 0] - x[:, 1]) / jnp.sqrt(2.0)
+      >>> print(np.asarray(nearest + 1e-4, float).round(4), np.asarray(result.l2, float).round(4))
+      [0.1415 0.1415] [0.1415 0.1415]
     """
     x = check_inputs(x, domain)
     num_candidates = check_positive_int("num_candidates", num_candidates, minimum=2)

@@ -22,7 +22,10 @@ Attacks are pure and jittable: mark ``loss_fn``, ``norm``, ``num_steps``, ``rand
 (``fgsm``: only whether it is None), ``targeted`` and ``domain`` static, e.g.
 ``jax.jit(pgd, static_argnames=("loss_fn", "num_steps", "norm", "random_start", "targeted",
 "domain"))`` or ``jax.jit(functools.partial(pgd, loss_fn, num_steps=10, ...))``. Value checks
-(epsilon >= 0, inputs inside the domain) run only on concrete arrays.
+(epsilon >= 0, inputs inside the domain) run only on concrete arrays. The key is keyword-only
+(``key=``); :func:`pgd` and :func:`pgd_sweep` still accept it in its old positional place, with
+a ``DeprecationWarning``. All of them return the adversarial inputs as an array (sweeps
+``[E, B, ...]``); :func:`expectation_over_transformation` returns a loss for them.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ from jaxrobust.attacks._checks import (
     check_targets,
     clip_to_domain,
     is_concrete,
+    positional_key,
 )
 
 LossFnWithKey = Callable[[jax.Array, jax.Array, jax.Array], jax.Array]  # (x, y, key) -> [B]
@@ -210,12 +214,12 @@ def fgsm(
     x: jax.Array,
     labels: jax.Array,
     *,
+    key: jax.Array | None = None,
     epsilon: float | jax.Array,
     targeted: bool = False,
     targets: jax.Array | None = None,
     domain: Domain = DEFAULT_DOMAIN,
     random_start: float | jax.Array | None = None,
-    key: jax.Array | None = None,
 ) -> jax.Array:
     """Fast gradient sign method (Goodfellow et al. 2015), optionally randomised (R+FGSM).
 
@@ -229,15 +233,39 @@ def fgsm(
         ``cross_entropy_loss(logits_fn)`` or ``margin_loss(logits_fn)``.
       x: inputs ``[B, ...]`` inside ``domain``.
       labels: true classes ``[B]`` (integer).
+      key: PRNG key (keyword-only), required with ``random_start``.
       epsilon: L-inf budget, a scalar or one per input ``[B]``; >= 0.
       targeted: descend the loss at ``targets`` instead of ascending it at ``labels``.
       targets: target classes ``[B]``, required exactly when ``targeted``.
       domain: ``(low, high)`` the result is clipped to, or None (unbounded, no clipping).
       random_start: R+FGSM's ``alpha`` (scalar or ``[B]``, ``0 <= alpha <= epsilon``) or None.
-      key: PRNG key, required with ``random_start``.
 
     Returns:
       Adversarial inputs, the shape and dtype of ``x``.
+
+    Examples:
+      A linear two-class model: the cross-entropy gradient of class ``y`` points along
+      ``w[:, 1 - y] - w[:, y]``, so FGSM moves every input by ``eps`` along its sign.
+
+      >>> import jax, jax.numpy as jnp, numpy as np
+      >>> from jaxrobust import attacks
+      >>> w = jnp.array([[1.0, -1.0], [-1.0, 1.0]])
+      >>> logits_fn = lambda x: x @ w
+      >>> x, y = jnp.array([[0.6, 0.4], [0.4, 0.6]]), jnp.array([0, 1])
+      >>> loss_fn = attacks.cross_entropy_loss(logits_fn)
+      >>> x_adv = attacks.fgsm(loss_fn, x, y, epsilon=0.15)
+      >>> print(np.asarray(x_adv, float).round(3))
+      [[0.45 0.55]
+       [0.55 0.45]]
+      >>> expected = x + 0.15 * jnp.sign(w[:, 1 - y] - w[:, y]).T
+      >>> print(bool(jnp.allclose(x_adv, expected)), jnp.argmax(logits_fn(x_adv), axis=1))
+      True [1 0]
+
+      R+FGSM (a random sign step of ``alpha``, then ``eps - alpha``) stays in the L-inf ball:
+
+      >>> x_r = attacks.fgsm(loss_fn, x, y, key=jax.random.key(0), epsilon=0.15, random_start=0.05)
+      >>> print(bool(jnp.max(jnp.abs(x_r - x)) <= 0.15 + 1e-6))
+      True
     """
     x, y = _check_fgsm(loss_fn, x, labels, targeted, targets, domain, random_start, key)
     check_epsilon("epsilon", epsilon)
@@ -252,17 +280,35 @@ def fgsm_sweep(
     labels: jax.Array,
     epsilons: jax.Array,
     *,
+    key: jax.Array | None = None,
     targeted: bool = False,
     targets: jax.Array | None = None,
     domain: Domain = DEFAULT_DOMAIN,
     random_start: float | jax.Array | None = None,
-    key: jax.Array | None = None,
 ) -> jax.Array:
     """FGSM at every epsilon of ``epsilons`` (``[E]``, or ``[E, B]`` per input), vmapped.
 
     Equals ``stack([fgsm(..., epsilon=e) for e in epsilons])`` (the same ``key``, hence the same
     R+FGSM noise, at every epsilon). Parameters as :func:`fgsm`; ``random_start`` must not exceed
     the smallest epsilon. Returns ``[E, B, ...]``.
+
+    Examples:
+      >>> import jax.numpy as jnp, numpy as np
+      >>> from jaxrobust import attacks
+      >>> w = jnp.array([[1.0, -1.0], [-1.0, 1.0]])
+      >>> logits_fn = lambda x: x @ w
+      >>> x, y = jnp.array([[0.6, 0.4], [0.4, 0.6]]), jnp.array([0, 1])
+      >>> loss_fn = attacks.cross_entropy_loss(logits_fn)
+      >>> swept = attacks.fgsm_sweep(loss_fn, x, y, jnp.array([0.0, 0.05, 0.15]))
+      >>> swept.shape
+      (3, 2, 2)
+      >>> sizes = jnp.max(jnp.abs(swept - x), axis=(1, 2))  # the L-inf size at each epsilon
+      >>> print(np.asarray(sizes, float).round(3))
+      [0.   0.05 0.15]
+      >>> print(jnp.argmax(logits_fn(swept), axis=-1))  # [E, B]: flipped once 4 eps > 0.4
+      [[0 1]
+       [0 1]
+       [1 0]]
     """
     x, y = _check_fgsm(loss_fn, x, labels, targeted, targets, domain, random_start, key)
     epsilons = _check_sweep_epsilons(x, epsilons)
@@ -300,12 +346,13 @@ def _check_pgd(loss_fn, x, labels, key, num_steps, norm, random_start, targeted,
     return x, y, num_steps
 
 
+@positional_key(3)
 def pgd(
     loss_fn: LossFn,
     x: jax.Array,
     labels: jax.Array,
-    key: jax.Array | None = None,
     *,
+    key: jax.Array | None = None,
     epsilon: float | jax.Array,
     step_size: float | jax.Array,
     num_steps: int,
@@ -333,7 +380,8 @@ def pgd(
         differentiable score (e.g. a detector's, to evade it: ascend or descend via ``targeted``).
       x: inputs ``[B, ...]`` inside ``domain``.
       labels: true classes ``[B]``.
-      key: PRNG key for the random start (required when ``random_start``).
+      key: PRNG key for the random start (keyword-only; required when ``random_start``). A
+        key passed positionally after ``labels`` still works, with a ``DeprecationWarning``.
       epsilon: radius of the ball, a scalar or one per input ``[B]``; >= 0.
       step_size: step length in ``norm``, a scalar or ``[B]``; >= 0 (e.g. ``2.5 * eps /
         num_steps``).
@@ -345,6 +393,32 @@ def pgd(
 
     Returns:
       Adversarial inputs, the shape and dtype of ``x``.
+
+    Examples:
+      On a linear model the loss gradient has a constant sign, so L-inf PGD ends at the corner
+      ``x + eps * sign(w[:, 1 - y] - w[:, y])`` from any random start; L2 PGD moves ``eps``
+      along ``w[:, 1 - y] - w[:, y]``.
+
+      >>> import jax, jax.numpy as jnp, numpy as np
+      >>> from jaxrobust import attacks
+      >>> w = jnp.array([[1.0, -1.0], [-1.0, 1.0]])
+      >>> logits_fn = lambda x: x @ w
+      >>> x, y = jnp.array([[0.6, 0.4], [0.4, 0.6]]), jnp.array([0, 1])
+      >>> loss_fn = attacks.cross_entropy_loss(logits_fn)
+      >>> x_adv = attacks.pgd(
+      ...     loss_fn, x, y, key=jax.random.key(0), epsilon=0.15, step_size=0.05, num_steps=10
+      ... )
+      >>> print(np.asarray(x_adv, float).round(3))
+      [[0.45 0.55]
+       [0.55 0.45]]
+      >>> print(jnp.argmax(logits_fn(x_adv), axis=1))
+      [1 0]
+      >>> x_l2 = attacks.pgd(
+      ...     loss_fn, x, y, epsilon=0.2, step_size=0.1, num_steps=5, norm="l2", random_start=False
+      ... )
+      >>> direction = (w[:, 1 - y] - w[:, y]).T / jnp.sqrt(8.0)
+      >>> print(bool(jnp.allclose(x_l2, x + 0.2 * direction, atol=1e-6)))
+      True
     """
     x, y, num_steps = _check_pgd(
         loss_fn, x, labels, key, num_steps, norm, random_start, targeted, targets, domain
@@ -355,13 +429,14 @@ def pgd(
     return _pgd(loss_fn, x, y, key, epsilon, step_size, num_steps, norm, random_start, sign, domain)
 
 
+@positional_key(4)
 def pgd_sweep(
     loss_fn: LossFn,
     x: jax.Array,
     labels: jax.Array,
     epsilons: jax.Array,
-    key: jax.Array | None = None,
     *,
+    key: jax.Array | None = None,
     step_size: float | jax.Array,
     num_steps: int,
     norm: str = "linf",
@@ -373,9 +448,30 @@ def pgd_sweep(
     """PGD at every epsilon of ``epsilons`` (``[E]`` or ``[E, B]``), vmapped; ``[E, B, ...]``.
 
     ``step_size`` is a scalar (shared), one per epsilon ``[E]``, or shaped like ``epsilons``.
-    Equals ``stack([pgd(..., key, epsilon=e, step_size=s) for e, s in ...])``: the same ``key``
-    at every epsilon, so the random starts differ only by their scale. Other parameters as
-    :func:`pgd`.
+    Equals ``stack([pgd(..., key=key, epsilon=e, step_size=s) for e, s in ...])``: the same
+    ``key`` at every epsilon, so the random starts differ only by their scale. Other parameters
+    as :func:`pgd` (``key`` keyword-only; positionally after ``epsilons`` it still works, with a
+    ``DeprecationWarning``).
+
+    Examples:
+      >>> import jax, jax.numpy as jnp, numpy as np
+      >>> from jaxrobust import attacks
+      >>> w = jnp.array([[1.0, -1.0], [-1.0, 1.0]])
+      >>> logits_fn = lambda x: x @ w
+      >>> x, y = jnp.array([[0.6, 0.4], [0.4, 0.6]]), jnp.array([0, 1])
+      >>> loss_fn = attacks.cross_entropy_loss(logits_fn)
+      >>> epsilons = jnp.array([0.05, 0.15])
+      >>> swept = attacks.pgd_sweep(
+      ...     loss_fn, x, y, epsilons, key=jax.random.key(0), step_size=epsilons / 2, num_steps=10
+      ... )
+      >>> swept.shape
+      (2, 2, 2)
+      >>> sizes = jnp.max(jnp.abs(swept - x), axis=(1, 2))
+      >>> print(np.asarray(sizes, float).round(3))
+      [0.05 0.15]
+      >>> print(jnp.argmax(logits_fn(swept), axis=-1))
+      [[0 1]
+       [1 0]]
     """
     x, y, num_steps = _check_pgd(
         loss_fn, x, labels, key, num_steps, norm, random_start, targeted, targets, domain
@@ -424,6 +520,26 @@ def expectation_over_transformation(
 
     Returns:
       ``loss_fn(x, y) -> [B]``.
+
+    Examples:
+      A model with Gaussian input noise; without noise the expectation is the plain loss.
+
+      >>> import jax, jax.numpy as jnp
+      >>> from jaxrobust import attacks
+      >>> w = jnp.array([[1.0, -1.0], [-1.0, 1.0]])
+      >>> x, y = jnp.array([[0.6, 0.4], [0.4, 0.6]]), jnp.array([0, 1])
+      >>> loss_fn = attacks.cross_entropy_loss(lambda x: x @ w)
+      >>> def noisy_loss(scale):
+      ...     return lambda x, y, k: loss_fn(x + scale * jax.random.normal(k, x.shape), y)
+      >>> eot = attacks.expectation_over_transformation(noisy_loss(0.1), 8, key=jax.random.key(0))
+      >>> eot(x, y).shape
+      (2,)
+      >>> x_adv = attacks.fgsm(eot, x, y, epsilon=0.15)  # an ordinary loss for the attacks
+      >>> print(jnp.argmax(x_adv @ w, axis=1))
+      [1 0]
+      >>> plain = attacks.expectation_over_transformation(noisy_loss(0.0), 4, key=jax.random.key(1))
+      >>> print(bool(jnp.allclose(plain(x, y), loss_fn(x, y))))
+      True
     """
     num_samples = check_positive_int("num_samples", num_samples)
     if chunk_size is not None:

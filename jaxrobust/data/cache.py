@@ -32,12 +32,28 @@ def data_dir(data_dir: str | os.PathLike | None = None) -> Path:
     """The cache directory: ``data_dir`` if given, else ``$JAXROBUST_DATA``, else a per-user cache.
 
     The per-user cache is ``$XDG_CACHE_HOME/jaxrobust/data`` (default ``~/.cache/jaxrobust/data``).
+
+    Examples:
+        >>> from unittest import mock
+        >>> data_dir("~/datasets") == Path.home() / "datasets"
+        True
+        >>> with mock.patch.dict(os.environ, {"JAXROBUST_DATA": "/srv/data"}):
+        ...     str(data_dir())
+        '/srv/data'
+        >>> with mock.patch.dict(os.environ, {"XDG_CACHE_HOME": "/tmp/cache"}, clear=True):
+        ...     str(data_dir())
+        '/tmp/cache/jaxrobust/data'
     """
     return resolve_root(data_dir)
 
 
 def resolve_root(path: str | os.PathLike | None) -> Path:
-    """Same as :func:`data_dir` (a name that parameters called ``data_dir`` do not shadow)."""
+    """Same as :func:`data_dir` (a name that parameters called ``data_dir`` do not shadow).
+
+    Examples:
+        >>> resolve_root("/srv/data") == data_dir("/srv/data") == Path("/srv/data")
+        True
+    """
     if path is not None:
         return Path(path).expanduser()
     if os.environ.get(ENV_VAR):
@@ -47,12 +63,22 @@ def resolve_root(path: str | os.PathLike | None) -> Path:
 
 
 def cache_file(root: Path, dataset: str, split: str) -> Path:
-    """Path of the cached arrays of one split."""
+    """Path of the cached arrays of one split.
+
+    Examples:
+        >>> cache_file(Path("/srv/data"), "mnist", "test").as_posix()
+        '/srv/data/mnist/test.npz'
+    """
     return Path(root) / dataset / f"{split}.npz"
 
 
 def sidecar_file(root: Path, dataset: str, split: str) -> Path:
-    """Path of the JSON record next to :func:`cache_file`."""
+    """Path of the JSON record next to :func:`cache_file`.
+
+    Examples:
+        >>> sidecar_file(Path("/srv/data"), "mnist", "test").as_posix()
+        '/srv/data/mnist/test.json'
+    """
     return Path(root) / dataset / f"{split}.json"
 
 
@@ -62,6 +88,22 @@ def read(root: Path, dataset: str, split: str) -> Arrays:
     Raises:
       FileNotFoundError: nothing cached.
       DataFormatError: the file is not a readable cache file (e.g. truncated).
+
+    Examples:
+        >>> import tempfile
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> root = Path(tmp.name)
+        >>> _ = write(root, "mnist", "test", np.zeros((2, 28, 28, 1), np.uint8), np.array([3, 7]),
+        ...           source="example")
+        >>> images, labels = read(root, "mnist", "test")
+        >>> images.shape, labels.tolist()
+        ((2, 28, 28, 1), [3, 7])
+        >>> _ = cache_file(root, "mnist", "train").write_bytes(b"not a zip file")
+        >>> read(root, "mnist", "train")
+        Traceback (most recent call last):
+        ...
+        jaxrobust.data.errors.DataFormatError: Cache file ... is unreadable (...); delete it.
+        >>> tmp.cleanup()
     """
     path = cache_file(root, dataset, split)
     try:
@@ -78,7 +120,23 @@ def read(root: Path, dataset: str, split: str) -> Arrays:
 def write(
     root: Path, dataset: str, split: str, images: np.ndarray, labels: np.ndarray, *, source: str
 ) -> dict[str, Any]:
-    """Atomically cache one split; returns its :func:`cached_entries` record."""
+    """Atomically cache one split; returns its :func:`cached_entries` record.
+
+    Examples:
+        >>> import json, tempfile
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> root = Path(tmp.name)
+        >>> images, labels = np.zeros((3, 28, 28, 1), np.uint8), np.array([0, 1, 2], np.int32)
+        >>> record = write(root, "mnist", "train", images, labels, source="example")
+        >>> record["n_examples"], record["source"], Path(record["path"]).name
+        (3, 'example', 'train.npz')
+        >>> sidecar = json.loads(sidecar_file(root, "mnist", "train").read_text())
+        >>> sidecar["image_shape"], sidecar["format_version"]
+        ([28, 28, 1], 1)
+        >>> sorted(p.name for p in (root / "mnist").iterdir())  # no temporary file left behind
+        ['train.json', 'train.npz']
+        >>> tmp.cleanup()
+    """
     path = cache_file(root, dataset, split)
     _atomic_write(path, lambda f: np.savez_compressed(f, images=images, labels=labels))
     record = {
@@ -97,7 +155,22 @@ def write(
 
 
 def entry(root: Path, dataset: str, split: str) -> dict[str, Any]:
-    """Record of one cached split: dataset, split, path, size_bytes, n_examples, source."""
+    """Record of one cached split: dataset, split, path, size_bytes, n_examples, source.
+
+    Examples:
+        Without its JSON sidecar, the examples are counted and the source is unknown:
+
+        >>> import tempfile
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> root = Path(tmp.name)
+        >>> _ = write(root, "mnist", "test", np.zeros((2, 28, 28, 1), np.uint8), np.array([3, 7]),
+        ...           source="example")
+        >>> sidecar_file(root, "mnist", "test").unlink()
+        >>> record = entry(root, "mnist", "test")
+        >>> record["n_examples"], record["source"], record["size_bytes"] > 0
+        (2, 'unknown', True)
+        >>> tmp.cleanup()
+    """
     path = cache_file(root, dataset, split)
     record = _read_sidecar(sidecar_file(root, dataset, split))
     n_examples = record.get("n_examples")
@@ -118,6 +191,18 @@ def cached_entries(data_dir: str | os.PathLike | None = None) -> list[dict[str, 
 
     Each record has: dataset, split, path, size_bytes, n_examples (None if the file is
     unreadable) and source (where the data came from; ``"unknown"`` without a sidecar).
+
+    Examples:
+        >>> import tempfile
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> cached_entries(tmp.name)
+        []
+        >>> for dataset, split in (("mnist", "test"), ("cifar10", "train")):
+        ...     _ = write(Path(tmp.name), dataset, split, np.zeros((1, 2, 2, 1), np.uint8),
+        ...               np.zeros(1, np.int32), source="example")
+        >>> [(e["dataset"], e["split"], e["n_examples"]) for e in cached_entries(tmp.name)]
+        [('cifar10', 'train', 1), ('mnist', 'test', 1)]
+        >>> tmp.cleanup()
     """
     root = resolve_root(data_dir)
     if not root.is_dir():
@@ -127,7 +212,24 @@ def cached_entries(data_dir: str | os.PathLike | None = None) -> list[dict[str, 
 
 
 def load_split(info: DatasetInfo, split: str, *, root: Path, progress: bool) -> dict[str, Arrays]:
-    """Source ``cache``: the cached split, if there is one."""
+    """Source ``cache``: the cached split, if there is one.
+
+    Examples:
+        >>> import tempfile
+        >>> from jaxrobust.data.registry import dataset_info
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> root, info = Path(tmp.name), dataset_info("mnist")
+        >>> load_split(info, "test", root=root, progress=False)
+        Traceback (most recent call last):
+        ...
+        jaxrobust.data.errors.SourceUnavailable: no cache file at .../mnist/test.npz
+        >>> _ = write(root, "mnist", "test", np.zeros((2, 28, 28, 1), np.uint8), np.array([3, 7]),
+        ...           source="example")
+        >>> {split: labels.tolist() for split, (_, labels) in load_split(
+        ...     info, "test", root=root, progress=False).items()}
+        {'test': [3, 7]}
+        >>> tmp.cleanup()
+    """
     del progress
     path = cache_file(root, info.name, split)
     if not path.is_file():

@@ -27,6 +27,29 @@ class Preprocess(NamedTuple):
         ``"bilinear"`` (``jax.image.resize``, antialiased).
       crop_padding: pad-then-random-crop augmentation width in pixels (0: off).
       horizontal_flip: random left-right flips with probability 1/2.
+
+    Examples:
+        28x28 images zero-padded to 32x32, then normalised ((x - 0.5) / 0.5, so black is -1):
+
+        >>> import numpy as np
+        >>> pre = Preprocess.from_config({"resize_to": 32, "mean": [0.5], "std": [0.5]})
+        >>> pre.output_shape((28, 28, 1))
+        (32, 32, 1)
+        >>> x = pre(np.full((2, 28, 28, 1), 255, np.uint8))
+        >>> x.shape, float(x[0, 0, 0, 0]), float(x[0, 2, 2, 0])  # padding, then an image pixel
+        ((2, 32, 32, 1), -1.0, 1.0)
+
+        Training-time augmentation needs a key; a flip mirrors the columns:
+
+        >>> flip = Preprocess(horizontal_flip=True)
+        >>> images = np.arange(4, dtype=np.uint8).reshape(1, 1, 4, 1) * 85  # one 1x4 image
+        >>> out = flip(images, key=jax.random.key(0), train=True)
+        >>> (out * 255).round().ravel().tolist() in ([0, 85, 170, 255], [255, 170, 85, 0])
+        True
+        >>> Preprocess.from_config({"resize": 32})
+        Traceback (most recent call last):
+        ...
+        ValueError: Unknown preprocessing option(s) ['resize']; known: ['scale', 'mean', ...
     """
 
     scale: bool = True
@@ -58,7 +81,16 @@ class Preprocess(NamedTuple):
         return out
 
     def output_shape(self, image_shape: Sequence[int]) -> tuple[int, int, int]:
-        """Shape of one preprocessed image, e.g. (28, 28, 1) -> (32, 32, 1) with resize_to=32."""
+        """Shape of one preprocessed image, e.g. (28, 28, 1) -> (32, 32, 1) with resize_to=32.
+
+        Examples:
+            >>> Preprocess(resize_to=32).output_shape((28, 28, 1))
+            (32, 32, 1)
+            >>> Preprocess(resize_to=24).output_shape((28, 28, 1))
+            Traceback (most recent call last):
+            ...
+            ValueError: Cannot zero-pad 28x28 images down to 24; use resize_mode='bilinear'.
+        """
         height, width, channels = image_shape
         if self.resize_to is not None:
             if self.resize_mode == "pad" and (height > self.resize_to or width > self.resize_to):

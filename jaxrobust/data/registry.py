@@ -23,6 +23,15 @@ class DatasetInfo:
       tfds_name: TFDS ``name[/config]``.
       mirrors: offline mirror sources that hold this dataset (e.g. ``("npm",)``).
       label_offset: subtracted from TFDS's labels (TFDS labels EMNIST letters 1..26).
+
+    Examples:
+        >>> info = DatasetInfo("tiny", (4, 4, 1), 2, {"train": 6, "test": 2})
+        >>> info.tfds_name, dict(info.split_sizes), info.mirrors
+        ('tiny', {'train': 6, 'test': 2}, ())
+        >>> info.split_sizes["train"] = 7
+        Traceback (most recent call last):
+        ...
+        TypeError: 'mappingproxy' object does not support item assignment
     """
 
     name: str
@@ -66,7 +75,14 @@ _REGISTRY: dict[str, DatasetInfo] = {
 
 
 def known_datasets() -> list[str]:
-    """Names accepted by :func:`dataset_info` and ``load``."""
+    """Names accepted by :func:`dataset_info` and ``load``.
+
+    Examples:
+        >>> {"mnist", "fashion_mnist", "cifar10"} <= set(known_datasets())
+        True
+        >>> known_datasets() == sorted(known_datasets())
+        True
+    """
     return sorted(_REGISTRY)
 
 
@@ -75,6 +91,18 @@ def dataset_info(name: str) -> DatasetInfo:
 
     Raises:
       UnknownDatasetError: ``name`` is not a known dataset; the message lists the known ones.
+
+    Examples:
+        >>> info = dataset_info("Fashion-MNIST")
+        >>> info.name, info.image_shape, info.num_classes, info.split_sizes["test"]
+        ('fashion_mnist', (28, 28, 1), 10, 10000)
+        >>> info = dataset_info("emnist/letters")  # the TFDS spelling
+        >>> info.name, info.num_classes, info.label_offset
+        ('emnist_letters', 26, 1)
+        >>> dataset_info("mnits")
+        Traceback (most recent call last):
+        ...
+        jaxrobust.data.errors.UnknownDatasetError: Unknown dataset 'mnits'. Known datasets: ...
     """
     if not isinstance(name, str):
         raise UnknownDatasetError(repr(name), known_datasets())
@@ -88,7 +116,16 @@ def dataset_info(name: str) -> DatasetInfo:
 
 
 def check_split(info: DatasetInfo, split: str) -> str:
-    """Return ``split`` if ``info`` has it, else raise :class:`UnknownSplitError`."""
+    """Return ``split`` if ``info`` has it, else raise :class:`UnknownSplitError`.
+
+    Examples:
+        >>> check_split(dataset_info("mnist"), "test")
+        'test'
+        >>> check_split(dataset_info("mnist"), "validation")
+        Traceback (most recent call last):
+        ...
+        jaxrobust.data.errors.UnknownSplitError: Unknown split 'validation' of dataset 'mnist'. ...
+    """
     if split not in info.split_sizes:
         raise UnknownSplitError(info.name, split, tuple(info.split_sizes))
     return split

@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import numpy as np
 
-VALIDATION_SPLITS = ("train", "test")  # "train": carved from the training split (default)
-
 
 def carve_validation(
     images: np.ndarray, labels: np.ndarray, *, size: int | float, seed: int
@@ -29,6 +27,20 @@ def carve_validation(
     ``size`` is a count (int >= 1) or a fraction in (0, 1) of the training split. The held-out
     indices are the first ``size`` of ``np.random.default_rng(seed).permutation(N)``; both parts
     keep their original order.
+
+    Examples:
+        A fraction of the split; the held-out indices are the seeded permutation's first:
+
+        >>> images, labels = np.arange(20)[:, None], np.arange(20) % 10
+        >>> (_, train_labels), (val_images, _) = carve_validation(images, labels, size=0.25, seed=1)
+        >>> len(train_labels), len(val_images)
+        (15, 5)
+        >>> val_images[:, 0].tolist() == sorted(np.random.default_rng(1).permutation(20)[:5])
+        True
+        >>> carve_validation(images, labels, size=20, seed=0)
+        Traceback (most recent call last):
+        ...
+        ValueError: validation size 20 gives 20 of 20 training examples; it must leave ...
     """
     num = len(images)
     if len(labels) != num:

@@ -29,10 +29,11 @@ def map_dataset(
     key: jax.Array,
     batch_size: int = 1000,
 ) -> np.ndarray:
-    """``fn(variables, preprocessed_batch, key) -> [B, ...]`` over all ``images``, as NumPy."""
+    """``fn(variables, preprocessed_batch, key) -> [B, ...]`` (or a pytree of such arrays) over
+    all ``images``, as NumPy; batch b gets ``jax.random.split(key, num_batches)[b]``."""
     num = int(images.shape[0])
     run = _compiled_map(fn, preprocess, min(batch_size, num), num)
-    return np.asarray(run(variables, jnp.asarray(images), key))
+    return jax.tree.map(np.asarray, run(variables, jnp.asarray(images), key))
 
 
 @functools.lru_cache(maxsize=64)
@@ -50,6 +51,6 @@ def _compiled_map(fn, preprocess: Preprocess, batch_size: int, num: int):
             return fn(variables, preprocess(images[batch_idx]), batch_key)
 
         out = jax.lax.map(body, (jnp.asarray(idx), keys))
-        return out.reshape((-1, *out.shape[2:]))[:num]
+        return jax.tree.map(lambda o: o.reshape((-1, *o.shape[2:]))[:num], out)
 
     return run

@@ -1,13 +1,22 @@
-"""Restore trained models from a workdir, without their optimizer state."""
+"""Restore trained models from a workdir, without their optimizer state.
+
+Example (after ``jaxrobust train --config experiments/quickstart.py --workdir runs/quickstart``)::
+
+    import jaxrobust as jr
+
+    model, preprocess, variables, epoch = jr.evaluate.restore_model("runs/quickstart", "vae")
+    mu, log_var = model.encode(variables, preprocess(images))
+"""
 
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import ml_collections
 
+from jaxrobust.config import load_workdir_config
 from jaxrobust.data.preprocess import Preprocess
 from jaxrobust.errors import CheckpointNotFoundError
 from jaxrobust.models import Model
@@ -17,17 +26,32 @@ from jaxrobust.train.loop import abstract_variables, build_from_config, checkpoi
 PyTree = Any
 
 
+class RestoredModel(NamedTuple):
+    """A model, its preprocessing, the restored variables and the checkpoint's epoch."""
+
+    model: Model
+    preprocess: Preprocess
+    variables: PyTree
+    epoch: int
+
+
 def restore_model(
     workdir: str | os.PathLike,
-    config: ml_collections.ConfigDict,
     name: str,
     which: str | int = "best",
-) -> tuple[Model, Preprocess, PyTree, int]:
-    """``(model, preprocess, variables, epoch)`` of ``config.models[name]`` from ``workdir``.
+    *,
+    config: ml_collections.ConfigDict | None = None,
+) -> RestoredModel:
+    """``(model, preprocess, variables, epoch)`` of model ``name`` trained into ``workdir``.
+
+    ``config`` defaults to the workdir's stored ``config.json`` (the resolved config of the
+    training run), so no config file is needed. ``which``: ``"best"``, ``"last"`` or an epoch.
+    Models with ``training.num_runs`` come back with a leading run axis on every variable.
 
     Raises CheckpointNotFoundError when nothing was saved, and CheckpointMismatchError when the
     saved arrays do not fit the model that ``config`` builds.
     """
+    config = load_workdir_config(workdir) if config is None else config
     model, preprocess = build_from_config(config, name)
     directory = checkpoint_dir(workdir, name)
     if not directory.is_dir():
@@ -35,15 +59,15 @@ def restore_model(
             f"No checkpoints for model {name!r} in {directory}. Train first: "
             f"`jaxrobust train --config CONFIG.py --workdir {workdir}`."
         )
-    cfg = config.models[name]
+    training = config.models[name].training
     checkpoints = ModelCheckpoints(
-        directory, cfg.get("best_metric", "val/loss"), cfg.get("best_mode", "min")
+        directory, training.get("best_metric", "val/loss"), training.get("best_mode", "min")
     )
     try:
         epoch = checkpoints.resolve(which)
         sharding = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-        abstract = abstract_variables(model, preprocess, config, sharding, cfg.get("num_runs"))
+        abstract = abstract_variables(model, preprocess, config, sharding, training.get("num_runs"))
         variables = checkpoints.restore_variables(epoch, abstract)
     finally:
         checkpoints.close()
-    return model, preprocess, variables, epoch
+    return RestoredModel(model, preprocess, variables, epoch)

@@ -27,6 +27,15 @@ MaskSpec = Any  # None, a bool tree like params, a path regex (or several), or a
 
 
 class CollectState(NamedTuple):
+    """State of :func:`collect_samples`: counters, the sample buffer, the sampler's state.
+
+    Examples:
+        >>> opt = collect_samples(optax.sgd(1.0), start_step=0, every_steps=1, num_samples=3)
+        >>> state = opt.init({"w": jnp.zeros(2)})
+        >>> int(state.step), int(state.count), state.samples["w"].shape
+        (0, 0, (3, 2))
+    """
+
     step: jax.Array  # number of update calls so far, int32
     count: jax.Array  # number of samples stored, int32
     samples: PyTree  # selected leaves (pruned dict) with a leading [num_samples] axis
@@ -92,6 +101,26 @@ def collect_samples(
         Stored leaves form a pruned nested dict.
 
     ``update`` needs ``params``. Read the samples with ``collected_samples(opt_state)``.
+
+    Examples:
+        SGD with learning rate 1 on the gradient 1 moves w to -1, -2, -3, -4, -5; the params
+        after updates 1 and 3 are stored (start 1, every 2), the last update is past the buffer:
+
+        >>> opt = collect_samples(optax.sgd(1.0), start_step=1, every_steps=2, num_samples=2)
+        >>> params = {"w": jnp.zeros(1)}
+        >>> state = opt.init(params)
+        >>> for _ in range(5):
+        ...     updates, state = opt.update({"w": jnp.ones(1)}, state, params)
+        ...     params = optax.apply_updates(params, updates)
+        >>> collected_samples(state)["w"].tolist()
+        [[-2.0], [-4.0]]
+
+        Only the decoder, chosen by a path regex:
+
+        >>> params = {"decoder": {"w": jnp.zeros(2)}, "encoder": {"w": jnp.zeros(3)}}
+        >>> opt = collect_samples(optax.sgd(1.0), 0, 1, num_samples=4, mask="^decoder/")
+        >>> jax.tree.map(jnp.shape, opt.init(params).samples)
+        {'decoder': {'w': (4, 2)}}
     """
     if start_step < 0 or every_steps < 1 or num_samples < 1:
         raise ValueError(
@@ -142,6 +171,20 @@ def collected_samples(opt_state: Any) -> PyTree:
     [runs..., num_samples] when the state was vmapped over runs. Host-side (not under jit).
 
     Raises if no or several CollectStates are found, or if a run stored fewer than num_samples.
+
+    Examples:
+        >>> opt = optax.chain(optax.clip(1.0), collect_samples(optax.sgd(1.0), 0, 1, 2))
+        >>> params = {"w": jnp.zeros(1)}
+        >>> state = opt.init(params)
+        >>> collected_samples(state)
+        Traceback (most recent call last):
+        ...
+        ValueError: collected_samples: only 0 of 2 samples were collected (counts 0); ...
+        >>> for _ in range(2):
+        ...     updates, state = opt.update({"w": jnp.ones(1)}, state, params)
+        ...     params = optax.apply_updates(params, updates)
+        >>> collected_samples(state)["w"].tolist()
+        [[-1.0], [-2.0]]
     """
     found = _find(opt_state)
     if not found:

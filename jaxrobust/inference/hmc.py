@@ -74,6 +74,28 @@ def run_nuts(
       ``(samples, diagnostics)``: samples with leading axis ``num_chains * num_samples //
       thinning``; diagnostics a JSON-able dict (acceptance, divergences, ESS, R-hat, step
       sizes, sizes and seconds).
+
+    Examples:
+        A 2-D standard normal, U(theta) = |theta|^2 / 2:
+
+        >>> samples, info = run_nuts(
+        ...     lambda theta: 0.5 * jnp.sum(theta["x"] ** 2),
+        ...     {"x": jnp.zeros(2)},
+        ...     jax.random.key(0),
+        ...     num_warmup=100,
+        ...     num_samples=200,
+        ... )
+        >>> samples["x"].shape, info["num_draws"], info["num_divergences"]
+        ((200, 2), 200, 0)
+        >>> bool(jnp.all(jnp.abs(samples["x"].mean(0)) < 0.3)), 0.5 < info["accept_prob"] <= 1
+        (True, True)
+        >>> sorted(info["ess"]), info["max_r_hat"] < 1.1
+        (['x'], True)
+        >>> run_nuts(lambda theta: jnp.sum(jnp.log(theta)), jnp.zeros(1), jax.random.key(0),
+        ...          num_warmup=10, num_samples=10)
+        Traceback (most recent call last):
+        ...
+        ValueError: run_nuts: the potential at init_params is -inf, not finite; ...
     """
     if algorithm not in ("nuts", "hmc"):
         raise ValueError(f"run_nuts: algorithm must be 'nuts' or 'hmc', got {algorithm!r}.")

@@ -43,6 +43,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jaxrobust.config import sections
 from jaxrobust.inference import bbb as bbb_lib
 from jaxrobust.inference import subset
 from jaxrobust.inference.collect import collect_samples, collected_samples
@@ -50,10 +51,15 @@ from jaxrobust.inference.hmc import run_nuts
 from jaxrobust.inference.samples import PosteriorSamples, from_stack, stack_samples
 from jaxrobust.inference.sghmc import gamma_prior_precision, sghmc
 from jaxrobust.inference.swag import swag_collector, swag_sample, swag_state
-from jaxrobust.models.base import Model, Score, merge_variables, split_variables
+from jaxrobust.models.base import (
+    Model,
+    merge_variables,
+    split_variables,
+    with_variables_transform,
+)
+from jaxrobust.registry import POSTERIORS
 
 PyTree = Any
-METHODS = ("ensemble", "swag", "sghmc", "bbb", "hmc")
 _COMMON = ("method", "filter", "rest", "num_samples")
 _OPTIONS = {
     "ensemble": ("members",),
@@ -63,6 +69,12 @@ _OPTIONS = {
     "hmc": ("num_warmup", "thinning", "num_chains", "algorithm", "target_accept_prob",
             "max_tree_depth", "prior_std", "data", "latent_samples"),
 }  # fmt: skip
+
+
+def _get(cfg: Mapping[str, Any], key: str, default: Any) -> Any:
+    """``cfg[key]``, or ``default`` when absent or None (a resolved config holds every key)."""
+    value = cfg.get(key)
+    return default if value is None else value
 
 
 class Posterior(NamedTuple):
@@ -77,23 +89,49 @@ class Posterior(NamedTuple):
     finalize: Callable[[Any, jax.Array, Callable[[int], dict]], tuple[PosteriorSamples, dict]]
 
 
+class PosteriorMethod(NamedTuple):
+    """A registered posterior method: ``build(cfg, model, optimizer, example, *, steps_per_epoch,
+    num_train, num_epochs, seed, learning_rate) -> Posterior``, its option names (beyond
+    ``method, filter, rest, num_samples``) and the schema of its config section."""
+
+    build: Callable[..., Posterior]
+    options: tuple[str, ...] = ()
+    schema: Mapping[str, Any] | None = None
+
+
+def register_posterior(
+    method: str,
+    build: Callable[..., Posterior],
+    *,
+    options: tuple[str, ...] = (),
+    schema: Mapping[str, Any] | None = None,
+    overwrite: bool = False,
+) -> None:
+    """Make ``method`` usable as ``training.posterior.method`` (see :class:`PosteriorMethod`).
+
+        Example:
+            >>> from jaxrobust.config import sections
+    from jaxrobust.registry import POSTERIORS
+            >>> sorted(POSTERIORS.names())
+            ['bbb', 'ensemble', 'hmc', 'sghmc', 'swag']
+    """
+    POSTERIORS.register(method, PosteriorMethod(build, tuple(options), schema), overwrite=overwrite)
+
+
 def check_posterior_config(cfg: Mapping[str, Any], name: str) -> dict:
     """The posterior section with defaults, or a ValueError naming what is wrong."""
-    cfg = dict(cfg)
+    cfg = {k: v for k, v in dict(cfg).items() if v is not None or k == "method"}
     method = cfg.get("method")
-    if method not in METHODS:
-        raise ValueError(
-            f"config.models.{name}.posterior.method must be one of {METHODS}, got {method!r}."
-        )
-    unknown = sorted(set(cfg) - set(_COMMON) - set(_OPTIONS[method]))
+    entry = POSTERIORS.get(method, where=f"config.models.{name}.training.posterior.method")
+    unknown = sorted(set(cfg) - set(_COMMON) - set(entry.options))
     if unknown:
         raise ValueError(
             f"config.models.{name}.posterior: unknown options {unknown} for method {method!r}; "
-            f"it takes {sorted(_COMMON + _OPTIONS[method])}."
+            f"it takes {sorted(_COMMON + entry.options)}."
         )
     cfg.setdefault("filter", subset.ALL)
     cfg.setdefault("rest", "point")
-    cfg.setdefault("num_samples", 200 if method != "ensemble" else cfg.get("members", 5))
+    cfg.setdefault("num_samples", 200 if method != "ensemble" else _get(cfg, "members", 5))
     if cfg["rest"] not in ("point", "fixed"):
         raise ValueError(f"posterior.rest must be 'point' or 'fixed', got {cfg['rest']!r}.")
     if method == "ensemble":
@@ -106,7 +144,7 @@ def check_posterior_config(cfg: Mapping[str, Any], name: str) -> dict:
                 "'.*' (for a posterior over part of the model use swag, sghmc or bbb)."
             )
         cfg["num_samples"] = members
-    if method == "hmc" and cfg["num_samples"] % cfg.get("num_chains", 1):
+    if method == "hmc" and cfg["num_samples"] % _get(cfg, "num_chains", 1):
         raise ValueError(
             f"posterior.num_samples ({cfg['num_samples']}) must be a multiple of num_chains "
             f"({cfg.get('num_chains', 1)})."
@@ -118,7 +156,12 @@ def check_posterior_config(cfg: Mapping[str, Any], name: str) -> dict:
     return cfg
 
 
-def build_posterior(
+def build_posterior(cfg: Mapping[str, Any], *args, **kwargs) -> Posterior:
+    """The :class:`Posterior` of ``cfg`` (already checked) from its registered method."""
+    return POSTERIORS.get(cfg["method"]).build(cfg, *args, **kwargs)
+
+
+def _build_builtin(
     cfg: Mapping[str, Any],
     model: Model,
     optimizer: optax.GradientTransformation,
@@ -165,12 +208,12 @@ def build_posterior(
         return Posterior(method, model, optimizer, cfg["members"], finalize_ensemble)
 
     if method == "swag":
-        start_epoch = cfg.get("start_epoch", max(1, num_epochs - 40 + 1))
+        start_epoch = _get(cfg, "start_epoch", max(1, num_epochs - 40 + 1))
         if not 1 <= start_epoch <= num_epochs:
             raise ValueError(
                 f"posterior.start_epoch must be in [1, num_epochs={num_epochs}], got {start_epoch}."
             )
-        rank = cfg.get("rank", 40)
+        rank = _get(cfg, "rank", 40)
         # Update k (0-based) ends epoch e when k + 1 = e * steps_per_epoch.
         swag_opt = swag_collector(
             with_rest_frozen(optimizer),
@@ -185,15 +228,15 @@ def build_posterior(
                 key,
                 swag_state(state.opt_state),
                 num_samples,
-                scale=cfg.get("scale", 0.5),
-                low_rank=cfg.get("low_rank", True),
+                scale=_get(cfg, "scale", 0.5),
+                low_rank=_get(cfg, "low_rank", True),
             )
 
         return Posterior(method, model, swag_opt, None, point_finalize(swag_samples))
 
     if method == "sghmc":
-        burn_in = cfg.get("burn_in_epochs", 1) * steps_per_epoch
-        thinning = cfg.get("thinning_steps", steps_per_epoch)
+        burn_in = _get(cfg, "burn_in_epochs", 1) * steps_per_epoch
+        thinning = _get(cfg, "thinning_steps", steps_per_epoch)
         needed = burn_in + (num_samples - 1) * thinning + 1
         if needed > num_epochs * steps_per_epoch:
             raise ValueError(
@@ -203,15 +246,15 @@ def build_posterior(
             )
         sampler = optax.chain(
             gamma_prior_precision(
-                alpha=cfg.get("prior_alpha", 1.0),
-                beta=cfg.get("prior_beta", 1.0),
+                alpha=_get(cfg, "prior_alpha", 1.0),
+                beta=_get(cfg, "prior_beta", 1.0),
                 num_data=num_train,
                 resample_every=steps_per_epoch,
                 seed=seed,
             ),
             sghmc(
                 learning_rate=learning_rate,
-                momentum_decay=cfg.get("momentum_decay", 0.05),
+                momentum_decay=_get(cfg, "momentum_decay", 0.05),
                 num_burn_in_steps=burn_in,
                 scale_grad=num_train,
                 seed=seed + 1,
@@ -234,12 +277,12 @@ def build_posterior(
         return Posterior(method, model, optimizer, None, _hmc_finalize(cfg, model, num_train))
 
     # Bayes by backprop.
-    kl_weight = cfg.get("kl_weight", "per_batch")
+    kl_weight = _get(cfg, "kl_weight", "per_batch")
     if kl_weight not in ("per_batch", "dataset"):
         raise ValueError(
             f"posterior.kl_weight must be 'per_batch' or 'dataset', got {kl_weight!r}."
         )
-    prior = _bbb_prior(cfg.get("prior", {}))
+    prior = _bbb_prior(_get(cfg, "prior", {}))
     wrapped = bbb_model(
         model,
         pattern,
@@ -247,9 +290,9 @@ def build_posterior(
         kl_per_example=(lambda batch: 1.0 / batch)
         if kl_weight == "per_batch"
         else (lambda _: 1.0 / num_train),
-        mu_init=cfg.get("mu_init", "normal"),
-        mu_std=cfg.get("mu_std", 0.1),
-        rho_init=cfg.get("rho_init", -3.0),
+        mu_init=_get(cfg, "mu_init", "normal"),
+        mu_std=_get(cfg, "mu_std", 0.1),
+        rho_init=_get(cfg, "rho_init", -3.0),
     )
     if cfg["rest"] == "fixed":
 
@@ -276,12 +319,12 @@ def build_posterior(
 def _hmc_finalize(cfg: Mapping[str, Any], model: Model, num_train: int):
     """NUTS/HMC over the chosen parameters, started at the trained point estimate."""
     pattern = cfg["filter"]
-    n = cfg.get("data", 1000) or num_train
+    n = _get(cfg, "data", 1000) or num_train
     if not 1 <= n <= num_train:
         raise ValueError(f"posterior.data must be in [0, {num_train}] (0 = all), got {n}.")
-    prior_std = float(cfg.get("prior_std", 1.0))
-    latent_samples = int(cfg.get("latent_samples", 1))
-    thinning = int(cfg.get("thinning", 1))
+    prior_std = float(_get(cfg, "prior_std", 1.0))
+    latent_samples = int(_get(cfg, "latent_samples", 1))
+    thinning = int(_get(cfg, "thinning", 1))
 
     def finalize(state, key, train_batch):
         batch = train_batch(n)
@@ -292,7 +335,8 @@ def _hmc_finalize(cfg: Mapping[str, Any], model: Model, num_train: int):
             params = subset.combine(theta, rest)
 
             def data_term(loss_key):
-                losses, _ = model.loss(params, state.model_state, batch, loss_key, False)
+                variables = merge_variables(params, state.model_state)
+                losses, _ = model.loss(variables, batch, key=loss_key, train=False)
                 return jnp.sum(losses)
 
             nll = jnp.mean(jax.vmap(data_term)(loss_keys)) * (num_train / n)
@@ -303,13 +347,13 @@ def _hmc_finalize(cfg: Mapping[str, Any], model: Model, num_train: int):
             potential,
             subset.select(state.params, pattern),
             jax.random.fold_in(key, 2),
-            num_warmup=int(cfg.get("num_warmup", 500)),
-            num_samples=cfg["num_samples"] * thinning // int(cfg.get("num_chains", 1)),
+            num_warmup=int(_get(cfg, "num_warmup", 500)),
+            num_samples=cfg["num_samples"] * thinning // int(_get(cfg, "num_chains", 1)),
             thinning=thinning,
-            num_chains=int(cfg.get("num_chains", 1)),
-            algorithm=cfg.get("algorithm", "nuts"),
-            target_accept_prob=float(cfg.get("target_accept_prob", 0.8)),
-            max_tree_depth=int(cfg.get("max_tree_depth", 10)),
+            num_chains=int(_get(cfg, "num_chains", 1)),
+            algorithm=_get(cfg, "algorithm", "nuts"),
+            target_accept_prob=float(_get(cfg, "target_accept_prob", 0.8)),
+            max_tree_depth=int(_get(cfg, "max_tree_depth", 10)),
         )
         meta = {"diagnostics": diagnostics, "potential_data": n, "prior_std": prior_std}
         return stack_samples(samples, rest, state.model_state), meta
@@ -327,7 +371,7 @@ def _bbb_prior(cfg: Mapping[str, Any]):
     if unknown:
         raise ValueError(f"Unknown BBB prior options {unknown}; use pi, sigma1, sigma2 or sigma.")
     return bbb_lib.ScaleMixturePrior(
-        pi=float(cfg.get("pi", 0.5)),
+        pi=float(_get(cfg, "pi", 0.5)),
         sigma1=float(cfg.get("sigma1", 1.0)),
         sigma2=float(cfg.get("sigma2", math.exp(-6.0))),
     )
@@ -348,8 +392,9 @@ def bbb_model(
     Parameters: ``{"variational": {"mu", "rho"}, "point": rest}``. Per step one theta ~ q is
     drawn (reparameterised) and the per-example loss becomes
     ``loss_i(theta) + kl_per_example(B) * (log q(theta) - log p(theta))`` (eq. 3.8, negated, with
-    the weight KL spread over the batch). Scores and validation use the same one-sample loss;
-    the model's scores evaluate at the variational mean.
+    the weight KL spread over the batch). Validation uses the same one-sample loss; every
+    capability of ``model`` (scores, logits, log_likelihood, encode, ...) is kept and evaluates
+    at the variational mean.
     """
 
     def init(key, images):
@@ -362,21 +407,28 @@ def bbb_model(
         new = {"variational": variational, **({"point": rest} if rest else {})}
         return merge_variables(new, state)
 
-    def loss(params, state, batch, key, train):
+    def loss(variables, batch, *, key, train=False):
+        params, state = split_variables(variables)
         theta, kl = bbb_lib.kl_estimate(jax.random.fold_in(key, 23), params["variational"], prior)
         full = subset.combine(theta, params.get("point", {}))
-        losses, (metrics, state) = model.loss(full, state, batch, key, train)
+        losses, (metrics, state) = model.loss(
+            merge_variables(full, state), batch, key=key, train=train
+        )
         weight_kl = kl * kl_per_example(losses.shape[0])
         losses = losses + weight_kl
         metrics = {**metrics, "weight_kl": jnp.broadcast_to(kl, losses.shape), "loss": losses}
         return losses, (metrics, state)
 
-    def at_mean(score: Score) -> Score:
-        def fn(variables, images, key):
-            params, state = split_variables(variables)
-            mean = subset.combine(params["variational"]["mu"], params.get("point", {}))
-            return score.fn(merge_variables(mean, state), images, key)
+    def at_mean(variables):
+        params, state = split_variables(variables)
+        mean = subset.combine(params["variational"]["mu"], params.get("point", {}))
+        return merge_variables(mean, state)
 
-        return Score(fn, score.higher_is_ood, score.description + " (at the variational mean)")
+    # Every capability (scores' outputs, logits, log_likelihood, encode, ...) at the mean.
+    return with_variables_transform(model, at_mean)._replace(init=init, loss=loss)
 
-    return Model(model.kind, init, loss, {k: at_mean(s) for k, s in model.scores.items()}, None)
+
+for _method, _options in _OPTIONS.items():
+    register_posterior(
+        _method, _build_builtin, options=_options, schema=sections.POSTERIOR_SCHEMAS[_method]
+    )

@@ -39,7 +39,21 @@ META_FILENAME = "posterior.json"
 
 
 class PosteriorSamples(NamedTuple):
-    """Stacked posterior samples (see module docstring)."""
+    """Stacked posterior samples (see module docstring).
+
+    Examples:
+        Three samples of a decoder weight; the encoder is shared:
+
+        >>> posterior = PosteriorSamples(
+        ...     samples={"params": {"decoder": {"w": jnp.arange(6.0).reshape(3, 2)}}},
+        ...     fixed={"params": {"encoder": {"w": jnp.zeros(2)}}},
+        ... )
+        >>> posterior.num_samples
+        3
+        >>> one = jax.tree.map(lambda x: x[1], posterior.samples)
+        >>> sample_variables(one, posterior.fixed)["params"]["decoder"]["w"].tolist()
+        [2.0, 3.0]
+    """
 
     samples: dict
     fixed: dict
@@ -50,19 +64,46 @@ class PosteriorSamples(NamedTuple):
 
 
 def sample_variables(sample: dict, fixed: dict) -> dict:
-    """The full variables of one sample: ``sample`` (no sample axis) merged with ``fixed``."""
+    """The full variables of one sample: ``sample`` (no sample axis) merged with ``fixed``.
+
+    Examples:
+        >>> sample = {"params": {"decoder": {"w": jnp.ones(2)}}}
+        >>> fixed = {"params": {"encoder": {"w": jnp.zeros(2)}}, "batch_stats": {"mean": 0.0}}
+        >>> variables = sample_variables(sample, fixed)
+        >>> sorted(variables), sorted(variables["params"])
+        (['batch_stats', 'params'], ['decoder', 'encoder'])
+    """
     return combine(sample, fixed)
 
 
 def from_stack(stacked_variables: dict) -> PosteriorSamples:
-    """Members stacked on a leading axis (an ensemble, repeated runs): everything varies."""
+    """Members stacked on a leading axis (an ensemble, repeated runs): everything varies.
+
+    Examples:
+        >>> members = {"params": {"w": jnp.zeros((5, 3))}, "batch_stats": {"m": jnp.ones((5, 3))}}
+        >>> posterior = from_stack(members)
+        >>> posterior.num_samples, posterior.fixed
+        (5, {})
+    """
     return PosteriorSamples(dict(stacked_variables), {})
 
 
 def stack_samples(
     sample_params: dict, rest_params: dict, state: dict | None = None
 ) -> PosteriorSamples:
-    """Samples of the chosen parameters ``[S, ...]`` + the remaining parameters and model state."""
+    """Samples of the chosen parameters ``[S, ...]`` + the remaining parameters and model state.
+
+    Examples:
+        >>> posterior = stack_samples(
+        ...     {"decoder": {"w": jnp.zeros((4, 2))}},
+        ...     {"encoder": {"w": jnp.zeros(2)}},
+        ...     state={"batch_stats": {"m": jnp.zeros(2)}},
+        ... )
+        >>> posterior.num_samples, sorted(posterior.samples), sorted(posterior.fixed)
+        (4, ['params'], ['batch_stats', 'params'])
+        >>> stack_samples({"w": jnp.zeros((4, 2))}, {}).fixed  # every parameter sampled
+        {}
+    """
     fixed = {"params": rest_params, **(state or {})} if rest_params else dict(state or {})
     return PosteriorSamples({"params": sample_params}, fixed)
 
@@ -75,7 +116,20 @@ def _shapes(tree: PyTree) -> dict[str, list[int]]:
 def save_posterior(
     directory: str | os.PathLike, posterior: PosteriorSamples, meta: dict | None = None
 ) -> Path:
-    """Write ``posterior`` and JSON ``meta`` (method, diagnostics, ...) to ``directory``."""
+    """Write ``posterior`` and JSON ``meta`` (method, diagnostics, ...) to ``directory``.
+
+    Examples:
+        >>> import tempfile
+        >>> posterior = stack_samples({"decoder": {"w": jnp.ones((3, 2))}}, {"b": jnp.zeros(2)})
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     path = save_posterior(Path(tmp) / "posterior", posterior, {"method": "swag"})
+        ...     meta = json.loads((path / META_FILENAME).read_text())
+        ...     sorted(p.name for p in path.iterdir())
+        ['arrays', 'posterior.json']
+        >>> meta
+        {'method': 'swag', 'num_samples': 3, 'sample_shapes': {'params/decoder/w': [3, 2]},
+         'fixed_shapes': {'params/b': [2]}}
+    """
     directory = Path(directory).absolute()
     tmp = directory.with_name(directory.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -97,7 +151,22 @@ def save_posterior(
 
 
 def restore_posterior(directory: str | os.PathLike) -> tuple[PosteriorSamples, dict]:
-    """``(posterior, meta)`` from :func:`save_posterior`'s directory, on the default device."""
+    """``(posterior, meta)`` from :func:`save_posterior`'s directory, on the default device.
+
+    Examples:
+        >>> import tempfile
+        >>> posterior = stack_samples({"w": jnp.arange(6.0).reshape(3, 2)}, {})
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     _ = save_posterior(Path(tmp) / "posterior", posterior, {"method": "ensemble"})
+        ...     restored, meta = restore_posterior(Path(tmp) / "posterior")
+        >>> restored.samples["params"]["w"].tolist(), meta["method"]
+        ([[0.0, 1.0], [2.0, 3.0], [4.0, 5.0]], 'ensemble')
+        >>> restore_posterior("no/such/run")
+        Traceback (most recent call last):
+        ...
+        jaxrobust.errors.CheckpointNotFoundError: No posterior samples in .../no/such/run
+        (posterior.json missing). ...
+    """
     directory = Path(directory).absolute()
     meta_path = directory / META_FILENAME
     if not meta_path.is_file():
@@ -122,7 +191,17 @@ def restore_posterior(directory: str | os.PathLike) -> tuple[PosteriorSamples, d
 
 
 def check_compatible(posterior: PosteriorSamples, abstract_variables: PyTree, where: str) -> None:
-    """Raise if ``combine(sample, fixed)`` would not have the model's variable shapes."""
+    """Raise if ``combine(sample, fixed)`` would not have the model's variable shapes.
+
+    Examples:
+        >>> posterior = stack_samples({"w": jnp.zeros((3, 2))}, {"b": jnp.zeros(2)})
+        >>> check_compatible(posterior, {"params": {"w": jnp.zeros(2), "b": jnp.zeros(2)}}, "here")
+        >>> check_compatible(posterior, {"params": {"w": jnp.zeros(5), "b": jnp.zeros(2)}}, "here")
+        Traceback (most recent call last):
+        ...
+        jaxrobust.errors.CheckpointMismatchError: The posterior samples in here do not fit the
+        model the config builds (missing [], unexpected [], other shapes ['params/w']). ...
+    """
     one = jax.tree.map(lambda x: x[0], posterior.samples)
     got = _shapes(sample_variables(one, posterior.fixed))
     want = _shapes(abstract_variables)

@@ -34,7 +34,13 @@ def _patterns(pattern: str | Sequence[str]) -> list[re.Pattern]:
 
 
 def paths(params: Mapping) -> list[str]:
-    """Every leaf path of a nested parameter dict, "/"-joined, in flatten order."""
+    """Every leaf path of a nested parameter dict, "/"-joined, in flatten order.
+
+    Examples:
+        >>> params = {"decoder": {"Dense_0": {"bias": 0.0, "kernel": 1.0}}, "encoder": {"w": 2.0}}
+        >>> paths(params)
+        ['decoder/Dense_0/bias', 'decoder/Dense_0/kernel', 'encoder/w']
+    """
     return ["/".join(k) for k in traverse_util.flatten_dict(dict(params))]
 
 
@@ -52,25 +58,61 @@ def _split(params: Mapping, pattern: str | Sequence[str]) -> tuple[dict, dict]:
 
 
 def select(params: Mapping, pattern: str | Sequence[str]) -> dict:
-    """The parameters whose path matches ``pattern`` (pruned nested dict). Raises if none does."""
+    """The parameters whose path matches ``pattern`` (pruned nested dict). Raises if none does.
+
+    Examples:
+        >>> params = {"decoder": {"Dense_0": {"bias": 0.0, "kernel": 1.0}}, "encoder": {"w": 2.0}}
+        >>> select(params, "^decoder/")
+        {'decoder': {'Dense_0': {'bias': 0.0, 'kernel': 1.0}}}
+        >>> select(params, ["kernel$", "^encoder/"])
+        {'decoder': {'Dense_0': {'kernel': 1.0}}, 'encoder': {'w': 2.0}}
+        >>> select(params, "^classifier/")
+        Traceback (most recent call last):
+        ...
+        ValueError: Parameter filter '^classifier/' matches no parameter; the paths are [...].
+    """
     return _split(params, pattern)[0]
 
 
 def reject(params: Mapping, pattern: str | Sequence[str]) -> dict:
-    """The parameters whose path does not match ``pattern`` (may be empty)."""
+    """The parameters whose path does not match ``pattern`` (may be empty).
+
+    Examples:
+        >>> params = {"decoder": {"Dense_0": {"bias": 0.0, "kernel": 1.0}}, "encoder": {"w": 2.0}}
+        >>> reject(params, "^decoder/")
+        {'encoder': {'w': 2.0}}
+        >>> reject(params, ".*")
+        {}
+    """
     return _split(params, pattern)[1]
 
 
 def mask(params: Mapping, pattern: str | Sequence[str]) -> dict:
     """A tree of bools with the structure of ``params``: True where the path matches (for
-    ``optax.masked`` and ``optax.multi_transform``)."""
+    ``optax.masked`` and ``optax.multi_transform``).
+
+    Examples:
+        >>> params = {"decoder": {"Dense_0": {"bias": 0.0, "kernel": 1.0}}, "encoder": {"w": 2.0}}
+        >>> mask(params, "^decoder/")
+        {'decoder': {'Dense_0': {'bias': True, 'kernel': True}}, 'encoder': {'w': False}}
+    """
     chosen = traverse_util.flatten_dict(select(params, pattern))
     flat = traverse_util.flatten_dict(dict(params))
     return traverse_util.unflatten_dict({k: k in chosen for k in flat})
 
 
 def combine(*trees: Mapping) -> dict:
-    """Deep merge of pruned trees with disjoint leaves (inverse of select/reject)."""
+    """Deep merge of pruned trees with disjoint leaves (inverse of select/reject).
+
+    Examples:
+        >>> params = {"decoder": {"Dense_0": {"bias": 0.0, "kernel": 1.0}}, "encoder": {"w": 2.0}}
+        >>> combine(select(params, "kernel$"), reject(params, "kernel$")) == params
+        True
+        >>> combine({"encoder": {"w": 2.0}}, {"encoder": {"w": 3.0}})
+        Traceback (most recent call last):
+        ...
+        ValueError: combine: parameter 'encoder/w' is in more than one tree.
+    """
     merged: dict = {}
     for tree in trees:
         for k, v in traverse_util.flatten_dict(dict(tree)).items():
@@ -81,5 +123,11 @@ def combine(*trees: Mapping) -> dict:
 
 
 def num_parameters(tree: PyTree) -> int:
-    """Number of scalars in a parameter tree."""
+    """Number of scalars in a parameter tree.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> num_parameters({"Dense_0": {"bias": jnp.zeros(3), "kernel": jnp.zeros((2, 3))}})
+        9
+    """
     return int(sum(x.size for x in jax.tree.leaves(tree)))

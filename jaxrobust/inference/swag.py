@@ -34,7 +34,13 @@ PyTree = Any
 
 class SWAGState(NamedTuple):
     """SWAG moments. ``deviations`` leaves have a leading [rank] axis (a ring buffer: collection
-    number j, counted from 0, sits in slot ``j % rank``)."""
+    number j, counted from 0, sits in slot ``j % rank``).
+
+    Examples:
+        >>> state = swag_init({"w": jnp.zeros(3)}, rank=2)
+        >>> int(state.count), state.mean["w"].shape, state.deviations["w"].shape
+        (0, (3,), (2, 3))
+    """
 
     count: jax.Array  # int32, number of collected iterates n
     mean: PyTree
@@ -43,7 +49,14 @@ class SWAGState(NamedTuple):
 
 
 class SWAGCollectorState(NamedTuple):
-    """State of :func:`swag_collector`: its step counter, the wrapped optimizer's state, SWAG."""
+    """State of :func:`swag_collector`: its step counter, the wrapped optimizer's state, SWAG.
+
+    Examples:
+        >>> opt = swag_collector(optax.sgd(0.1), start_step=0, every_steps=1, rank=2)
+        >>> state = opt.init({"w": jnp.zeros(3)})
+        >>> type(state).__name__, int(state.step), int(state.swag.count)
+        ('SWAGCollectorState', 0, 0)
+    """
 
     step: jax.Array  # int32, number of update calls so far
     inner: optax.OptState
@@ -87,7 +100,18 @@ def _check_collected(count: jax.Array) -> None:
 
 
 def swag_init(params: PyTree, rank: int = 40) -> SWAGState:
-    """Empty SWAG state for parameters shaped like ``params`` (zeros, count 0)."""
+    """Empty SWAG state for parameters shaped like ``params`` (zeros, count 0).
+
+    Examples:
+        >>> state = swag_init({"w": jnp.zeros((2, 3)), "b": jnp.zeros(3)}, rank=4)
+        >>> jax.tree.map(jnp.shape, state.deviations)
+        {'b': (4, 3), 'w': (4, 2, 3)}
+        >>> swag_init({"w": jnp.zeros(3)}, rank=1)
+        Traceback (most recent call last):
+        ...
+        ValueError: SWAG rank must be an integer >= 2 (the low-rank covariance divides by K - 1),
+        got 1.
+    """
     rank = _check_rank(rank)
     zeros = jax.tree.map(jnp.zeros_like, params)
     return SWAGState(
@@ -102,7 +126,19 @@ def swag_init(params: PyTree, rank: int = 40) -> SWAGState:
 
 def swag_collect(state: SWAGState, params: PyTree) -> SWAGState:
     """Add one iterate: update the running first and second moments, then write the deviation
-    ``params - new mean`` into ring-buffer slot ``count % rank``."""
+    ``params - new mean`` into ring-buffer slot ``count % rank``.
+
+    Examples:
+        Iterates 1 and 3: mean 2, second moment 5, deviations 1 - 1 and 3 - 2:
+
+        >>> state = swag_init(jnp.zeros(1), rank=2)
+        >>> for theta in (1.0, 3.0):
+        ...     state = swag_collect(state, jnp.array([theta]))
+        >>> int(state.count), state.mean.tolist(), state.sq_mean.tolist()
+        (2, [2.0], [5.0])
+        >>> state.deviations.tolist()
+        [[0.0], [1.0]]
+    """
     rank = _rank(state)
     n = state.count
     slot = n % rank
@@ -125,7 +161,17 @@ def swag_collect(state: SWAGState, params: PyTree) -> SWAGState:
 
 
 def swag_diagonal_variance(state: SWAGState, var_clamp: float = 1e-30) -> PyTree:
-    """``max(sq_mean - mean^2, var_clamp)`` per parameter."""
+    """``max(sq_mean - mean^2, var_clamp)`` per parameter.
+
+    Examples:
+        Iterates 1 and 3 have variance 5 - 2^2 = 1; a constant parameter gets ``var_clamp``:
+
+        >>> state = swag_init(jnp.zeros(2), rank=2)
+        >>> for theta in ([1.0, 7.0], [3.0, 7.0]):
+        ...     state = swag_collect(state, jnp.array(theta))
+        >>> swag_diagonal_variance(state, var_clamp=0.25).tolist()
+        [1.0, 0.25]
+    """
     return jax.tree.map(
         lambda sq, m: jnp.maximum(sq - jnp.square(m), var_clamp), state.sq_mean, state.mean
     )
@@ -153,6 +199,20 @@ def swag_sample(
     columns get no weight. z2 is shared by all leaves, so the low-rank part correlates them.
     With K = 1 the single column is zero and the low-rank term vanishes. ``low_rank=False``
     samples the diagonal part only (SWAG-Diagonal).
+
+    Examples:
+        Iterates 1 and 3: mean 2, Sigma_diag = 1 and D D^T / (K - 1) = 0^2 + 1^2, so with
+        ``scale=0.5`` the samples have variance 1/2 (1 + 1) = 1; SWAG-Diagonal's is 1/2.
+
+        >>> state = swag_init(jnp.zeros(1), rank=2)
+        >>> for theta in (1.0, 3.0):
+        ...     state = swag_collect(state, jnp.array([theta]))
+        >>> samples = swag_sample(jax.random.key(0), state, 10_000)
+        >>> samples.shape, round(float(samples.mean()), 1), round(float(samples.var()), 1)
+        ((10000, 1), 2.0, 1.0)
+        >>> diagonal = swag_sample(jax.random.key(0), state, 10_000, low_rank=False)
+        >>> round(float(diagonal.var()), 1)
+        0.5
     """
     if isinstance(num_samples, bool) or not isinstance(num_samples, (int, np.integer)):
         raise ValueError(f"num_samples must be an integer >= 1, got {num_samples!r}.")
@@ -236,6 +296,19 @@ def swag_collector(
     None selects everything). Updates are ``inner``'s, unchanged. Branch-free of Python control
     flow on traced values, so it jits and vmaps over a leading run axis. ``update`` needs
     ``params``. Read the moments back with :func:`swag_state`.
+
+    Examples:
+        SGD with learning rate 1 on the gradient 1 moves w from 0 to -1, -2, -3, -4; iterates
+        are collected from update 1 on, every second update: -2 and -4.
+
+        >>> opt = swag_collector(optax.sgd(1.0), start_step=1, every_steps=2, rank=2)
+        >>> params = {"w": jnp.zeros(1)}
+        >>> state = opt.init(params)
+        >>> for _ in range(4):
+        ...     updates, state = opt.update({"w": jnp.ones(1)}, state, params)
+        ...     params = optax.apply_updates(params, updates)
+        >>> params["w"].tolist(), int(swag_state(state).count), swag_state(state).mean["w"].tolist()
+        ([-4.0], 2, [-3.0])
     """
     rank = _check_rank(rank)
     for name, value, low in (("start_step", start_step, 0), ("every_steps", every_steps, 1)):
@@ -282,6 +355,22 @@ def swag_state(opt_state: optax.OptState) -> SWAGState:
     """The :class:`SWAGState` inside a (chained, masked, run-stacked) optimizer state.
 
     Raises ValueError when there is none, more than one, or when no iterate was collected yet.
+
+    Examples:
+        >>> opt = optax.chain(optax.clip(1.0), swag_collector(optax.sgd(0.1), 0, 1, rank=2))
+        >>> params = {"w": jnp.zeros(1)}
+        >>> state = opt.init(params)
+        >>> swag_state(state)
+        Traceback (most recent call last):
+        ...
+        ValueError: no SWAG moments collected: train past start_step (SWAGState.count is 0).
+        >>> _, state = opt.update({"w": jnp.ones(1)}, state, params)
+        >>> swag_state(state).mean["w"].tolist()
+        [-0.1...]
+        >>> swag_state(optax.sgd(0.1).init(params))
+        Traceback (most recent call last):
+        ...
+        ValueError: no SWAG state in this optimizer state: build the optimizer with ...
     """
     found: list[SWAGState] = []
     _find_swag(opt_state, found)

@@ -11,10 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-
-def is_traced(*arrays) -> bool:
-    """True inside a transformation (jit, vmap, grad), where values cannot be inspected."""
-    return any(isinstance(a, jax.core.Tracer) for a in arrays)
+from jaxrobust.arrays import is_traced
 
 
 def as_float_vector(name: str, values) -> jax.Array:

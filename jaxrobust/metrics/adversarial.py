@@ -11,7 +11,12 @@ SUCCESS_DENOMINATORS = ("correct", "all")
 
 
 def adversarial_accuracy(adversarial_predictions, labels) -> jax.Array:
-    """Fraction of adversarial inputs still classified as their true label."""
+    """Fraction of adversarial inputs still classified as their true label.
+
+    Examples:
+        >>> float(adversarial_accuracy([0, 1, 2, 2], [0, 1, 1, 2]))
+        0.75
+    """
     n = check_same_length(adversarial_predictions=adversarial_predictions, labels=labels)
     hits = jnp.asarray(adversarial_predictions) == jnp.asarray(labels)
     return jnp.sum(hits, dtype=jnp.int32) / n
@@ -31,6 +36,21 @@ def attack_success_rate(
     (``targets`` given): the adversarial prediction equals the target. ``among="correct"``
     (default, as foolbox and the SDIM paper report) counts only inputs the model classified
     correctly before the attack; ``among="all"`` counts every input. NaN when nothing counts.
+
+    Examples:
+        Inputs 0-2 were classified correctly; the attack changed the label of 0, 2 and 3:
+
+        >>> clean, adversarial, labels = [0, 1, 2, 0], [1, 1, 0, 2], [0, 1, 2, 1]
+        >>> round(float(attack_success_rate(clean, adversarial, labels)), 4)  # 2 of 3
+        0.6667
+        >>> float(attack_success_rate(clean, adversarial, labels, among="all"))  # 3 of 4
+        0.75
+
+        Targeted: inputs 0 and 2 reached their targets, input 1 did not.
+
+        >>> targets = [1, 0, 0, 2]
+        >>> round(float(attack_success_rate(clean, adversarial, labels, targets=targets)), 4)
+        0.6667
     """
     if among not in SUCCESS_DENOMINATORS:
         raise ValueError(f"among must be one of {SUCCESS_DENOMINATORS}, got {among!r}.")

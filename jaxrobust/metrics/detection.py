@@ -172,14 +172,40 @@ def _summary_jit(in_high, out_low, positive, tprs):
 
 
 def auroc(scores_in, scores_out, *, higher_is_ood: bool) -> jax.Array:
-    """Area under the ROC curve: P(s_in ranks above s_out) + 1/2 P(tie)."""
+    """Area under the ROC curve: P(s_in ranks above s_out) + 1/2 P(tie).
+
+    Examples:
+        Five of the six (in, out) pairs are ranked correctly:
+
+        >>> round(float(auroc([0.9, 0.8, 0.4], [0.5, 0.1], higher_is_ood=False)), 4)
+        0.8333
+        >>> round(float(auroc([0.9, 0.8, 0.4], [0.5, 0.1], higher_is_ood=True)), 4)  # 1/6
+        0.1667
+
+        A tie counts one half: (1/2 + 1 + 1/2 + 1) / 4 pairs.
+
+        >>> float(auroc([1.0, 1.0], [1.0, 0.0], higher_is_ood=False))
+        0.75
+    """
     return _auroc_jit(*_oriented(scores_in, scores_out, higher_is_ood))
 
 
 def average_precision(
     scores_in, scores_out, *, higher_is_ood: bool, positive: str = "in"
 ) -> jax.Array:
-    """AUPR = average precision sum_i (R_i - R_{i-1}) P_i; ``positive`` is the positive class."""
+    """AUPR = average precision sum_i (R_i - R_{i-1}) P_i; ``positive`` is the positive class.
+
+    Examples:
+        Ranked from the top: in (3), out (2), in (1). With in positive, recall steps by 1/2 at
+        precisions 1 and 2/3; with out positive (ranked from the bottom: in, out, in), by 1 at
+        precision 1/2.
+
+        >>> ap = average_precision([3.0, 1.0], [2.0], higher_is_ood=False)
+        >>> round(float(ap), 4)  # 1/2 * 1 + 1/2 * 2/3
+        0.8333
+        >>> float(average_precision([3.0, 1.0], [2.0], higher_is_ood=False, positive="out"))
+        0.5
+    """
     _check_positive(positive)
     return _average_precision_jit(
         *_oriented(scores_in, scores_out, higher_is_ood), positive=positive
@@ -189,7 +215,18 @@ def average_precision(
 def fpr_at_tpr(
     scores_in, scores_out, *, higher_is_ood: bool, tpr: float = 0.95, positive: str = "in"
 ) -> jax.Array:
-    """False-positive rate at the first threshold (from the top) whose TPR reaches ``tpr``."""
+    """False-positive rate at the first threshold (from the top) whose TPR reaches ``tpr``.
+
+    Examples:
+        Half the positives pass the threshold 3, which also passes one of three negatives
+        (3.5); all of them pass 1, which passes two negatives.
+
+        >>> scores_in, scores_out = [4.0, 3.0, 2.0, 1.0], [3.5, 1.5, 0.0]
+        >>> round(float(fpr_at_tpr(scores_in, scores_out, higher_is_ood=False, tpr=0.5)), 4)
+        0.3333
+        >>> round(float(fpr_at_tpr(scores_in, scores_out, higher_is_ood=False)), 4)  # FPR95
+        0.6667
+    """
     _check_positive(positive)
     return _fpr_at_tpr_jit(
         *_oriented(scores_in, scores_out, higher_is_ood), positive=positive, tpr=_check_tpr(tpr)
@@ -208,6 +245,13 @@ def detection_summary(
 
     Returns ``{"auroc", "aupr_in", "aupr_out", "fpr80", "fpr95"}`` (FPR keys follow ``tprs``;
     FPR uses ``positive`` as the positive class). Fractions in [0, 1].
+
+    Examples:
+        The same numbers as :func:`auroc`, :func:`average_precision` and :func:`fpr_at_tpr`:
+
+        >>> summary = detection_summary([3.0, 1.0], [2.0], higher_is_ood=False, tprs=(0.5, 1.0))
+        >>> {k: round(float(v), 4) for k, v in summary.items()}
+        {'aupr_in': 0.8333, 'aupr_out': 0.5, 'auroc': 0.5, 'fpr100': 1.0, 'fpr50': 0.0}
     """
     _check_positive(positive)
     tprs = tuple(_check_tpr(t) for t in tprs)
@@ -219,7 +263,15 @@ def detection_summary(
 def roc_curve(
     scores_in, scores_out, *, higher_is_ood: bool, positive: str = "in"
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``(fpr, tpr)`` at every distinct threshold, from (0, 0) to (1, 1); for plots (NumPy)."""
+    """``(fpr, tpr)`` at every distinct threshold, from (0, 0) to (1, 1); for plots (NumPy).
+
+    Examples:
+        Thresholds 3, 2, 1 pass the positives {3}, {3}, {3, 1} and the negatives {}, {2}, {2}:
+
+        >>> fpr, tpr = roc_curve([3.0, 1.0], [2.0], higher_is_ood=False)
+        >>> fpr.tolist(), tpr.tolist()
+        ([0.0, 0.0, 1.0, 1.0], [0.0, 0.5, 0.5, 1.0])
+    """
     _check_positive(positive)
     in_high, out_low = _oriented(scores_in, scores_out, higher_is_ood)
     keys_in = np.asarray(_order_keys(in_high))
@@ -236,7 +288,15 @@ def roc_curve(
 
 
 class DetectionAtThreshold(NamedTuple):
-    """Rates of inputs flagged as OOD by one fixed threshold."""
+    """Rates of inputs flagged as OOD by one fixed threshold.
+
+    Examples:
+        One of two OOD inputs (0) and none of two in-distribution ones scores below 1:
+
+        >>> rates = detection_at_threshold([3.0, 1.0], [0.0, 2.0], higher_is_ood=False, threshold=1)
+        >>> {name: float(rate) for name, rate in rates._asdict().items()}
+        {'detection_rate': 0.5, 'false_alarm_rate': 0.0}
+    """
 
     detection_rate: jax.Array  # fraction of OOD inputs flagged (the SDIM paper's detection rate)
     false_alarm_rate: jax.Array  # fraction of in-distribution inputs flagged
@@ -249,6 +309,16 @@ def detection_at_threshold(
 
     With ``higher_is_ood=False`` an input is flagged when ``score < threshold`` (the SDIM rule:
     reject when log p(x|c) < delta_c); with ``higher_is_ood=True`` when ``score > threshold``.
+
+    Examples:
+        Below 2.5 lie three of the four OOD scores and two of the five in-distribution ones:
+
+        >>> scores_in, scores_out = [5.0, 4.0, 3.0, 2.0, 1.0], [0.0, 1.0, 2.0, 6.0]
+        >>> rates = detection_at_threshold(
+        ...     scores_in, scores_out, higher_is_ood=False, threshold=2.5
+        ... )
+        >>> round(float(rates.detection_rate), 4), round(float(rates.false_alarm_rate), 4)
+        (0.75, 0.4)
     """
     in_high, out_low = _oriented(scores_in, scores_out, higher_is_ood)
     threshold = jnp.asarray(threshold, in_high.dtype)
@@ -272,6 +342,14 @@ def threshold_from_percentile(scores_in, *, higher_is_ood: bool, percentile: flo
 
     The SDIM paper's delta: the 1st or 2nd percentile of in-distribution log-likelihoods
     (``higher_is_ood=False``); for a score where larger means OOD, the (100 - p)-th percentile.
+
+    Examples:
+        >>> import numpy as np
+        >>> scores_in = np.arange(101.0)  # 0, 1, ..., 100
+        >>> float(threshold_from_percentile(scores_in, higher_is_ood=False, percentile=2))
+        2.0
+        >>> float(threshold_from_percentile(scores_in, higher_is_ood=True, percentile=2))
+        98.0
     """
     if not 0.0 <= percentile <= 100.0:
         raise ValueError(f"percentile must lie in [0, 100], got {percentile}.")

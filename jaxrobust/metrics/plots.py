@@ -1,4 +1,5 @@
-"""PNG plots: ROC curves, in-vs-out score histograms, reliability diagrams (matplotlib, Agg)."""
+"""PNG plots: ROC curves, in-vs-out score histograms, reliability diagrams, robustness curves
+(matplotlib, Agg)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,17 @@ import numpy as np  # noqa: E402
 def plot_roc_curves(
     curves: Mapping[str, tuple[np.ndarray, np.ndarray, float]], title: str, path: Path
 ) -> Path:
-    """One ROC curve per score: ``{label: (fpr, tpr, auroc)}``."""
+    """One ROC curve per score: ``{label: (fpr, tpr, auroc)}``.
+
+    Examples:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> curve = (np.array([0.0, 0.0, 1.0]), np.array([0.0, 1.0, 1.0]), 1.0)
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     path = plot_roc_curves({"perfect": curve}, "ROC", Path(tmp) / "plots" / "roc.png")
+        ...     path.name, path.read_bytes()[1:4]
+        ('roc.png', b'PNG')
+    """
     fig, ax = plt.subplots(figsize=(5, 5))
     for label, (fpr, tpr, area) in curves.items():
         ax.plot(fpr, tpr, label=f"{label} (AUROC {100 * area:.1f})")
@@ -29,7 +40,19 @@ def plot_roc_curves(
 def plot_score_histograms(
     scores_in: np.ndarray, scores_out: np.ndarray, names: tuple[str, str], title: str, path: Path
 ) -> Path:
-    """Overlaid, density-normalised histograms of one score on in- and out-of-distribution data."""
+    """Overlaid, density-normalised histograms of one score on in- and out-of-distribution data.
+
+    Examples:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> scores_in, scores_out = np.linspace(0.0, 1.0, 50), np.linspace(0.5, 2.0, 50)
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     path = plot_score_histograms(
+        ...         scores_in, scores_out, ("in", "out"), "score", Path(tmp) / "hist.png"
+        ...     )
+        ...     path.name, path.read_bytes()[1:4]
+        ('hist.png', b'PNG')
+    """
     fig, ax = plt.subplots(figsize=(6, 4))
     both = np.concatenate([scores_in, scores_out])
     lo, hi = np.nanpercentile(both, [0.5, 99.5])
@@ -42,7 +65,25 @@ def plot_score_histograms(
 
 
 def plot_reliability_diagram(bins: Mapping[str, np.ndarray], ece: float, title: str, path: Path):
-    """Accuracy per confidence bin against the diagonal, with the bin counts below."""
+    """Accuracy per confidence bin against the diagonal, with the bin counts below.
+
+    ``bins`` is :func:`jaxrobust.metrics.reliability_bins`'s output (``edges``, ``count``,
+    ``accuracy``, ``confidence``).
+
+    Examples:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> bins = {
+        ...     "edges": np.array([0.0, 0.5, 1.0]),
+        ...     "count": np.array([0.0, 4.0]),
+        ...     "accuracy": np.array([0.0, 0.75]),
+        ...     "confidence": np.array([0.0, 0.8]),
+        ... }
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     path = plot_reliability_diagram(bins, 0.05, "classifier", Path(tmp) / "rel.png")
+        ...     path.name, path.read_bytes()[1:4]
+        ('rel.png', b'PNG')
+    """
     edges = np.asarray(bins["edges"])
     width = np.diff(edges)
     count = np.asarray(bins["count"])
@@ -68,6 +109,28 @@ def plot_reliability_diagram(bins: Mapping[str, np.ndarray], ece: float, title: 
     top.legend(loc="upper left", fontsize=8)
     bottom.bar(edges[:-1], count, width=width, align="edge", edgecolor="black")
     bottom.set(xlabel="confidence", ylabel="count")
+    return _save(fig, path)
+
+
+def plot_robustness_curves(curves: Mapping[str, tuple[list, list]], title: str, path: Path) -> Path:
+    """Accuracy (%) vs epsilon, one line per ``{label: (epsilons, accuracies in [0, 1])}``.
+
+    Examples:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     path = plot_robustness_curves({"fgsm": ([0.0, 0.1], [0.99, 0.5])}, "curve",
+        ...                                   Path(tmp) / "robustness.png")
+        ...     path.read_bytes()[1:4]
+        b'PNG'
+    """
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    for label, (epsilons, accuracy) in curves.items():
+        ax.plot(epsilons, 100 * np.asarray(accuracy), marker="o", label=label)
+    ax.set(xlabel="epsilon", ylabel="accuracy (%)", ylim=(-2, 102))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(title, fontsize=9)
     return _save(fig, path)
 
 

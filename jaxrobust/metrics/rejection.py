@@ -12,10 +12,21 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jaxrobust.metrics._arrays import check_same_length, is_traced
+from jaxrobust.arrays import is_traced
+from jaxrobust.metrics._arrays import check_same_length
 
 
 class RejectionResult(NamedTuple):
+    """What :func:`classification_with_rejection` returns.
+
+    Examples:
+        >>> result = classification_with_rejection([1, 0], [1, 1], accepted=[True, False])
+        >>> result._fields
+        ('accuracy_on_accepted', 'rejection_rate', 'num_accepted')
+        >>> [float(value) for value in result]
+        [1.0, 0.5, 1.0]
+    """
+
     accuracy_on_accepted: jax.Array  # correct and accepted / accepted (NaN when none accepted)
     rejection_rate: jax.Array  # rejected / all
     num_accepted: jax.Array  # int32
@@ -37,7 +48,19 @@ def _rejection_jit(predictions, labels, accepted):
 
 def classification_with_rejection(predictions, labels, accepted) -> RejectionResult:
     """Accuracy among accepted inputs and the rejection rate, from predicted classes [N],
-    true labels [N] and the acceptance mask [N]."""
+    true labels [N] and the acceptance mask [N].
+
+    Examples:
+        Two of the three accepted predictions are right; one input of four is rejected:
+
+        >>> result = classification_with_rejection(
+        ...     [0, 1, 1, 0], [0, 1, 0, 0], [True, True, True, False]
+        ... )
+        >>> round(float(result.accuracy_on_accepted), 4), float(result.rejection_rate)
+        (0.6667, 0.25)
+        >>> int(result.num_accepted)
+        3
+    """
     check_same_length(predictions=predictions, labels=labels, accepted=accepted)
     accepted = jnp.asarray(accepted)
     if accepted.dtype != jnp.bool_:
@@ -49,6 +72,14 @@ def accept_above_class_thresholds(class_scores, thresholds) -> tuple[jax.Array, 
     """SDIM's decision rule: predict c = argmax_c s_c(x), accept when s_c(x) >= delta_c.
 
     ``class_scores`` [N, C] (e.g. log p(x|c)), ``thresholds`` [C]. Returns (predictions, accepted).
+
+    Examples:
+        The third input's best score, -4 for class 0, is below delta_0 = -2:
+
+        >>> scores = [[-1.0, -5.0], [-9.0, -3.0], [-4.0, -8.0]]
+        >>> predictions, accepted = accept_above_class_thresholds(scores, [-2.0, -4.0])
+        >>> predictions.tolist(), accepted.tolist()
+        ([0, 1, 0], [True, True, False])
     """
     class_scores = jnp.asarray(class_scores)
     thresholds = jnp.asarray(thresholds)
@@ -69,6 +100,16 @@ def class_thresholds_from_percentile(
     (SDIM: 1st or 2nd percentile of log p(x|c) over correctly classified training samples).
 
     Classes without a qualifying input get -inf (accept everything predicted as them).
+
+    Examples:
+        Class 0's own scores are -1, -2, -3 and class 1's -1, -2; class 2 has no input:
+
+        >>> scores = [[-1, -5, -9], [-2, -6, -9], [-3, -7, -9], [-9, -1, -9], [-8, -2, -9]]
+        >>> labels = [0, 0, 0, 1, 1]
+        >>> class_thresholds_from_percentile(scores, labels, 50.0).tolist()
+        [-2.0, -1.5, -inf]
+        >>> class_thresholds_from_percentile(scores, labels, 0.0).tolist()
+        [-3.0, -2.0, -inf]
     """
     class_scores = jnp.asarray(class_scores)
     labels = jnp.asarray(labels)

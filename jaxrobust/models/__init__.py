@@ -1,6 +1,41 @@
-"""Models as pure functions: a :class:`Model` bundles init, loss and scores of one network."""
+"""Models as pure functions: a :class:`Model` bundles init, loss and the capabilities of a family.
 
-from jaxrobust.models.base import Model, Score
-from jaxrobust.models.registry import build_model, known_models
+Families: :func:`make_vae` (variational autoencoders with any latent family and observation
+model) and :func:`make_classifier` (softmax classifiers over any Flax network). New families
+register a builder with :func:`register_model`; classifier networks with
+:func:`register_network`.
+"""
 
-__all__ = ["Model", "Score", "build_model", "known_models"]
+from jaxrobust.models.base import (
+    CAPABILITIES,
+    Model,
+    merge_variables,
+    split_variables,
+    with_variables_transform,
+)
+from jaxrobust.models.classifier import make_classifier
+from jaxrobust.models.registry import (
+    ModelKind,
+    build_model,
+    known_models,
+    register_model,
+    register_network,
+)
+from jaxrobust.models.vae import make_vae
+from jaxrobust.scores.table import Score
+
+__all__ = [
+    "CAPABILITIES",
+    "Model",
+    "ModelKind",
+    "Score",
+    "build_model",
+    "known_models",
+    "make_classifier",
+    "make_vae",
+    "merge_variables",
+    "register_model",
+    "register_network",
+    "split_variables",
+    "with_variables_transform",
+]

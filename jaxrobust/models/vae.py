@@ -1,11 +1,13 @@
 """Variational autoencoder (Kingma & Welling 2014) with negative sampling (seed 004, section 3).
 
-VAE = encoder q(z|x) = N(mu(x), diag sigma^2(x)) + decoder + observation model p(x|z) (any of
-:func:`jaxrobust.distributions.make_observation_model`) + prior p(z) = N(0, I):
+VAE = encoder q(z|x) in a latent family (:mod:`jaxrobust.distributions.latent`; the Gaussian
+N(mu(x), diag sigma^2(x)) with prior N(0, I) by default) + decoder + observation model p(x|z)
+(any of :func:`jaxrobust.distributions.make_observation_model`):
     ELBO(x) = E_q(z|x)[log p(x|z)] - KL(q(z|x) || p(z))   (one reparameterised z, closed-form KL)
 
 Negative sampling (Csiszarik et al., seed 004, eq. in section 3): with negatives x_neg and the
-negative prior p_neg(z) = N(s * 1, I) (s = 8 grayscale, 25 colour),
+negative prior p_neg(z) = N(s * 1, I) (s = 8 grayscale, 25 colour; a family's
+``kl_to_shifted_prior``),
     L = -ELBO(x) + KL(q(z|x_neg) || p_neg(z))      (no reconstruction term for negatives)
 Negative sources (``negatives.source``):
 - ``"dataset"``: an auxiliary dataset (``negatives.dataset``, any ``jaxrobust.data`` name of the
@@ -33,15 +35,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxrobust.distributions import (
-    ObservationModel,
-    bits_per_dim,
-    diagonal_gaussian_kl_to_standard,
-    diagonal_gaussian_log_prob,
-    make_observation_model,
-    shifted_normal_kl,
-    standard_normal_log_prob,
-)
+from jaxrobust.distributions import ObservationModel, bits_per_dim, make_observation_model
+from jaxrobust.distributions.latent import GAUSSIAN, LatentFamily, get_latent_family
 from jaxrobust.models.base import Model, Score
 from jaxrobust.nn import make_vae_networks
 from jaxrobust.scores.importance import (
@@ -50,14 +45,17 @@ from jaxrobust.scores.importance import (
 )
 
 NEGATIVE_SOURCES = ("none", "dataset", "uniform_noise", "data_noise", "generated")
+#: Names of the VAE's ``outputs`` (each computed once per call, whatever scores need it).
+OUTPUTS = ("elbo", "kl", "iwae", "iwae_repeat_std")
 
 
 class VAE(nn.Module):
-    """Encoder, decoder and the observation model's own parameters (e.g. a shared log-scale)."""
+    """Encoder, decoder, the latent family and the observation model's own parameters."""
 
     encoder: nn.Module
     decoder: nn.Module
     observation: ObservationModel
+    latent: LatentFamily = GAUSSIAN
 
     def setup(self):
         self.observation_params = {
@@ -65,8 +63,9 @@ class VAE(nn.Module):
             for name, value in self.observation.init_params().items()
         }
 
-    def encode(self, x: jax.Array, train: bool = False) -> tuple[jax.Array, jax.Array]:
-        return self.encoder(x, train=train)
+    def encode(self, x: jax.Array, train: bool = False) -> Any:
+        """The latent family's parameters of q(z|x)."""
+        return self.latent.params(self.encoder(x, train=train))
 
     def decode(self, z: jax.Array, train: bool = False) -> jax.Array:
         return self.decoder(z, train=train)
@@ -77,20 +76,20 @@ class VAE(nn.Module):
     def reconstruction_mean(self, decoder_out: jax.Array) -> jax.Array:
         return self.observation.mean(decoder_out, self.observation_params)
 
-    def __call__(self, x: jax.Array, key: jax.Array, train: bool = False) -> dict[str, jax.Array]:
-        """Per-example ``log_lik``, ``kl``, ``elbo`` (nats, ``[N]``) and ``mu``, ``log_var``."""
-        mu, log_var = self.encode(x, train)
-        z = mu + jnp.exp(0.5 * log_var) * jax.random.normal(key, mu.shape, mu.dtype)
+    def __call__(self, x: jax.Array, key: jax.Array, train: bool = False) -> dict[str, Any]:
+        """Per-example ``log_lik``, ``kl``, ``elbo`` (nats, ``[N]``) and the latent ``params``."""
+        params = self.encode(x, train)
+        z = self.latent.sample(key, params)
         log_lik = self.log_likelihood(self.decode(z, train), x)
-        kl = diagonal_gaussian_kl_to_standard(mu, log_var)
-        return {"log_lik": log_lik, "kl": kl, "elbo": log_lik - kl, "mu": mu, "log_var": log_var}
+        kl = self.latent.kl_to_prior(params)
+        return {"log_lik": log_lik, "kl": kl, "elbo": log_lik - kl, "params": params}
 
     def log_weight(self, x: jax.Array, key: jax.Array) -> jax.Array:
         """One importance log-weight per input: log p(x|z) + log p(z) - log q(z|x), z ~ q."""
-        mu, log_var = self.encode(x)
-        z = mu + jnp.exp(0.5 * log_var) * jax.random.normal(key, mu.shape, mu.dtype)
+        params = self.encode(x)
+        z = self.latent.sample(key, params)
         log_lik = self.log_likelihood(self.decode(z), x)
-        return log_lik + standard_normal_log_prob(z) - diagonal_gaussian_log_prob(z, mu, log_var)
+        return log_lik + self.latent.prior_log_prob(z) - self.latent.log_prob(z, params)
 
     def generate_mean(self, z: jax.Array, train: bool = False) -> jax.Array:
         """E[x | z]: the generator's output for latent codes ``z``."""
@@ -116,6 +115,7 @@ def make_vae(
     encoder_features: Sequence[int] = (32, 64),
     decoder_features: Sequence[int] = (64, 32),
     *,
+    latent: str | LatentFamily = "gaussian",
     network: str = "conv",
     network_options: Mapping[str, Any] | None = None,
     observation: str = "bernoulli",
@@ -127,23 +127,49 @@ def make_vae(
 ) -> Model:
     """A :class:`Model` whose per-example loss is -ELBO (+ the negative-sampling KL), in nats.
 
-    Scores: ``elbo`` (larger = in-distribution), ``bpd`` (bits per dimension of -ELBO, larger =
-    OOD: the paper's "AUC BPD"), ``kl`` (KL(q(z|x) || p(z)), larger = OOD: "AUC KL"), ``iwae``
-    (importance-weighted log p(x) with ``iwae_samples`` samples), ``iwae_std`` (std of the
-    log-weights, larger = OOD) and ``iwae_repeat_std`` (std over ``iwae_repeats`` independent
-    IWAE estimates of log p(x), larger = OOD: the classical-VAE "std of LLs" of Ch.5, Table 5.2).
+    Capabilities: ``encode`` (the latent family's parameters), ``decode`` (E[x | z]),
+    ``log_likelihood`` (IWAE, ``num_samples`` defaulting to ``iwae_samples``), ``outputs``
+    (:data:`OUTPUTS`). Scores: ``elbo`` (larger = in-distribution), ``bpd`` (bits per dimension
+    of -ELBO, larger = OOD: the paper's "AUC BPD"), ``kl`` (KL(q(z|x) || p(z)), larger = OOD:
+    "AUC KL"), ``iwae`` (importance-weighted log p(x) with ``iwae_samples`` samples),
+    ``iwae_std`` (std of the log-weights, larger = OOD) and ``iwae_repeat_std`` (std over
+    ``iwae_repeats`` independent IWAE estimates of log p(x), larger = OOD: the classical-VAE
+    "std of LLs" of Ch.5, Table 5.2). ``iwae`` and ``iwae_std`` share one set of K samples.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> vae = make_vae((8, 8, 1), 2, network="mlp", network_options={"hidden": (16,)},
+        ...                iwae_samples=4, iwae_chunk=4)
+        >>> x = jnp.full((3, 8, 8, 1), 0.5)
+        >>> variables = vae.init(jax.random.key(0), x)
+        >>> mu, log_var = vae.encode(variables, x)
+        >>> mu.shape, vae.decode(variables, mu).shape
+        ((3, 2), (3, 8, 8, 1))
+        >>> s = vae.score(variables, x, ["elbo", "iwae", "iwae_std"], key=jax.random.key(1))
+        >>> bool(jnp.all(s["iwae"] >= s["elbo"] - 50.0)), s["iwae_std"].shape
+        (True, (3,))
     """
     image_shape = tuple(image_shape)
+    family = get_latent_family(latent)
     obs = make_observation_model(observation, **dict(observation_options or {}))
     options = dict(network_options or {})
     if network == "conv":
         options.setdefault("encoder_features", tuple(encoder_features))
         options.setdefault("decoder_features", tuple(decoder_features))
     encoder, decoder = make_vae_networks(
-        network, image_shape, latent_dim, obs.decoder_channels(image_shape[-1]), **options
+        network,
+        image_shape,
+        latent_dim,
+        obs.decoder_channels(image_shape[-1]),
+        head_width=family.head_width(latent_dim),
+        **options,
     )
-    module = VAE(encoder, decoder, obs)
+    module = VAE(encoder, decoder, obs, family)
     neg = _check_negatives(negatives or {})
+    if neg["source"] != "none" and family.kl_to_shifted_prior is None:
+        raise ValueError(
+            f"Negative sampling needs a shifted prior; latent family {family.name!r} has none."
+        )
     num_dims = int(np.prod(image_shape))
 
     def init(key, images):
@@ -156,7 +182,9 @@ def make_vae(
         out = module.apply(variables, *args, method=method, mutable=mutable)
         return out if mutable else (out, {k: v for k, v in variables.items() if k != "params"})
 
-    def loss(params, state, batch, key, train):
+    def loss(variables, batch, *, key, train=False):
+        params = variables["params"]
+        state = {k: v for k, v in variables.items() if k != "params"}
         x = batch["image"]
         # The positive term uses ``key`` itself, so the loss is -ELBO of the "elbo" score.
         neg_key, gen_key = jax.random.fold_in(key, 1), jax.random.fold_in(key, 2)
@@ -171,9 +199,10 @@ def make_vae(
         skip = neg["source"] == "dataset" and not train and "negative_image" not in batch
         if neg["source"] != "none" and not skip:
             x_neg = _negatives(x, batch, neg_key, params, state, train)
-            variables = {"params": params, **state}
-            (mu, log_var), state = apply(variables, x_neg, train, train=train, method=VAE.encode)
-            neg_kl = shifted_normal_kl(mu, log_var, neg["shift"])
+            latent_params, state = apply(
+                {"params": params, **state}, x_neg, train, train=train, method=VAE.encode
+            )
+            neg_kl = family.kl_to_shifted_prior(latent_params, neg["shift"])
             total = total + neg_kl
             metrics["negative_kl"] = neg_kl
             if neg["source"] == "generated":
@@ -184,7 +213,7 @@ def make_vae(
         return total, (metrics, state)
 
     def _generated(params, state, num, key, train):
-        z = jax.random.normal(key, (num, latent_dim))
+        z = family.sample_prior(key, (num, latent_dim))
         out, _ = apply({"params": params, **state}, z, train, train=train,
                        method=VAE.generate_mean)  # fmt: skip
         return out
@@ -210,53 +239,90 @@ def make_vae(
         """KL(q(z|x_gen) || p(z)) with x_gen differentiable and the encoder frozen."""
         x_gen = _generated(params, state, num, key, train)
         frozen = {**params, "encoder": jax.lax.stop_gradient(params["encoder"])}
-        (mu, log_var), _ = apply({"params": frozen, **state}, x_gen, train, train=train,
+        latent_params, _ = apply({"params": frozen, **state}, x_gen, train, train=train,
                                  method=VAE.encode)  # fmt: skip
-        return diagonal_gaussian_kl_to_standard(mu, log_var)
+        return family.kl_to_prior(latent_params)
 
-    def elbo_score(variables, images, key):
-        return module.apply(variables, images, key)["elbo"]
+    def encode(variables, images):
+        return module.apply(variables, images, method=VAE.encode)
 
-    def bpd_score(variables, images, key):
-        return bits_per_dim(-elbo_score(variables, images, key), num_dims)
+    def decode(variables, z):
+        return module.apply(variables, z, method=VAE.generate_mean)
 
-    def kl_score(variables, images, key):
-        del key
-        mu, log_var = module.apply(variables, images, method=VAE.encode)
-        return diagonal_gaussian_kl_to_standard(mu, log_var)
-
-    def iwae(variables, images, key):
+    def _log_weight_fn(variables, images):
         def log_weight_fn(k):
             return module.apply(variables, images, k, method=VAE.log_weight)
 
-        return importance_weighted_log_likelihood(log_weight_fn, key, iwae_samples, iwae_chunk)
+        return log_weight_fn
 
-    def iwae_repeat_std(variables, images, key):
-        def log_weight_fn(k):
-            return module.apply(variables, images, k, method=VAE.log_weight)
+    def log_likelihood(variables, images, *, key, num_samples=None):
+        k, chunk = (iwae_samples, iwae_chunk) if num_samples is None else (num_samples, None)
+        chunk = min(iwae_chunk, k) if chunk is None else chunk
+        return importance_weighted_log_likelihood(
+            _log_weight_fn(variables, images), key, k, chunk
+        ).log_likelihood
 
-        return repeated_log_likelihood_std(
-            log_weight_fn, key, iwae_samples, iwae_repeats, iwae_chunk
-        )
+    def outputs(variables, images, *, key, names):
+        unknown = set(names) - set(OUTPUTS)
+        if unknown:
+            raise KeyError(f"Unknown VAE outputs {sorted(unknown)}; known: {list(OUTPUTS)}.")
+        out = {}
+        if "elbo" in names:
+            terms = module.apply(variables, images, key)
+            out["elbo"] = {k: terms[k] for k in ("elbo", "log_lik", "kl")}
+        if "kl" in names:
+            out["kl"] = family.kl_to_prior(encode(variables, images))
+        if "iwae" in names:
+            out["iwae"] = importance_weighted_log_likelihood(
+                _log_weight_fn(variables, images), key, iwae_samples, iwae_chunk
+            )
+        if "iwae_repeat_std" in names:
+            out["iwae_repeat_std"] = repeated_log_likelihood_std(
+                _log_weight_fn(variables, images), key, iwae_samples, iwae_repeats, iwae_chunk
+            )
+        return out
 
-    scores = {
-        "elbo": Score(elbo_score, False, "ELBO estimate of log p(x), one z sample (nats)"),
-        "bpd": Score(bpd_score, True, "bits per dimension of -ELBO (one z sample)"),
-        "kl": Score(kl_score, True, "KL(q(z|x) || p(z)) in closed form (nats)"),
+    table = {
+        "elbo": Score(
+            lambda o: o["elbo"]["elbo"],
+            False,
+            "ELBO estimate of log p(x), one z sample (nats)",
+            ("elbo",),
+        ),
+        "bpd": Score(
+            lambda o: bits_per_dim(-o["elbo"]["elbo"], num_dims),
+            True,
+            "bits per dimension of -ELBO (one z sample)",
+            ("elbo",),
+        ),
+        "kl": Score(lambda o: o["kl"], True, "KL(q(z|x) || p(z)) in closed form (nats)", ("kl",)),
         "iwae": Score(
-            lambda v, x, k: iwae(v, x, k).log_likelihood,
+            lambda o: o["iwae"].log_likelihood,
             False,
             f"importance-weighted log p(x), K = {iwae_samples} (nats)",
+            ("iwae",),
         ),
         "iwae_std": Score(
-            lambda v, x, k: iwae(v, x, k).std_log_weights,
+            lambda o: o["iwae"].std_log_weights,
             True,
             f"std of the K = {iwae_samples} importance log-weights (nats)",
+            ("iwae",),
         ),
         "iwae_repeat_std": Score(
-            iwae_repeat_std,
+            lambda o: o["iwae_repeat_std"],
             True,
             f"std over {iwae_repeats} IWAE estimates of log p(x), K = {iwae_samples} (nats)",
+            ("iwae_repeat_std",),
         ),
     }
-    return Model("vae", init, loss, scores)
+    return Model(
+        "vae",
+        init,
+        loss,
+        scores=table,
+        outputs=outputs,
+        log_likelihood=log_likelihood,
+        encode=encode,
+        decode=decode,
+        latent=family,
+    )

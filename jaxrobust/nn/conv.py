@@ -11,24 +11,34 @@ from jaxrobust.nn.layers import Conv, ConvTranspose, max_pool_2x2
 
 
 class ConvEncoder(nn.Module):
-    """Strided 4x4 convolutions + ReLU, then a dense layer to ``2 * latent_dim``.
+    """Strided 4x4 convolutions + ReLU, then a dense head of ``head_width`` raw features.
 
-    Returns ``(mu, log_var)`` of the diagonal Gaussian q(z|x), each ``[..., latent_dim]``.
+    ``head_width`` defaults to ``2 * latent_dim`` (the diagonal Gaussian's ``(mu, log_var)``);
+    the latent family (:mod:`jaxrobust.distributions.latent`) maps the head to its parameters.
+
+    Examples:
+        Two stride-2 convolutions take 28x28 to 7x7x64 = 3136 features:
+
+        >>> import jax
+        >>> encoder = ConvEncoder(latent_dim=16)
+        >>> x = jnp.zeros((2, 28, 28, 1))
+        >>> variables = jax.eval_shape(encoder.init, jax.random.key(0), x)
+        >>> variables["params"]["Dense_0"]["kernel"].shape, jax.eval_shape(encoder.apply, variables, x).shape
+        ((3136, 32), (2, 32))
     """
 
     latent_dim: int
     features: Sequence[int] = (32, 64)
+    head_width: int | None = None
 
     @nn.compact
-    def __call__(self, x: jnp.ndarray, train: bool = False) -> tuple[jnp.ndarray, jnp.ndarray]:
+    def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
         del train  # no batch statistics; accepted for the common encoder interface
         h = x
         for width in self.features:
             h = nn.relu(Conv(width, (4, 4), strides=(2, 2), padding="SAME")(h))
         h = h.reshape(h.shape[:-3] + (-1,))
-        stats = nn.Dense(2 * self.latent_dim)(h)
-        mu, log_var = jnp.split(stats, 2, axis=-1)
-        return mu, log_var
+        return nn.Dense(self.head_width or 2 * self.latent_dim)(h)
 
 
 class ConvDecoder(nn.Module):
@@ -36,6 +46,16 @@ class ConvDecoder(nn.Module):
 
     Returns unconstrained per-pixel parameters of shape ``(H, W, out_channels)`` (e.g. Bernoulli
     logits); ``out_channels`` defaults to the image channels ``image_shape[-1]``.
+
+    Examples:
+        >>> import jax
+        >>> decoder = ConvDecoder(image_shape=(28, 28, 1), out_channels=2)
+        >>> z = jnp.zeros((5, 16))
+        >>> variables = jax.eval_shape(decoder.init, jax.random.key(0), z)
+        >>> variables["params"]["Dense_0"]["kernel"].shape  # to a 7x7x64 map
+        (16, 3136)
+        >>> jax.eval_shape(decoder.apply, variables, z).shape
+        (5, 28, 28, 2)
     """
 
     image_shape: Sequence[int]
@@ -43,7 +63,15 @@ class ConvDecoder(nn.Module):
     out_channels: int | None = None
 
     def check_image_shape(self) -> None:
-        """Raise ``ValueError`` unless H and W are divisible by ``2 ** len(features)``."""
+        """Raise ``ValueError`` unless H and W are divisible by ``2 ** len(features)``.
+
+        Examples:
+            >>> ConvDecoder(image_shape=(32, 32, 3)).check_image_shape()
+            >>> ConvDecoder(image_shape=(30, 30, 3)).check_image_shape()
+            Traceback (most recent call last):
+            ...
+            ValueError: ConvDecoder: image size 30x30 is not divisible by 4 (2 ** number of ...
+        """
         height, width, _ = self.image_shape
         scale = 2 ** len(self.features)
         if height % scale or width % scale:
@@ -68,18 +96,23 @@ class ConvDecoder(nn.Module):
 
 
 class SmallCNN(nn.Module):
-    """Two 3x3 conv + max-pool stages and a two-layer MLP head; returns logits."""
+    """Two 3x3 conv + max-pool stages and a two-layer MLP head; returns logits (or, with
+    ``return_features``, the ``hidden`` penultimate features)."""
 
     num_classes: int
     features: Sequence[int] = (32, 64)
     hidden: int = 128
 
     @nn.compact
-    def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
+    def __call__(
+        self, x: jnp.ndarray, train: bool = False, return_features: bool = False
+    ) -> jnp.ndarray:
         h = x
         for width in self.features:
             h = nn.relu(Conv(width, (3, 3), padding="SAME")(h))
             h = max_pool_2x2(h)  # = nn.max_pool(h, (2, 2), strides=(2, 2)), faster gradient
         h = h.reshape(h.shape[:-3] + (-1,))
         h = nn.relu(nn.Dense(self.hidden)(h))
+        if return_features:
+            return h
         return nn.Dense(self.num_classes)(h)

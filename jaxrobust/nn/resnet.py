@@ -43,7 +43,9 @@ class ResNet(nn.Module):
     widths: Sequence[int] = (64, 128, 256, 512)
 
     @nn.compact
-    def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
+    def __call__(
+        self, x: jnp.ndarray, train: bool = False, return_features: bool = False
+    ) -> jnp.ndarray:
         h = Conv(self.widths[0], (3, 3), padding=1, use_bias=False)(x)
         h = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5)(h)
         h = nn.relu(h)
@@ -52,7 +54,7 @@ class ResNet(nn.Module):
                 strides = 2 if stage > 0 and block == 0 else 1
                 h = BasicBlock(width, strides)(h, train)
         h = jnp.mean(h, axis=(-3, -2))
-        if self.num_classes is None:
+        if self.num_classes is None or return_features:
             return h
         return nn.Dense(self.num_classes)(h)
 

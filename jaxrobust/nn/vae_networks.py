@@ -1,7 +1,9 @@
 """VAE encoder/decoder pairs of the seed documents, behind one interface and a name registry.
 
-Every encoder is ``__call__(x, train=False) -> (mu, log_var)`` for NHWC images ``x`` in [0, 1]
-(any leading batch axes), each ``[..., latent_dim]``: the diagonal Gaussian q(z|x). Every
+Every encoder is ``__call__(x, train=False) -> head [..., head_width]`` for NHWC images ``x`` in
+[0, 1] (any leading batch axes): raw features that a latent family
+(:mod:`jaxrobust.distributions.latent`) maps to the parameters of q(z|x); ``head_width``
+defaults to ``2 * latent_dim``, the diagonal Gaussian's ``(mu, log_var)``. Every
 decoder is ``__call__(z, train=False) -> [..., H, W, out_channels]`` raw (unconstrained)
 outputs; the observation model decides ``out_channels`` (C for Bernoulli logits or Gaussian
 means, 2C for mean + log-scale) and interprets them. Architectures with batch normalisation
@@ -80,13 +82,14 @@ def _batch_norm(train: bool, momentum: float, name: str | None = None) -> nn.Bat
     return nn.BatchNorm(use_running_average=not train, momentum=momentum, name=name)
 
 
-def _gaussian_head(h: jnp.ndarray, latent_dim: int) -> tuple[jnp.ndarray, jnp.ndarray]:
+def _mu_log_sigma_head(h: jnp.ndarray, latent_dim: int, head_width: int | None) -> jnp.ndarray:
     """Linear ``mu`` and linear ``log_sigma`` (the dissertation's parametrisation), called inside
-    a compact method; returns ``(mu, log_var)`` with ``log_var = 2 * log_sigma`` so every encoder
-    shares the ``(mu, log_var)`` interface."""
+    a compact method; returns ``concat(mu, 2 * log_sigma)`` (``head_width - latent_dim`` scale
+    features, doubled: for the Gaussian family the second half is ``log_var = 2 log sigma``)."""
+    width = head_width or 2 * latent_dim
     mu = nn.Dense(latent_dim, name="mu")(h)
-    log_sigma = nn.Dense(latent_dim, name="log_sigma")(h)
-    return mu, 2.0 * log_sigma
+    log_sigma = nn.Dense(width - latent_dim, name="log_sigma")(h)
+    return jnp.concatenate([mu, 2.0 * log_sigma], axis=-1)
 
 
 # --------------------------------------------------------------------------------------------
@@ -103,14 +106,15 @@ class Ch3GrayEncoder(nn.Module):
     """
 
     latent_dim: int
+    head_width: int | None = None
 
     @nn.compact
-    def __call__(self, x: jnp.ndarray, train: bool = False) -> tuple[jnp.ndarray, jnp.ndarray]:
+    def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
         del train
         h = nn.relu(Conv(32, (3, 3), padding="VALID")(x))
         h = nn.relu(Conv(16, (3, 3), padding="VALID")(h))
         h = max_pool_2x2(h)
-        return _gaussian_head(_flatten(h), self.latent_dim)
+        return _mu_log_sigma_head(_flatten(h), self.latent_dim, self.head_width)
 
 
 class Ch3GrayDecoder(nn.Module):
@@ -163,16 +167,17 @@ class Ch3RGBEncoder(nn.Module):
 
     latent_dim: int
     bn_momentum: float = BN_MOMENTUM
+    head_width: int | None = None
 
     @nn.compact
-    def __call__(self, x: jnp.ndarray, train: bool = False) -> tuple[jnp.ndarray, jnp.ndarray]:
+    def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
         h = x
         for features, stride in ((16, 1), (32, 2), (32, 1), (16, 2)):
             h = Conv(features, (3, 3), strides=(stride, stride), padding=_PAD1, use_bias=False)(h)
             h = nn.relu(_batch_norm(train, self.bn_momentum)(h))
         h = nn.Dense(512)(_flatten(h))
         h = nn.relu(_batch_norm(train, self.bn_momentum)(h))
-        return _gaussian_head(h, self.latent_dim)
+        return _mu_log_sigma_head(h, self.latent_dim, self.head_width)
 
 
 class Ch3RGBDecoder(nn.Module):
@@ -225,21 +230,21 @@ class DCGANEncoder(nn.Module):
     Seed 004, A.2.2: "Conv-BatchNorm-ReLU modules ... kernels 4x4 ... filters 32, 64, 128 for the
     encoder". Stride 2 and SAME padding (= PyTorch padding 1 for even sizes) as in DCGAN;
     convolutions feeding a batch norm carry no bias (the DCGAN convention; BN's shift replaces
-    it). The final dense layer is split into ``(mu, log_var)``.
+    it). The final dense layer is the raw head (``2 * latent_dim``: ``(mu, log_var)``).
     """
 
     latent_dim: int
     features: Sequence[int] = (32, 64, 128)
     bn_momentum: float = BN_MOMENTUM
+    head_width: int | None = None
 
     @nn.compact
-    def __call__(self, x: jnp.ndarray, train: bool = False) -> tuple[jnp.ndarray, jnp.ndarray]:
+    def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
         h = x
         for width in self.features:
             h = Conv(width, (4, 4), strides=(2, 2), padding="SAME", use_bias=False)(h)
             h = nn.relu(_batch_norm(train, self.bn_momentum)(h))
-        mu, log_var = jnp.split(nn.Dense(2 * self.latent_dim)(_flatten(h)), 2, axis=-1)
-        return mu, log_var
+        return nn.Dense(self.head_width or 2 * self.latent_dim)(_flatten(h))
 
 
 class DCGANDecoder(nn.Module):
@@ -290,15 +295,15 @@ class MLPEncoder(nn.Module):
 
     latent_dim: int
     hidden: Sequence[int] = (512, 256)
+    head_width: int | None = None
 
     @nn.compact
-    def __call__(self, x: jnp.ndarray, train: bool = False) -> tuple[jnp.ndarray, jnp.ndarray]:
+    def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
         del train
         h = _flatten(x)
         for width in self.hidden:
             h = nn.relu(nn.Dense(width)(h))
-        mu, log_var = jnp.split(nn.Dense(2 * self.latent_dim)(h), 2, axis=-1)
-        return mu, log_var
+        return nn.Dense(self.head_width or 2 * self.latent_dim)(h)
 
 
 class MLPDecoder(nn.Module):
@@ -344,7 +349,7 @@ _NOT_AVAILABLE = {
     "when this module was written; use 'ch3_gray' (dissertation Table 3.5) for 28x28 grayscale",
 }
 
-_RESERVED = ("latent_dim", "image_shape", "out_channels", "parent", "name")
+_RESERVED = ("latent_dim", "head_width", "image_shape", "out_channels", "parent", "name")
 
 
 def _option_fields(cls: type) -> set[str]:
@@ -356,6 +361,8 @@ def make_vae_networks(
     image_shape: Sequence[int],
     latent_dim: int,
     out_channels: int,
+    *,
+    head_width: int | None = None,
     **options: Any,
 ) -> tuple[nn.Module, nn.Module]:
     """``(encoder, decoder)`` modules of architecture ``name`` for ``image_shape`` (H, W, C).
@@ -397,7 +404,7 @@ def make_vae_networks(
             if isinstance(value, list):
                 value = tuple(value)
             kwargs[side_name][field] = value
-    encoder = encoder_cls(latent_dim=latent_dim, **kwargs["encoder"])
+    encoder = encoder_cls(latent_dim=latent_dim, head_width=head_width, **kwargs["encoder"])
     decoder = decoder_cls(image_shape=image_shape, out_channels=out_channels, **kwargs["decoder"])
     decoder.check_image_shape()
     return encoder, decoder

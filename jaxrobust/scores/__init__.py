@@ -1,8 +1,12 @@
 """OOD and uncertainty scores, each ``[N]`` with a declared direction (``higher_is_ood``).
 
-Scores of single models live with the model (``Model.scores``); this package holds the scores
-computed from stacks of per-sample log-likelihoods (:mod:`jaxrobust.scores.stacked`) and the
-chunked importance-weighted likelihood estimator (:mod:`jaxrobust.scores.importance`).
+- :mod:`~jaxrobust.scores.table`: :class:`Score`, a function of a model's outputs; a model's
+  score table (``Model.scores``) is assembled from the functions of this package and
+  :func:`compute_scores` evaluates any set of them from one call of the model.
+- :mod:`~jaxrobust.scores.predictive`: classifier scores of logits (max softmax, entropy) and of
+  posterior stacks of logits (BMA, expected entropy, mutual information, variation ratio).
+- :mod:`~jaxrobust.scores.stacked`: scores of stacks of per-sample log-likelihoods.
+- :mod:`~jaxrobust.scores.importance`: the chunked importance-weighted likelihood estimator.
 """
 
 from jaxrobust.scores.importance import (
@@ -10,6 +14,17 @@ from jaxrobust.scores.importance import (
     importance_weighted_log_likelihood,
     repeated_log_likelihood_std,
     repeated_log_likelihoods,
+)
+from jaxrobust.scores.predictive import (
+    STACKED_CLASSIFIER_SCORES,
+    StackedClassifierScore,
+    bma_log_probabilities,
+    classifier_stack_scores,
+    expected_entropy,
+    max_softmax,
+    mutual_information,
+    predictive_entropy,
+    variation_ratio,
 )
 from jaxrobust.scores.stacked import (
     STACKED_SCORES,
@@ -24,11 +39,24 @@ from jaxrobust.scores.stacked import (
     waic,
     weight_entropy,
 )
+from jaxrobust.scores.table import Score, compute_scores, needed_outputs
 
 __all__ = [
     "IWAEResult",
+    "STACKED_CLASSIFIER_SCORES",
     "STACKED_SCORES",
+    "Score",
+    "StackedClassifierScore",
     "StackedScore",
+    "bma_log_probabilities",
+    "classifier_stack_scores",
+    "compute_scores",
+    "expected_entropy",
+    "max_softmax",
+    "mutual_information",
+    "needed_outputs",
+    "predictive_entropy",
+    "variation_ratio",
     "disagreement",
     "expected_log_likelihood",
     "importance_weighted_log_likelihood",

@@ -26,7 +26,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jaxrobust.metrics._arrays import is_traced
+from jaxrobust.arrays import is_traced
 
 
 def _check_log_lik(log_lik, min_samples: int = 1) -> jax.Array:
@@ -65,46 +65,114 @@ def _log_weights(log_lik):
 
 
 def expected_log_likelihood(log_lik) -> jax.Array:
-    """mean_s log p(x | theta_s) [N]."""
+    """mean_s log p(x | theta_s) [N].
+
+    Examples:
+        Two samples (rows) of the log-likelihoods of two inputs (columns):
+
+        >>> log_lik = jnp.array([[-1.0, -10.0], [-3.0, -10.0]])
+        >>> expected_log_likelihood(log_lik).tolist()
+        [-2.0, -10.0]
+    """
     return _mean(_check_log_lik(log_lik))
 
 
 def log_predictive(log_lik) -> jax.Array:
-    """log (1/S) sum_s p(x | theta_s) [N], the log of eq. 3.14's Monte Carlo estimate."""
+    """log (1/S) sum_s p(x | theta_s) [N], the log of eq. 3.14's Monte Carlo estimate.
+
+    Examples:
+        >>> import math
+        >>> log_lik = jnp.array([[-1.0, -10.0], [-3.0, -10.0]])
+        >>> [round(v, 4) for v in log_predictive(log_lik).tolist()]
+        [-1.5662, -10.0]
+        >>> round(math.log((math.exp(-1) + math.exp(-3)) / 2), 4)
+        -1.5662
+
+        Log-likelihoods of -10^4 nats do not underflow (-1000 - log 2 for input 0):
+
+        >>> [round(v, 2) for v in log_predictive(log_lik * 1000.0).tolist()]
+        [-1000.69, -10000.0]
+    """
     log_lik = _check_log_lik(log_lik)
     return jax.nn.logsumexp(log_lik, axis=0) - jnp.log(log_lik.shape[0])
 
 
 def waic(log_lik) -> jax.Array:
-    """WAIC in log form, mean_s l_s - var_s l_s (sample variance, ddof 1) [N]."""
+    """WAIC in log form, mean_s l_s - var_s l_s (sample variance, ddof 1) [N].
+
+    Examples:
+        Input 0: mean -2, variance ((-1 + 2)^2 + (-3 + 2)^2) / (2 - 1) = 2.
+
+        >>> waic(jnp.array([[-1.0, -10.0], [-3.0, -10.0]])).tolist()
+        [-4.0, -10.0]
+    """
     log_lik = _check_log_lik(log_lik, min_samples=2)
     return _mean(log_lik) - _variance(log_lik)
 
 
 def disagreement(log_lik) -> jax.Array:
-    """1 / sum_s w_s^2 (effective number of samples; S when all agree, 1 when one dominates)."""
+    """1 / sum_s w_s^2 (effective number of samples; S when all agree, 1 when one dominates).
+
+    Examples:
+        Input 0: w = softmax(-1, -3) = (0.8808, 0.1192); the samples agree on input 1.
+
+        >>> log_lik = jnp.array([[-1.0, -10.0], [-3.0, -10.0]])
+        >>> [round(v, 4) for v in disagreement(log_lik).tolist()]
+        [1.2658, 2.0]
+        >>> round(1 / (0.880797**2 + 0.119203**2), 4)
+        1.2658
+    """
     log_w = _log_weights(_check_log_lik(log_lik))
     return jnp.exp(-jax.nn.logsumexp(2.0 * log_w, axis=0))
 
 
 def weight_entropy(log_lik) -> jax.Array:
-    """-sum_s w_s log w_s (log S when all agree, 0 when one dominates)."""
+    """-sum_s w_s log w_s (log S when all agree, 0 when one dominates).
+
+    Examples:
+        >>> import math
+        >>> log_lik = jnp.array([[-1.0, -10.0], [-3.0, -10.0]])
+        >>> [round(v, 4) for v in weight_entropy(log_lik).tolist()]
+        [0.3653, 0.6931]
+        >>> w = 1 / (1 + math.exp(-2))  # softmax(-1, -3)[0]
+        >>> round(-w * math.log(w) - (1 - w) * math.log(1 - w), 4), round(math.log(2), 4)
+        (0.3653, 0.6931)
+    """
     log_w = _log_weights(_check_log_lik(log_lik))
     return -jnp.sum(jnp.exp(log_w) * log_w, axis=0)
 
 
 def std_log_likelihood(log_lik) -> jax.Array:
-    """Sample standard deviation (ddof 1) of log p(x | theta_s) over samples [N]."""
+    """Sample standard deviation (ddof 1) of log p(x | theta_s) over samples [N].
+
+    Examples:
+        >>> log_lik = jnp.array([[-1.0, -10.0], [-3.0, -10.0]])
+        >>> [round(v, 4) for v in std_log_likelihood(log_lik).tolist()]  # sqrt(2), 0
+        [1.4142, 0.0]
+    """
     return jnp.sqrt(_variance(_check_log_lik(log_lik, min_samples=2)))
 
 
 def typicality_entropy(log_lik_in) -> jax.Array:
-    """H = mean over in-distribution test inputs of -mean_s log p(x | theta_s) (a scalar)."""
+    """H = mean over in-distribution test inputs of -mean_s log p(x | theta_s) (a scalar).
+
+    Examples:
+        >>> float(typicality_entropy(jnp.array([[-1.0, -10.0], [-3.0, -10.0]])))  # (2 + 10) / 2
+        6.0
+    """
     return -jnp.mean(_mean(_check_log_lik(log_lik_in)))
 
 
 def typicality(log_lik, entropy) -> jax.Array:
-    """|-mean_s log p(x | theta_s) - H| [N] (the typicality test on one-element sequences)."""
+    """|-mean_s log p(x | theta_s) - H| [N] (the typicality test on one-element sequences).
+
+    Examples:
+        Mean negative log-likelihoods 2 and 10 are both 4 nats from H = 6:
+
+        >>> log_lik = jnp.array([[-1.0, -10.0], [-3.0, -10.0]])
+        >>> typicality(log_lik, typicality_entropy(log_lik)).tolist()
+        [4.0, 4.0]
+    """
     entropy = jnp.asarray(entropy)
     if entropy.ndim:
         raise ValueError(f"entropy H must be a scalar, got shape {entropy.shape}.")
@@ -112,7 +180,15 @@ def typicality(log_lik, entropy) -> jax.Array:
 
 
 class StackedScore(NamedTuple):
-    """A score of ``log_lik[S, N]`` with its declared direction."""
+    """A score of ``log_lik[S, N]`` with its declared direction.
+
+    Examples:
+        >>> score = STACKED_SCORES["std_ll"]
+        >>> score.higher_is_ood, score.needs_entropy, score.description
+        (True, False, 'std_s log p(x|theta_s) (ddof 1)')
+        >>> [round(v, 4) for v in score.fn(jnp.array([[-1.0, -10.0], [-3.0, -10.0]])).tolist()]
+        [1.4142, 0.0]
+    """
 
     fn: Callable[..., jax.Array]
     higher_is_ood: bool
@@ -138,6 +214,14 @@ def stacked_scores(
 
     ``names`` defaults to every score (typicality only when ``entropy`` H is given; compute it
     with :func:`typicality_entropy` on the in-distribution stack).
+
+    Examples:
+        >>> log_lik = jnp.array([[-1.0, -10.0], [-3.0, -10.0]])
+        >>> sorted(stacked_scores(log_lik))
+        ['disagreement', 'entropy', 'expected_ll', 'log_predictive', 'std_ll', 'waic']
+        >>> scores = stacked_scores(log_lik, entropy=6.0, names=("expected_ll", "typicality"))
+        >>> {name: score.tolist() for name, score in scores.items()}
+        {'expected_ll': [-2.0, -10.0], 'typicality': [4.0, 4.0]}
     """
     if names is None:
         names = tuple(

@@ -48,7 +48,12 @@ import jax.numpy as jnp
 
 from jaxrobust.attacks import cross_entropy_loss, pgd
 from jaxrobust.errors import ConfigError
-from jaxrobust.models.base import Model, Score
+from jaxrobust.models.base import (
+    Model,
+    merge_variables,
+    split_variables,
+    with_variables_transform,
+)
 
 COLLECTION = "adversarial_training"
 DEFAULTS: dict[str, Any] = {
@@ -131,8 +136,8 @@ def adversarial_training(model: Model, cfg: Mapping[str, Any], name: str = "mode
       name: the model's name in ``config.models``, for error messages.
 
     Returns:
-      A Model with the same ``kind``, ``scores`` and ``logits``; ``loss`` adversarial in train
-      mode and the clean loss in eval mode.
+      A Model with the same ``kind``, scores and capabilities (``_replace``); ``loss``
+      adversarial in train mode and the clean loss in eval mode.
     """
     where = f"config.models.{name}.adversarial_training"
     c = check_adversarial_config(cfg, where)
@@ -163,7 +168,7 @@ def adversarial_training(model: Model, cfg: Mapping[str, Any], name: str = "mode
             loss_fn,
             jax.lax.stop_gradient(images[:num_adv]),
             labels[:num_adv],
-            key,
+            key=key,
             epsilon=c["epsilon"] * scale,
             step_size=c["step_size"] * scale,
             num_steps=c["num_steps"],
@@ -182,10 +187,13 @@ def adversarial_training(model: Model, cfg: Mapping[str, Any], name: str = "mode
             variables = {**variables, COLLECTION: {"step": jnp.zeros((), jnp.int32)}}
         return variables
 
-    def loss(params, state, batch, key, train):
+    def loss(variables, batch, *, key, train=False):
+        params, state = split_variables(variables)
         inner, step = split_state(state)
         if not train:
-            losses, (metrics, new_inner) = model.loss(params, inner, batch, key, False)
+            losses, (metrics, new_inner) = model.loss(
+                merge_variables(params, inner), batch, key=key, train=False
+            )
             return losses, (metrics, join_state(new_inner, step))
         if key is None:
             raise ValueError(
@@ -195,18 +203,12 @@ def adversarial_training(model: Model, cfg: Mapping[str, Any], name: str = "mode
         attack_key, model_key = jax.random.split(key)
         x_adv = adversarial_images(params, inner, step, batch["image"], batch["label"], attack_key)
         losses, (metrics, new_inner) = model.loss(
-            params, inner, {**batch, "image": x_adv}, model_key, True
+            merge_variables(params, inner), {**batch, "image": x_adv}, key=model_key, train=True
         )
         return losses, (metrics, join_state(new_inner, None if step is None else step + 1))
 
     def strip(variables):
         return {k: v for k, v in variables.items() if k != COLLECTION}
 
-    def logits(variables, images):
-        return model.logits(strip(variables), images)
-
-    scores = {
-        key: Score(lambda v, x, k, fn=s.fn: fn(strip(v), x, k), s.higher_is_ood, s.description)
-        for key, s in model.scores.items()
-    }
-    return Model(model.kind, init, loss, scores, logits=logits)
+    # Every capability (logits, scores' outputs, ...) sees the variables without the counter.
+    return with_variables_transform(model, strip)._replace(init=init, loss=loss)

@@ -17,7 +17,7 @@ from jax.sharding import Mesh
 
 from jaxrobust.data.batching import padded_batches, shuffled_batches
 from jaxrobust.data.preprocess import Preprocess
-from jaxrobust.models.base import Model
+from jaxrobust.models.base import Model, merge_variables
 from jaxrobust.runs import over_runs
 from jaxrobust.train.sharding import batch_sharded, replicated
 
@@ -71,9 +71,8 @@ def make_train_epoch(
             batch = jax.lax.with_sharding_constraint(batch, batch_spec)
 
         def objective(params):
-            losses, (metrics, model_state) = model.loss(
-                params, state.model_state, batch, loss_key, True
-            )
+            variables = merge_variables(params, state.model_state)
+            losses, (metrics, model_state) = model.loss(variables, batch, key=loss_key, train=True)
             return jnp.mean(losses), (metrics, model_state)
 
         grads, (metrics, model_state) = jax.grad(objective, has_aux=True)(state.params)
@@ -122,7 +121,8 @@ def make_eval_pass(
             batch = {"image": preprocess(images[batch_idx]), "label": labels[batch_idx]}
             if not shard_runs:
                 batch = jax.lax.with_sharding_constraint(batch, batch_spec)
-            _, (metrics, _) = model.loss(params, model_state, batch, batch_key, False)
+            variables = merge_variables(params, model_state)
+            _, (metrics, _) = model.loss(variables, batch, key=batch_key, train=False)
             sums = {k: jnp.sum(v.astype(jnp.float32) * batch_mask) for k, v in metrics.items()}
             return None, sums
 

@@ -24,7 +24,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from jaxrobust import data as datasets
-from jaxrobust.config import config_to_dict, save_config
+from jaxrobust.config import config_to_dict, resolve_config, save_config
 from jaxrobust.data.batching import steps_per_epoch
 from jaxrobust.data.preprocess import Preprocess
 from jaxrobust.data.splits import carve_validation
@@ -34,6 +34,7 @@ from jaxrobust.inference.samples import save_posterior
 from jaxrobust.models import Model, build_model
 from jaxrobust.models.base import merge_variables, split_variables
 from jaxrobust.nn.conv_ops import cpu_compiler_options
+from jaxrobust.registry import unknown_name_message
 from jaxrobust.train.adversarial import adversarial_training
 from jaxrobust.train.checkpoint import ModelCheckpoints
 from jaxrobust.train.epoch import TrainState, make_eval_pass, make_train_epoch
@@ -79,17 +80,30 @@ def checkpoint_dir(workdir: str | os.PathLike, name: str) -> Path:
 
 
 def build_from_config(config: ml_collections.ConfigDict, name: str) -> tuple[Model, Preprocess]:
-    """The model ``config.models[name]`` and the preprocessing of ``config.data``."""
+    """The model ``config.models[name]`` and the preprocessing of ``config.data``.
+
+    The model is built from its ``kind`` and ``architecture`` sections, then wrapped by the
+    ``training.adversarial_training`` section when there is one.
+    """
     if name not in config.models:
-        raise ConfigError(f"No model {name!r} in config.models; it has {sorted(config.models)}.")
+        raise ConfigError(unknown_name_message("model", name, config.models, where="config.models"))
     info = datasets.dataset_info(config.data.name)
-    preprocess = Preprocess.from_config(config.data.get("preprocess"))
+    preprocess = Preprocess.from_config(_plain(config.data.get("preprocess")))
     image_shape = preprocess.output_shape(info.image_shape)
-    section = config.models[name].to_dict()
-    model = build_model(section, image_shape, info.num_classes)
-    if section.get("adversarial_training") is not None:
-        model = adversarial_training(model, section["adversarial_training"], name)
+    section = config.models[name]
+    architecture = _plain(section.get("architecture")) or {}
+    model = build_model(section.kind, architecture, image_shape, info.num_classes)
+    adversarial = (section.get("training") or {}).get("adversarial_training")
+    if adversarial is not None:
+        model = adversarial_training(model, _plain(adversarial), name)
     return model, preprocess
+
+
+def _plain(value: Any) -> Any:
+    """A ConfigDict (or a nested mix) as plain dicts; other values unchanged."""
+    if isinstance(value, ml_collections.ConfigDict):
+        return value.to_dict()
+    return value
 
 
 def abstract_variables(
@@ -103,6 +117,21 @@ def abstract_variables(
         lambda k: _per_run(lambda key: model.init(key, example), k, num_runs), keys
     )
     return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding), shapes)
+
+
+def check_buildable(config: ml_collections.ConfigDict) -> None:
+    """Build every model of ``config`` (shapes only, ``jax.eval_shape``), check its posterior
+    and optimizer sections: a mistake in the last model surfaces before the first trains."""
+    for name in config.models:
+        model, preprocess = build_from_config(config, name)
+        training = config.models[name].training
+        abstract_variables(model, preprocess, config, num_runs=training.get("num_runs"))
+        build_optimizer(_plain(training.optimizer), steps_per_epoch=1)
+        if training.get("posterior"):
+            try:
+                check_posterior_config(_plain(training.posterior), name)
+            except ValueError as err:
+                raise ConfigError(str(err)) from None
 
 
 def train_and_evaluate(
@@ -121,6 +150,8 @@ def train_and_evaluate(
       devices: devices of the data-parallel mesh (default: all local devices).
     """
     workdir = Path(workdir)
+    config = resolve_config(config)  # every default filled; unknown keys refused
+    check_buildable(config)  # every model, before anything is written or trained
     _check_resumable(config, workdir)
     save_config(config, workdir)
     mesh = data_mesh(devices)
@@ -131,7 +162,8 @@ def train_and_evaluate(
 
 
 def _train_model(config, workdir: Path, name: str, mesh, hooks) -> dict:
-    cfg = config.models[name]
+    section = config.models[name]
+    cfg = section.training
     model, preprocess = build_from_config(config, name)
     progress = config.get("progress", True)
     (train_images, train_labels), (val_images, val_labels) = training_data(config, progress)
@@ -139,9 +171,9 @@ def _train_model(config, workdir: Path, name: str, mesh, hooks) -> dict:
     batch_size = cfg.batch_size
     eval_batch_size = cfg.get("eval_batch_size", 1000)
     steps = steps_per_epoch(len(train_images), batch_size)
-    optimizer = build_optimizer(cfg.optimizer.to_dict(), steps)
+    optimizer = build_optimizer(_plain(cfg.optimizer), steps)
 
-    negatives = _auxiliary_negatives(cfg, name, train_images.shape[1:], progress)
+    negatives = _auxiliary_negatives(section, name, train_images.shape[1:], progress)
     on_devices = replicated(mesh)
     negatives = None if negatives is None else jax.device_put(negatives, on_devices)
     train_images, train_labels, val_images, val_labels = jax.device_put(
@@ -304,7 +336,7 @@ def _posterior(cfg, name, model, optimizer, example, steps, num_train, config):
     if not section:
         return None
     try:
-        checked = check_posterior_config(section.to_dict(), name)
+        checked = check_posterior_config(_plain(section), name)
     except ValueError as err:
         raise ConfigError(str(err)) from None
     if cfg.get("num_runs") is not None:
@@ -333,9 +365,9 @@ def _save_posterior(posterior, state, train_batch, seed: int, workdir: Path, nam
     return save_posterior(posterior_dir(workdir, name), samples, {**cfg_meta, **meta})
 
 
-def _auxiliary_negatives(cfg, name: str, image_shape, progress: bool) -> np.ndarray | None:
+def _auxiliary_negatives(section, name: str, image_shape, progress: bool) -> np.ndarray | None:
     """Training images of ``negatives.dataset`` when ``negatives.source == "dataset"``."""
-    negatives = cfg.get("negatives") or {}
+    negatives = (section.get("architecture") or {}).get("negatives") or {}
     if negatives.get("source") != "dataset":
         return None
     dataset = negatives.get("dataset")

@@ -13,12 +13,15 @@ def get_config():
     c = module.get_config()
     c.name = "tiny"
     c.progress = False
-    c.models.vae.latent_dim = 4
-    c.models.vae.encoder_features = (8, 16)
-    c.models.vae.decoder_features = (16, 8)
+    # The synthetic stand-ins have 512 training images: the tests validate on the test split
+    # (explicitly; the quickstart itself carves 5,000 validation images from training).
+    c.data.validation_split = "test"
+    c.models.vae.architecture.latent_dim = 4
+    c.models.vae.architecture.encoder_features = (8, 16)
+    c.models.vae.architecture.decoder_features = (16, 8)
     for model in c.models.values():
-        model.batch_size = 64
-        model.num_epochs = 2
-        model.eval_batch_size = 128
+        model.training.batch_size = 64
+        model.training.num_epochs = 2
+        model.training.eval_batch_size = 128
     c.evaluate.batch_size = 128
     return c

@@ -44,6 +44,22 @@ def load(
     Raises:
       UnknownDatasetError, UnknownSplitError: bad ``name`` or ``split``.
       DataUnavailableError: every source failed; the message says why and how to fix it.
+
+    Examples:
+        From a cache directory holding a two-image MNIST test split:
+
+        >>> import tempfile
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> _ = cache.write(Path(tmp.name), "mnist", "test", np.zeros((2, 28, 28, 1), np.uint8),
+        ...                 np.array([3, 7], np.int32), source="example")
+        >>> images, labels = load("mnist", "test", data_dir=tmp.name, progress=False)
+        >>> images.dtype, images.shape, labels.dtype, labels.tolist()
+        (dtype('uint8'), (2, 28, 28, 1), dtype('int32'), [3, 7])
+        >>> load("kmnist", "test", data_dir=tmp.name, sources=["cache"])
+        Traceback (most recent call last):
+        ...
+        jaxrobust.data.errors.DataUnavailableError: Could not load dataset 'kmnist', ...
+        >>> tmp.cleanup()
     """
     info = dataset_info(name)
     check_split(info, split)
@@ -67,6 +83,22 @@ def fetch(
     Raises:
       UnknownDatasetError: a bad name (checked before anything is fetched).
       DataUnavailableError: as for :func:`load`.
+
+    Examples:
+        Splits already in the cache are not fetched again:
+
+        >>> import tempfile
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> for split in ("train", "test"):
+        ...     _ = cache.write(Path(tmp.name), "mnist", split, np.zeros((1, 28, 28, 1), np.uint8),
+        ...                     np.zeros(1, np.int32), source="example")
+        >>> [(r["split"], r["action"], r["source"]) for r in fetch("mnist", data_dir=tmp.name)]
+        [('train', 'already cached', 'example'), ('test', 'already cached', 'example')]
+        >>> fetch(["mnist", "mnits"], data_dir=tmp.name)
+        Traceback (most recent call last):
+        ...
+        jaxrobust.data.errors.UnknownDatasetError: Unknown dataset 'mnits'. Known datasets: ...
+        >>> tmp.cleanup()
     """
     infos = [dataset_info(n) for n in ([names] if isinstance(names, str) else names)]
     root = cache.resolve_root(data_dir)

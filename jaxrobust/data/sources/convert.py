@@ -16,6 +16,21 @@ def standardize(info: DatasetInfo, images: np.ndarray, labels: np.ndarray) -> Ar
     Accepts ``[N, H, W]`` images for one-channel datasets, any integer (or integer-valued float)
     pixel dtype with values in [0, 255], and ``[N]`` or ``[N, 1]`` integer labels in
     ``[0, num_classes)``. Anything else raises :class:`DataFormatError`.
+
+    Examples:
+        >>> from jaxrobust.data.registry import dataset_info
+        >>> info = dataset_info("mnist")
+        >>> images, labels = standardize(info, np.full((2, 28, 28), 255.0), np.array([[3], [7]]))
+        >>> images.dtype, images.shape, int(images.max()), labels.dtype, labels.tolist()
+        (dtype('uint8'), (2, 28, 28, 1), 255, dtype('int32'), [3, 7])
+        >>> standardize(info, np.full((2, 28, 28), 0.5), np.array([3, 7]))
+        Traceback (most recent call last):
+        ...
+        jaxrobust.data.errors.DataFormatError: mnist: float pixel values are not whole numbers ...
+        >>> standardize(info, np.zeros((2, 28, 28), np.uint8), np.array([3, 10]))
+        Traceback (most recent call last):
+        ...
+        jaxrobust.data.errors.DataFormatError: mnist: labels span [3, 10], expected [0, 9].
     """
     images = np.asarray(images)
     labels = np.asarray(labels)

@@ -42,6 +42,25 @@ def convert_fashion_mnist(
     Raises:
       DataFormatError: a missing file, a row that is not 784 pixels, a class with other counts
         than ``counts``, pixels outside [0, 255] or all zero.
+
+    Examples:
+        Per class one test and two train images (pixel value = class + 1), and an empty row:
+
+        >>> import tempfile
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> for k in range(NUM_CLASSES):
+        ...     rows = [[k + 1] * 784] * 3 + [[]]
+        ...     _ = (Path(tmp.name) / f"{k}.json").write_text(json.dumps({"data": rows}))
+        >>> splits = convert_fashion_mnist(tmp.name, counts=(1, 2), progress=False)
+        >>> {split: (x.shape, y[:4].tolist()) for split, (x, y) in splits.items()}
+        {'train': ((20, 28, 28, 1), [0, 0, 1, 1]), 'test': ((10, 28, 28, 1), [0, 1, 2, 3])}
+        >>> int(splits["test"][0][3].max())  # class 3
+        4
+        >>> convert_fashion_mnist(tmp.name, progress=False)  # 1000 + 6000 rows expected
+        Traceback (most recent call last):
+        ...
+        jaxrobust.data.errors.DataFormatError: .../0.json: 3 non-empty rows, expected 7000 ...
+        >>> tmp.cleanup()
     """
     n_test, n_train = counts
     parts: dict[str, list[np.ndarray]] = {"train": [], "test": []}

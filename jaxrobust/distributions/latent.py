@@ -1,0 +1,145 @@
+"""Latent families q(z|x) with their prior p(z): the seam through which a VAE gets its latent space.
+
+A :class:`LatentFamily` is a NamedTuple of pure functions, in the style of
+:class:`~jaxrobust.distributions.ObservationModel`. An encoder emits ``head_width(latent_dim)``
+raw features per input; ``params(head)`` maps them to the family's parameters (a pytree, each
+leaf ``[..., ...]`` with the batch axes leading); everything else works on those parameters:
+
+- ``sample(key, params)``: one reparameterised z ~ q(z|x) per input, ``[..., latent_dim]``;
+- ``log_prob(z, params)``: log q(z|x), ``[...]``; ``prior_log_prob(z)``: log p(z);
+- ``kl_to_prior(params)``: KL(q(z|x) || p(z)), closed form, ``[...]``;
+- ``mean(params)``: the location of q (the code a deterministic encoder would give);
+- ``sample_prior(key, shape)``: z ~ p(z) for ``shape = (..., latent_dim)``;
+- ``divergence(params_a, params_b)``: the divergence the latent (encoder) attack maximises,
+  ``[...]`` (:func:`jaxrobust.attacks.latent_attack`);
+- ``kl_to_shifted_prior(params, shift)``: KL to the negative-sampling prior (seed 004), or None
+  when the family has none.
+
+:data:`GAUSSIAN`: q = N(mu, diag exp(log_var)), p = N(0, I), head ``[mu, log_var]`` of width
+``2 * latent_dim``. Its densities and KLs are those of :mod:`jaxrobust.distributions.gaussian`
+(checked against NumPyro in the tests), written here rather than taken from
+``numpyro.distributions`` because the VAE needs the reparameterised sample with a key that
+reproduces the earlier ``mu + exp(log_var / 2) * normal(key)`` draws bit for bit.
+
+Example:
+    >>> import jax, jax.numpy as jnp
+    >>> head = jnp.zeros((2, 6))  # two inputs, latent_dim 3: mu = 0, log_var = 0
+    >>> params = GAUSSIAN.params(head)
+    >>> GAUSSIAN.kl_to_prior(params)  # q = p
+    Array([0., 0.], dtype=float32)
+    >>> GAUSSIAN.sample(jax.random.key(0), params).shape
+    (2, 3)
+    >>> round(float(GAUSSIAN.log_prob(jnp.zeros((1, 3)), GAUSSIAN.params(jnp.zeros((1, 6))))[0]), 4)
+    -2.7568
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from jaxrobust.distributions.gaussian import (
+    diagonal_gaussian_kl_to_standard,
+    diagonal_gaussian_log_prob,
+    shifted_normal_kl,
+    standard_normal_log_prob,
+)
+from jaxrobust.registry import Registry
+
+Params = Any  # the family's parameter pytree, e.g. (mu, log_var)
+
+
+class LatentFamily(NamedTuple):
+    """A family of q(z|x) with its prior p(z), as pure functions (see the module docstring)."""
+
+    name: str
+    head_width: Callable[[int], int]
+    params: Callable[[jax.Array], Params]
+    sample: Callable[[jax.Array, Params], jax.Array]
+    log_prob: Callable[[jax.Array, Params], jax.Array]
+    prior_log_prob: Callable[[jax.Array], jax.Array]
+    kl_to_prior: Callable[[Params], jax.Array]
+    mean: Callable[[Params], jax.Array]
+    sample_prior: Callable[[jax.Array, tuple[int, ...]], jax.Array]
+    divergence: Callable[[Params, Params], jax.Array]
+    kl_to_shifted_prior: Callable[[Params, float], jax.Array] | None = None
+
+
+def symmetric_gaussian_kl(params_a: Params, params_b: Params) -> jax.Array:
+    """``KL(a || b) + KL(b || a)`` of diagonal Gaussians ``(mu, log_var)``, summed over the last
+    axis (the divergence of the dissertation's encoder attack, eq. 5.1).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> a = (jnp.zeros((1, 2)), jnp.zeros((1, 2)))
+        >>> b = (jnp.ones((1, 2)), jnp.zeros((1, 2)))  # unit variances, means 1 apart
+        >>> symmetric_gaussian_kl(a, b)  # 2 coordinates x (1/2 + 1/2)
+        Array([2.], dtype=float32)
+    """
+    (mu1, log_var1), (mu2, log_var2) = params_a, params_b
+    diff = log_var1 - log_var2
+    per_coordinate = (
+        0.5
+        * (
+            jnp.exp(diff)
+            + jnp.exp(-diff)
+            + (mu1 - mu2) ** 2 * (jnp.exp(-log_var1) + jnp.exp(-log_var2))
+        )
+        - 1.0
+    )
+    return jnp.sum(per_coordinate, axis=-1)
+
+
+def _gaussian_params(head: jax.Array) -> tuple[jax.Array, jax.Array]:
+    mu, log_var = jnp.split(head, 2, axis=-1)
+    return mu, log_var
+
+
+def _gaussian_sample(key: jax.Array, params: Params) -> jax.Array:
+    mu, log_var = params
+    return mu + jnp.exp(0.5 * log_var) * jax.random.normal(key, mu.shape, mu.dtype)
+
+
+GAUSSIAN = LatentFamily(
+    name="gaussian",
+    head_width=lambda latent_dim: 2 * latent_dim,
+    params=_gaussian_params,
+    sample=_gaussian_sample,
+    log_prob=lambda z, p: diagonal_gaussian_log_prob(z, *p),
+    prior_log_prob=standard_normal_log_prob,
+    kl_to_prior=lambda p: diagonal_gaussian_kl_to_standard(*p),
+    mean=lambda p: p[0],
+    sample_prior=lambda key, shape: jax.random.normal(key, shape),
+    divergence=symmetric_gaussian_kl,
+    kl_to_shifted_prior=lambda p, shift: shifted_normal_kl(*p, shift),
+)
+
+#: Latent families by name (``architecture.latent`` of a VAE config); open for registration.
+LATENT_FAMILIES: Registry[LatentFamily] = Registry("latent family")
+LATENT_FAMILIES.register("gaussian", GAUSSIAN)
+
+
+def register_latent_family(family: LatentFamily, *, overwrite: bool = False) -> None:
+    """Make ``family`` available as ``architecture.latent = family.name``.
+
+    Example:
+        >>> register_latent_family(GAUSSIAN._replace(name="my_gaussian"))
+        >>> get_latent_family("my_gaussian").head_width(4)
+        8
+    """
+    LATENT_FAMILIES.register(family.name, family, overwrite=overwrite)
+
+
+def get_latent_family(name: str | LatentFamily) -> LatentFamily:
+    """The registered family ``name`` (a :class:`LatentFamily` is returned as it is).
+
+    Example:
+        >>> get_latent_family("gaussian") is GAUSSIAN
+        True
+    """
+    if isinstance(name, LatentFamily):
+        return name
+    return LATENT_FAMILIES.get(name, where="architecture.latent")
