@@ -4,7 +4,10 @@ scikit-learn (Brier, NLL) and the ``uncertainty-calibration`` package of Kumar e
 
 from __future__ import annotations
 
+import functools
+
 import calibration as kumar  # reference: uncertainty-calibration (Kumar, Liang, Ma 2019)
+import chex
 import numpy as np
 import pytest
 from sklearn.metrics import brier_score_loss, log_loss
@@ -64,6 +67,21 @@ def test_ece_and_mce_match_equation_4_1(seed, num_bins):
         mce_transcription(reference, labels, num_bins),
         atol=1e-6,
     )
+
+
+class CalibrationVariantsTest(chex.TestCase):
+    """ECE and MCE equal eq. 4.1 both eagerly and inlined in a caller's ``jax.jit``."""
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_ece_and_mce_match_equation_4_1(self):
+        probs, labels = predictions(0)
+        reference = probs.astype(np.float64)
+        ece = self.variant(functools.partial(metrics.expected_calibration_error, num_bins=15))
+        mce = self.variant(functools.partial(metrics.maximum_calibration_error, num_bins=15))
+        np.testing.assert_allclose(ece(probs, labels), ece_eq_4_1(reference, labels), atol=1e-6)
+        np.testing.assert_allclose(
+            mce(probs, labels), mce_transcription(reference, labels), atol=1e-6
+        )
 
 
 @pytest.mark.parametrize("seed", range(3))

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import os
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -110,6 +112,22 @@ def test_million_scores_match_sklearn_in_float32():
     scores_in = np.round(rng.normal(0.3, 1, 800_000), 3).astype(np.float32)
     scores_out = np.round(rng.normal(0, 1, 200_000), 3).astype(np.float32)
     assert_matches_sklearn(scores_in, scores_out, atol=2e-6)
+
+
+class DetectionVariantsTest(chex.TestCase):
+    """The metrics equal scikit-learn both eagerly and inlined in a caller's ``jax.jit``."""
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_summary_matches_sklearn(self):
+        scores_in, scores_out = CASES["many ties"](np.random.default_rng(0))
+        scores_in = np.asarray(scores_in, np.float32)
+        scores_out = np.asarray(scores_out, np.float32)
+        summary = self.variant(
+            functools.partial(metrics.detection_summary, higher_is_ood=False, positive="out")
+        )
+        got = summary(scores_in, scores_out)
+        for key, value in sklearn_reference(scores_in, scores_out, "out").items():
+            np.testing.assert_allclose(float(got[key]), value, atol=1e-6, err_msg=key)
 
 
 def test_metrics_run_inside_jit_and_vmap():

@@ -76,3 +76,10 @@ def test_public_name_has_example(package, name):
         f"{package}.{name} has no example: add an 'Examples:' section with '>>>' lines and "
         "their checked output to its docstring."
     )
+    # ... and doctest finds it in the module that defines it, so test_examples_run runs it.
+    module_name = obj.__module__
+    found = doctest.DocTestFinder().find(importlib.import_module(module_name), module_name)
+    qualified = f"{module_name}.{obj.__qualname__}"
+    assert any(test.name == qualified and test.examples for test in found), (
+        f"the example of {package}.{name} is not collected by doctest from {module_name}"
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import chex
 import jax
 import jax.numpy as jnp
 import mpmath
@@ -246,6 +247,40 @@ def test_factory_errors():
         "gaussian_learned",
         "quantized_gaussian",
     }
+
+
+class LogProbVariantsTest(chex.TestCase):
+    """log p(x|z) equals its SciPy reference both eagerly and inlined in a caller's ``jax.jit``."""
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_bernoulli_matches_grey_level_formula(self):
+        x = _images(0)
+        logits = np.random.default_rng(1).normal(0, 3, SHAPE).astype(np.float32)
+        p = expit(logits.astype(np.float64))
+        reference = _sum_image(x * np.log(p) + (1 - x) * np.log1p(-p))
+        log_prob = self.variant(D.make_observation_model("bernoulli").log_prob)
+        np.testing.assert_allclose(log_prob(logits, x), reference, rtol=1e-5)
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_fixed_gaussian_matches_norm_logpdf(self):
+        x = _images(2)
+        mean = np.random.default_rng(3).uniform(-0.2, 1.2, SHAPE).astype(np.float32)
+        reference = _sum_image(stats.norm.logpdf(x, mean.astype(np.float64), 0.1))
+        log_prob = self.variant(D.make_observation_model("gaussian", scale=0.1).log_prob)
+        np.testing.assert_allclose(log_prob(mean, x), reference, rtol=2e-6)
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_quantized_gaussian_matches_cdf_differences(self):
+        x = _images(8)
+        x[0, 0, :, 0] = 0.0  # first bin
+        x[0, 1, :, 0] = 1.0  # last bin
+        rng = np.random.default_rng(9)
+        mean = rng.uniform(-0.3, 1.3, SHAPE).astype(np.float32)
+        log_scale = rng.uniform(np.log(0.05), np.log(2.0), SHAPE).astype(np.float32)
+        out = np.concatenate([mean, log_scale], axis=-1)
+        p = _quantized_reference_cdf(x, mean, np.exp(log_scale.astype(np.float64)))
+        log_prob = self.variant(D.make_observation_model("quantized_gaussian").log_prob)
+        np.testing.assert_allclose(log_prob(out, x), _sum_image(np.log(p)), rtol=1e-5)
 
 
 def test_log_prob_is_jittable_and_batched():

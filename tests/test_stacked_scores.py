@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import chex
 import jax
 import numpy as np
 import pytest
@@ -45,6 +46,21 @@ def test_scores_match_transcription(scale, spread):
         score = scores.STACKED_SCORES[name]
         single = score.fn(log_lik, entropy) if score.needs_entropy else score.fn(log_lik)
         np.testing.assert_allclose(single, got[name], rtol=1e-6, err_msg=name)
+
+
+class StackedScoreVariantsTest(chex.TestCase):
+    """Every score equals the transcription both eagerly and inlined in a caller's ``jax.jit``."""
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_scores_match_transcription(self):
+        rng = np.random.default_rng(0)
+        log_lik = (-3000.0 * 1.2 + 40.0 * 3 * rng.normal(size=(50, 200))).astype(np.float32)
+        entropy = np.float32(3000.0)
+        expected = transcription(log_lik.astype(np.float64), float(entropy))
+        for name, score in scores.STACKED_SCORES.items():
+            fn = self.variant(score.fn)
+            got = fn(log_lik, entropy) if score.needs_entropy else fn(log_lik)
+            np.testing.assert_allclose(got, expected[name], rtol=2e-5, atol=1e-4, err_msg=name)
 
 
 def test_limits_of_the_weight_scores():

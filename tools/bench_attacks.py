@@ -38,7 +38,7 @@ from collections.abc import Callable
 import jax
 import numpy as np
 from attack_models import ROOT, trained_cnn
-from bench_report import measure, write_section
+from bench_report import measure, run_stamp, stamp_text, write_section
 
 from jaxrobust import attacks
 from jaxrobust.devices import describe_devices
@@ -198,9 +198,8 @@ def markdown(rows: list[dict], meta: dict) -> str:
         "## Attacks: PGD-40 and CW-L2 on an MNIST CNN, jaxrobust vs PyTorch attack libraries",
         "",
         f"Command: `python tools/bench_attacks.py --output BENCHMARKS.md` (`pip install -e "
-        f'".[bench,test]"`). Measured {meta["date"]} on {meta["device"]} (jax {jax.__version__},'
-        f" torch {meta['torch']}, torchattacks {meta['torchattacks']}, foolbox "
-        f"{meta['foolbox']}). {meta['images']} MNIST test images, the trained "
+        f'".[bench,test]"`). {stamp_text(meta["stamp"], on=meta["device"])} '
+        f"{meta['images']} MNIST test images, the trained "
         "`experiments/attacks/mnist_cnn.py` CNN and its PyTorch twin (same weights; logits "
         f"agree to {meta['twin_rel_diff']:.1e} relative). PGD-40: L-inf, eps 0.3, step 0.01, "
         "random start. CW-L2: 5 binary-search steps x 100 Adam steps (lr 0.01, c0 1e-3, "
@@ -245,9 +244,7 @@ def main() -> None:
     parser.add_argument("--output", default=None, help="BENCHMARKS.md to update")
     args = parser.parse_args()
 
-    import foolbox
     import torch
-    import torchattacks
 
     threads = len(os.sched_getaffinity(0))
     torch.set_num_threads(threads)
@@ -277,11 +274,8 @@ def main() -> None:
         rows.append(row)
         print(row, flush=True)
     meta = {
-        "date": time.strftime("%Y-%m-%d"),
+        "stamp": run_stamp(extra=("torchattacks",)),
         "device": describe_devices(),
-        "torch": torch.__version__,
-        "torchattacks": torchattacks.__version__,
-        "foolbox": foolbox.__version__,
         "images": args.images,
         "twin_rel_diff": twin,
         "repeats": args.repeats,

@@ -38,7 +38,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import platform
 import statistics
 import sys
 import time
@@ -46,9 +45,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from bench_report import measure, write_section
+from bench_report import measure, run_stamp, stamp_text, write_section
 
-DATE = "2026-11-21"
 IMAGE_SHAPE = (28, 28, 1)
 LATENT = 16
 LOG_2PI = math.log(2.0 * math.pi)
@@ -337,8 +335,8 @@ BEGIN, END = "<!-- bench_iwae:begin -->", "<!-- bench_iwae:end -->"
 def markdown(rows: list[dict], meta: dict) -> str:
     lines = [
         BEGIN,
-        f"Measured {meta['date']} on {meta['device']}; jax {meta['jax']}, torch {meta['torch']} "
-        f"({meta['threads']} threads), Python {meta['python']}. Images: {meta['images']}.",
+        f"{stamp_text(meta['stamp'], on=meta['device'])} Torch threads: {meta['threads']}. "
+        f"Images: {meta['images']}.",
         "",
         f"Command: `{meta['command']}`",
         "",
@@ -380,7 +378,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", default=None, help="update this markdown file (section)")
     args = parser.parse_args(argv)
 
-    import jax
     import torch
 
     from jaxrobust.devices import describe_devices
@@ -457,12 +454,9 @@ def main(argv: list[str] | None = None) -> int:
         )
     )
     meta = {
-        "date": DATE,
+        "stamp": run_stamp(),
         "device": describe_devices(),
-        "jax": jax.__version__,
-        "torch": torch.__version__,
         "threads": torch.get_num_threads(),
-        "python": platform.python_version(),
         "images": "Fashion-MNIST test" if args.real else "synthetic uint8 28x28x1 / 255",
         "command": "python " + " ".join(["tools/bench_iwae.py", *(argv or sys.argv[1:])]),
         "parity_images": args.parity_images,

@@ -19,7 +19,6 @@ load on a shared machine hits both alike. Usage::
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import sys
 import time
@@ -28,13 +27,12 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
-from bench_report import write_section
+from bench_report import run_stamp, stamp_text, write_section
 from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
 from jaxrobust import metrics
 from jaxrobust.devices import describe_devices
 
-DATE = "2026-11-21"
 BEGIN, END = "<!-- bench_metrics:begin -->", "<!-- bench_metrics:end -->"
 
 
@@ -93,6 +91,7 @@ def run(num_scores: int, repeats: int) -> dict:
         times["scikit-learn"].append(seconds)
     medians = {k: statistics.median(v) for k, v in times.items()}
     return {
+        "stamp": run_stamp(),
         "num_scores": num_scores,
         "repeats": repeats,
         "compile": {"jaxrobust summary": compile_summary, "jaxrobust single": compile_single},
@@ -108,8 +107,7 @@ def markdown(result: dict) -> str:
     sk = result["median_s"]["scikit-learn"]
     rows = [
         f"{BEGIN}",
-        f"Measured {DATE} on {describe_devices()} ({platform.python_implementation()} "
-        f"{platform.python_version()}, jax {jax.__version__}); {result['num_scores']:,} float32 "
+        f"{stamp_text(result['stamp'], on=describe_devices())} {result['num_scores']:,} float32 "
         f"scores, median of {result['repeats']} alternating calls.",
         "",
         "| implementation | median time (ms) | speed-up vs scikit-learn | compile (s, once) | "

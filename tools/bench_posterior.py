@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 from bench_iwae import LATENT, copy_weights, jax_init, model_config, torch_iwae, torch_vae
-from bench_report import measure, write_section
+from bench_report import measure, run_stamp, stamp_text, write_section
 
 IMAGE_SHAPE = (28, 28, 1)
 BEGIN, END = "<!-- bench_posterior:begin -->", "<!-- bench_posterior:end -->"
@@ -203,8 +203,6 @@ def main(argv=None) -> int:
     parser.add_argument("--output", default=None)
     args = parser.parse_args(argv)
 
-    import jax
-
     from jaxrobust.devices import describe_devices
 
     rng = np.random.default_rng(0)
@@ -222,8 +220,7 @@ def main(argv=None) -> int:
     ensemble = ensemble_rates(args.members, args.ensemble_images, args.repeats)
     lines = [
         BEGIN,
-        f"Measured on {describe_devices()}, jax {jax.__version__}, "
-        f"torch {__import__('torch').__version__}.",
+        stamp_text(run_stamp(), on=describe_devices()),
         "",
         f"**Posterior scoring**: S = {args.samples} decoder samples x K = {args.importance} "
         f"importance samples per image (quickstart VAE), {args.timed_images} images timed "

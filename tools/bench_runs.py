@@ -22,7 +22,7 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
-from bench_report import write_section
+from bench_report import run_stamp, stamp_text, write_section
 
 from jaxrobust.config import load_config
 from jaxrobust.devices import describe_devices
@@ -84,7 +84,7 @@ def main(argv=None) -> int:
         rows.append((f"{args.runs} runs, {strategy}", rate))
     lines = [
         BEGIN,
-        f"Measured on {describe_devices()}, jax {jax.__version__}; quickstart VAE, "
+        f"{stamp_text(run_stamp(), on=describe_devices())} Quickstart VAE, "
         f"{args.images} images per epoch, batch 128, median of {args.repeats} epochs.",
         "",
         "| program | run-images/s | vs separate single-run epochs |",

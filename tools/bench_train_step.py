@@ -34,9 +34,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from bench_report import measure, write_section
+from bench_report import measure, run_stamp, stamp_text, write_section
 
-DATE = "2026-11-21"
 IMAGE_SHAPES = {"vae": (28, 28, 1), "resnet18": (32, 32, 3)}
 DEFAULT_STEPS = {"vae": 20, "resnet18": 3}
 BEFORE_STEPS = {"vae": 5, "resnet18": 1}
@@ -240,9 +239,7 @@ def markdown(rows: list[dict], meta: dict) -> str:
     header = " | ".join(COLUMNS.values())
     lines = [
         BEGIN,
-        f"Measured {meta['date']} on {meta['cpu']}, {meta['cores']} cores, no GPU; "
-        f"jax {meta['jax']}, jaxlib {meta['jaxlib']}, flax {meta['flax']}, "
-        f"torch {meta['torch']}, Python {meta['python']}.",
+        stamp_text(meta["stamp"], on=f"{meta['cpu']}, {meta['cores']} cores, no GPU"),
         "",
         f"Command: `{meta['command']}`",
         "",
@@ -286,11 +283,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", default=None, help="update this markdown file (section)")
     args = parser.parse_args(argv)
 
-    import flax
-    import jax
-    import jaxlib
-    import torch
-
     workloads = [w for w in args.workloads.split(",") if w]
     unknown = set(workloads) - set(IMAGE_SHAPES)
     if unknown:
@@ -319,14 +311,9 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(row)
 
     meta = {
-        "date": DATE,
+        "stamp": run_stamp(),
         "cpu": cpu_model(),
         "cores": os.cpu_count(),
-        "jax": jax.__version__,
-        "jaxlib": jaxlib.__version__,
-        "flax": flax.__version__,
-        "torch": torch.__version__,
-        "python": platform.python_version(),
         "command": "python " + " ".join(["tools/bench_train_step.py", *(argv or sys.argv[1:])]),
         "batch": batch,
         "repeats": args.repeats,

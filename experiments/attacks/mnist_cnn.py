@@ -48,6 +48,24 @@ def get_config() -> ml_collections.ConfigDict:
             "batch_size": 1000,
             "test_limit": 0,
             "classification": {"models": ["cnn"], "ece_bins": 15},
+            # The robustness curve (experiments/attacks/robustness_curve.py): FGSM and PGD-40 at
+            # L-inf eps 0..0.3 on the first 1000 test images, cross-entropy, pixels in [0, 1].
+            "attacks": {
+                "models": ["cnn"],
+                "num_images": 1000,
+                "chunk_size": 250,
+                "seed": 0,
+                "epsilons": [0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3],
+                "attacks": {
+                    "fgsm": {"attack": "fgsm"},
+                    "pgd": {
+                        "attack": "pgd",
+                        "num_steps": 40,
+                        "step_size": 0.01,
+                        "random_start": True,
+                    },
+                },
+            },
         }
     )
     return c

@@ -10,7 +10,8 @@ Here: eps 0.3, PGD-10 with step 0.075 (= 2.5 * eps / 10, their rule of thumb) an
 uniform in the ball, 8 epochs of 429 steps (~3,400 iterations of batch 128; 5,000 training
 images are held out for validation), i.e. ~11 forward-backward passes per step (about 5x the
 cost of a clean step; on 2 CPU cores shared with other jobs, see RESULTS.md for the times).
-The radius (and step size) is ramped linearly from eps/429 to eps over the first epoch (``epsilon_ramp_steps=429``), a common remedy
+The radius (and step size) is ramped linearly from eps/429 to eps over the first epoch
+(``epsilon_ramp_steps=429``), a common remedy
 against the stall at chance accuracy that PGD training at eps 0.3 from scratch can show; it was
 chosen up front (no run without the ramp was tried). The last checkpoint is the one attacked
 (the "best" one is chosen by clean validation loss, which says nothing about robustness).

@@ -1,18 +1,20 @@
 """Robustness curve on MNIST: accuracy vs L-inf epsilon under FGSM and PGD-40.
 
 Two models of the same SmallCNN: the standard one (``mnist_cnn.py``) and the one adversarially
-trained with PGD (``mnist_cnn_pgd.py``, Madry et al. 2018). Each is attacked on the first
-``--num-images`` MNIST test images at epsilon in {0, 0.05, ..., 0.3} (pixels in [0, 1]):
+trained with PGD (``mnist_cnn_pgd.py``, Madry et al. 2018). The attacks are the ``attacks``
+evaluation task of their configs (``evaluate.attacks``), run by ``jaxrobust evaluate``: each
+model is attacked on the first 1000 MNIST test images at epsilon in {0, 0.05, ..., 0.3}
+(pixels in [0, 1]):
 
 - FGSM (Goodfellow et al. 2015): one signed-gradient step of size eps, no random start;
 - PGD-40 (Madry et al. 2018): 40 steps of 0.01 (L-inf, signed gradient), random start uniform
   in the ball, one restart (no restarts beyond the first run), last iterate;
 
-both on the cross-entropy of the eval-mode logits, clipped to [0, 1]. The epsilons are vmapped
-(``fgsm_sweep`` / ``pgd_sweep``) and the images go through one jitted ``lax.map`` over
-fixed-size chunks, so there is no Python loop over epsilons or images. Writes
+both on the cross-entropy of the eval-mode logits, clipped to [0, 1] (see
+:mod:`jaxrobust.evaluate.robustness`). This script trains a missing model, runs
+``jaxrobust.evaluate.evaluate`` on both workdirs and combines their ``results.json`` into
 ``robustness_curve.json``, ``robustness_curve.md`` and ``figures/robustness_curve.png`` under
-``--output-dir``.
+``--output-dir``. The same numbers come from ``jaxrobust evaluate --workdir W`` per model.
 
     python experiments/attacks/robustness_curve.py --train \\
         --standard-workdir runs/attacks/mnist_cnn --adversarial-workdir runs/attacks/mnist_cnn_pgd
@@ -22,25 +24,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import time
 from pathlib import Path
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
-from jaxrobust import data as datasets
-from jaxrobust.attacks import cross_entropy_loss, fgsm_sweep, pgd_sweep
 from jaxrobust.config import load_config
-from jaxrobust.evaluate import restore_model
+from jaxrobust.evaluate import evaluate
 from jaxrobust.train import checkpoint_dir, train_and_evaluate
 from jaxrobust.train.checkpoint import ModelCheckpoints
 
 HERE = Path(__file__).parent
-EPSILONS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3)
 PGD_STEPS = 40
 PGD_STEP_SIZE = 0.01
 MODEL = "cnn"
@@ -54,9 +49,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--standard-workdir", default="runs/attacks/mnist_cnn")
     p.add_argument("--adversarial-workdir", default="runs/attacks/mnist_cnn_pgd")
-    p.add_argument("--num-images", type=int, default=1000, help="first N MNIST test images")
-    p.add_argument("--chunk-size", type=int, default=250, help="images per lax.map chunk")
-    p.add_argument("--seed", type=int, default=0, help="seed of the PGD random starts")
     p.add_argument("--train", action="store_true", help="train a model whose workdir is missing")
     p.add_argument("--output-dir", default=str(HERE))
     return p.parse_args(argv)
@@ -83,38 +75,6 @@ def ensure_trained(config, workdir: Path, train: bool) -> None:
             f"{MODEL!r}; pass --train to train (or resume) it."
         )
     train_and_evaluate(config, workdir)
-
-
-def make_evaluator(logits_fn, chunk_size: int):
-    """Jitted ``(variables, x [N], y [N], key) -> (fgsm correct [E, N], pgd correct [E, N])``."""
-    epsilons = jnp.asarray(EPSILONS, jnp.float32)
-
-    def chunk(variables, x, y, key):
-        loss_fn = cross_entropy_loss(lambda z: logits_fn(variables, z))
-
-        def correct(x_adv):  # [E, n, ...] -> [E, n]
-            logits = jax.vmap(lambda z: logits_fn(variables, z))(x_adv)
-            return jnp.argmax(logits, -1) == y[None]
-
-        x_fgsm = fgsm_sweep(loss_fn, x, y, epsilons)
-        x_pgd = pgd_sweep(
-            loss_fn, x, y, epsilons, key, step_size=PGD_STEP_SIZE, num_steps=PGD_STEPS
-        )
-        return correct(x_fgsm), correct(x_pgd)
-
-    @jax.jit
-    def evaluate(variables, x, y, key):
-        n = x.shape[0]
-        num_chunks = n // chunk_size
-        xs = x.reshape(num_chunks, chunk_size, *x.shape[1:])
-        ys = y.reshape(num_chunks, chunk_size)
-        keys = jax.random.split(key, num_chunks)
-        fg, pg = jax.lax.map(lambda a: chunk(variables, *a), (xs, ys, keys))
-        # [chunks, E, chunk] -> [E, N]
-        merge = lambda c: jnp.moveaxis(c, 0, 1).reshape(len(EPSILONS), n)  # noqa: E731
-        return merge(fg), merge(pg)
-
-    return evaluate
 
 
 def training_summary(config, workdir: Path) -> dict:
@@ -154,7 +114,8 @@ def write_outputs(result: dict, output_dir: Path) -> None:
         f"Accuracy (%) on the first {result['num_images']} MNIST test images under L-inf "
         "attacks on the cross-entropy (pixels in [0, 1]): FGSM (one step of eps) and PGD-40 "
         f"(40 steps of {PGD_STEP_SIZE}, random start uniform in the ball, 1 restart). "
-        f"Device: {result['device']}. Written by `experiments/attacks/robustness_curve.py`. "
+        f"Device: {result['device']}. Written by `experiments/attacks/robustness_curve.py` "
+        "from the `attacks` evaluation task of the models' configs (`jaxrobust evaluate`). "
         "Accuracy under an attack is an upper bound on robust accuracy: stronger attacks (more "
         "steps, restarts, other losses) can only lower it.",
         "",
@@ -218,8 +179,6 @@ def write_outputs(result: dict, output_dir: Path) -> None:
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    if args.num_images % args.chunk_size:
-        raise SystemExit(f"--num-images must be a multiple of --chunk-size ({args.chunk_size}).")
     start = time.perf_counter()
     workdirs = {
         "standard": Path(args.standard_workdir),
@@ -228,50 +187,36 @@ def main(argv=None) -> dict:
     configs = {m: load_config(path) for m, path in MODELS.items()}
     for m in MODELS:
         ensure_trained(configs[m], workdirs[m], args.train)
-
-    images, labels = datasets.load("mnist", "test")
-    images, labels = images[: args.num_images], labels[: args.num_images].astype(np.int32)
-    key = jax.random.key(args.seed)
-    result = {
-        "epsilons": list(EPSILONS),
-        "num_images": args.num_images,
-        "attacks": {
-            "fgsm": "one step of size eps along sign(grad CE), no random start, clipped to [0, 1]",
-            "pgd": f"{PGD_STEPS} steps of {PGD_STEP_SIZE} along sign(grad CE), random start "
-            "U(-eps, eps), projection onto the L-inf ball and [0, 1], last iterate, 1 restart",
-        },
-        "device": (
-            f"{jax.devices()[0].platform.upper()} ({jax.devices()[0].device_kind}, "
-            f"{os.cpu_count()} cores, {platform.machine()})"
-        ),
-        "seed": args.seed,
-        "accuracy": {},
-        "models": {},
-    }
+    result = {"accuracy": {}, "models": {}}
     for m in tqdm(MODELS, desc="attack models", unit="model"):
         config = configs[m]
-        which = config.evaluate.get("checkpoint", "best")
-        model, preprocess, variables, epoch = restore_model(workdirs[m], config, MODEL, which)
-        x = jnp.asarray(preprocess(jnp.asarray(images)))
-        evaluate = make_evaluator(model.logits, args.chunk_size)
-        y = jnp.asarray(labels)
-        tic = time.perf_counter()
-        evaluate = evaluate.lower(variables, x, y, key).compile()
-        compile_seconds = time.perf_counter() - tic
-        tic = time.perf_counter()
-        fg, pg = jax.block_until_ready(evaluate(variables, x, y, key))
-        seconds = time.perf_counter() - tic
-        result["accuracy"][m] = {
-            "fgsm": np.asarray(fg, np.float64).mean(1).tolist(),
-            "pgd": np.asarray(pg, np.float64).mean(1).tolist(),
-        }
+        section = config.evaluate.attacks
+        evaluated = evaluate(workdirs[m], config)
+        attacked = evaluated["attacks"][MODEL]
+        result.update(
+            {
+                "epsilons": attacked["epsilons"],
+                "num_images": attacked["num_images"],
+                "attacks": {
+                    "fgsm": "one step of size eps along sign(grad CE), no random start, clipped "
+                    "to [0, 1]",
+                    "pgd": f"{section.attacks.pgd.num_steps} steps of "
+                    f"{section.attacks.pgd.step_size} along sign(grad CE), random start "
+                    "U(-eps, eps), projection onto the L-inf ball and [0, 1], last iterate, "
+                    "1 restart",
+                },
+                "device": evaluated["meta"]["device"],
+                "seed": section.seed,
+            }
+        )
+        result["accuracy"][m] = {a: attacked["accuracy"][a] for a in ("fgsm", "pgd")}
         result["models"][m] = {
             "config": str(MODELS[m].relative_to(HERE.parent.parent)),
             "workdir": str(workdirs[m]),
-            "checkpoint": which,
-            "epoch": epoch,
-            "attack_seconds": seconds,
-            "attack_compile_seconds": compile_seconds,
+            "checkpoint": config.evaluate.checkpoint,
+            "epoch": attacked["epoch"],
+            "attack_seconds": sum(attacked["seconds"].values()),
+            "attack_compile_seconds": sum(attacked["compile_seconds"].values()),
             "training": training_summary(config, workdirs[m]),
         }
     result["total_seconds"] = time.perf_counter() - start

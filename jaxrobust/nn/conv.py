@@ -23,8 +23,10 @@ class ConvEncoder(nn.Module):
         >>> encoder = ConvEncoder(latent_dim=16)
         >>> x = jnp.zeros((2, 28, 28, 1))
         >>> variables = jax.eval_shape(encoder.init, jax.random.key(0), x)
-        >>> variables["params"]["Dense_0"]["kernel"].shape, jax.eval_shape(encoder.apply, variables, x).shape
-        ((3136, 32), (2, 32))
+        >>> variables["params"]["Dense_0"]["kernel"].shape
+        (3136, 32)
+        >>> jax.eval_shape(encoder.apply, variables, x).shape  # head: 2 * latent_dim
+        (2, 32)
     """
 
     latent_dim: int
@@ -97,7 +99,22 @@ class ConvDecoder(nn.Module):
 
 class SmallCNN(nn.Module):
     """Two 3x3 conv + max-pool stages and a two-layer MLP head; returns logits (or, with
-    ``return_features``, the ``hidden`` penultimate features)."""
+    ``return_features``, the ``hidden`` penultimate features).
+
+    Examples:
+        Two 2x2 poolings take 28x28 to 7x7x64 = 3136 features:
+
+        >>> import jax
+        >>> model = SmallCNN(num_classes=10)
+        >>> x = jnp.zeros((4, 28, 28, 1))
+        >>> variables = jax.eval_shape(model.init, jax.random.key(0), x)
+        >>> variables["params"]["Dense_0"]["kernel"].shape
+        (3136, 128)
+        >>> jax.eval_shape(model.apply, variables, x).shape
+        (4, 10)
+        >>> jax.eval_shape(lambda v, x: model.apply(v, x, return_features=True), variables, x).shape
+        (4, 128)
+    """
 
     num_classes: int
     features: Sequence[int] = (32, 64)

@@ -22,7 +22,23 @@ PaddingLike = str | int | Sequence[int | tuple[int, int]]
 
 
 class Conv(nn.Conv):
-    """``flax.linen.Conv`` whose convolution is :func:`conv_ops.conv_general_dilated`."""
+    """``flax.linen.Conv`` whose convolution is :func:`conv_ops.conv_general_dilated`.
+
+    Examples:
+        The same parameters and outputs as ``flax.linen.Conv``:
+
+        >>> x = jnp.linspace(-1.0, 1.0, 2 * 8 * 8 * 3).reshape(2, 8, 8, 3)
+        >>> conv, reference = Conv(4, (3, 3), strides=2), nn.Conv(4, (3, 3), strides=2)
+        >>> shapes = jax.eval_shape(conv.init, jax.random.key(0), x)
+        >>> shapes == jax.eval_shape(reference.init, jax.random.key(0), x)
+        True
+        >>> jax.tree.map(jnp.shape, shapes)
+        {'params': {'bias': (4,), 'kernel': (3, 3, 3, 4)}}
+        >>> kernel = jnp.linspace(-1.0, 1.0, 3 * 3 * 3 * 4).reshape(3, 3, 3, 4)
+        >>> variables = {"params": {"bias": jnp.ones(4), "kernel": kernel}}
+        >>> bool(jnp.allclose(conv.apply(variables, x), reference.apply(variables, x), atol=1e-5))
+        True
+    """
 
     conv_general_dilated: Callable[..., jax.Array] | None = conv_general_dilated
 
@@ -32,6 +48,14 @@ def conv_transpose_padding(kernel: int, stride: int, padding: str) -> tuple[int,
 
     SAME: total k + s - 2, low = k - 1 if s > k - 1 else ceil(total / 2) (output = s * input).
     VALID: total k + s - 2 + max(k - s, 0), low = k - 1 (output = s (n - 1) + max(k, s)).
+
+    Examples:
+        A 4x4 stride-2 SAME layer pads 4 in all (2 before): an input of n gives 2n outputs.
+
+        >>> conv_transpose_padding(4, 2, "SAME"), conv_transpose_padding(3, 1, "VALID")
+        ((2, 2), (2, 2))
+        >>> conv_transpose_padding(3, 2, "SAME")  # k - 1 = 2 is not below s = 2
+        (2, 1)
     """
     if padding == "SAME":
         total = kernel + stride - 2
@@ -52,6 +76,23 @@ class ConvTranspose(nn.Module):
     Mirrors ``flax.linen.ConvTranspose`` (i.e. ``lax.conv_transpose`` with ``transpose_kernel``
     False: the kernel is applied unflipped, HWIO with I = input features) for NHWC inputs with
     ``SAME``/``VALID``/explicit padding; ``CIRCULAR`` padding is not supported.
+
+    Examples:
+        The same parameters and outputs as ``flax.linen.ConvTranspose``; 4x4 stride 2 SAME
+        doubles the spatial size:
+
+        >>> x = jnp.linspace(-1.0, 1.0, 2 * 4 * 4 * 3).reshape(2, 4, 4, 3)
+        >>> layer = ConvTranspose(5, (4, 4), strides=(2, 2))
+        >>> reference_shapes = jax.eval_shape(
+        ...     nn.ConvTranspose(5, (4, 4), strides=(2, 2)).init, jax.random.key(0), x)
+        >>> jax.eval_shape(layer.init, jax.random.key(0), x) == reference_shapes
+        True
+        >>> kernel = jnp.linspace(-1.0, 1.0, 4 * 4 * 3 * 5).reshape(4, 4, 3, 5)
+        >>> variables = {"params": {"bias": jnp.zeros(5), "kernel": kernel}}
+        >>> y = layer.apply(variables, x)
+        >>> reference = nn.ConvTranspose(5, (4, 4), strides=(2, 2)).apply(variables, x)
+        >>> y.shape, bool(jnp.allclose(y, reference, atol=1e-5))
+        ((2, 8, 8, 5), True)
     """
 
     features: int
@@ -134,6 +175,14 @@ def max_pool_2x2(x: jax.Array) -> jax.Array:
     to the first maximum in that (row-major) order, as XLA's select-and-scatter does, but is
     computed with elementwise masks: ~5x faster on XLA:CPU (with or without ``lax.scan``).
     Odd trailing rows/columns are dropped, as VALID pooling does.
+
+    Examples:
+        >>> x = jnp.array([[1.0, 2.0, 0.0], [4.0, 3.0, 0.0], [9.0, 9.0, 9.0]])[None, :, :, None]
+        >>> max_pool_2x2(x)[0, :, :, 0].tolist()  # the odd last row and column are dropped
+        [[4.0]]
+        >>> grad = jax.grad(lambda x: max_pool_2x2(x).sum())(jnp.ones((1, 2, 2, 1)))
+        >>> grad[0, :, :, 0].tolist()  # a tie: the first maximum (row-major) gets it
+        [[1.0, 0.0], [0.0, 0.0]]
     """
     height, width = x.shape[-3] // 2 * 2, x.shape[-2] // 2 * 2
     return _max_pool_2x2(x[..., :height, :width, :])

@@ -103,6 +103,15 @@ class Ch3GrayEncoder(nn.Module):
     VALID padding (the table's 28 -> 26 -> 24 -> 12 sizes): 28x28xC -> 26x26x32 -> 24x24x16 ->
     12x12x16 = 2304 features. The dissertation's encoder outputs log sigma; this one returns
     ``log_var = 2 log sigma``.
+
+    Examples:
+        >>> import jax
+        >>> encoder, x = Ch3GrayEncoder(latent_dim=8), jnp.zeros((2, 28, 28, 1))
+        >>> variables = jax.eval_shape(encoder.init, jax.random.key(0), x)
+        >>> variables["params"]["mu"]["kernel"].shape  # 12 * 12 * 16 features
+        (2304, 8)
+        >>> jax.eval_shape(encoder.apply, variables, x).shape  # (mu, log_var)
+        (2, 16)
     """
 
     latent_dim: int
@@ -126,6 +135,19 @@ class Ch3GrayDecoder(nn.Module):
     "Max pooling 2D" row sits between the upsampling and the first transposed convolution
     (pooling there would give 12 -> 24 -> 12 -> 16 -> 18, not 28; it is dropped).
     For an H x W image the map is 16 x (H-4)/2 x (W-4)/2, so H, W must be even and >= 6.
+
+    Examples:
+        >>> import jax
+        >>> decoder, z = Ch3GrayDecoder(image_shape=(28, 28, 1), out_channels=2), jnp.zeros((3, 8))
+        >>> variables = jax.eval_shape(decoder.init, jax.random.key(0), z)
+        >>> variables["params"]["Dense_0"]["kernel"].shape  # to a 12x12x16 map
+        (8, 2304)
+        >>> jax.eval_shape(decoder.apply, variables, z).shape
+        (3, 28, 28, 2)
+        >>> Ch3GrayDecoder(image_shape=(27, 27, 1)).check_image_shape()
+        Traceback (most recent call last):
+        ...
+        ValueError: ch3_gray supports image shapes (H, W, C) with H and W even and >= 6 ...
     """
 
     image_shape: Sequence[int]
@@ -163,6 +185,15 @@ class Ch3RGBEncoder(nn.Module):
     Conv16/1-BN - Conv32/2-BN - Conv32/1-BN - Conv16/2-BN - flatten (32x32 -> 8x8x16 = 1024) -
     Linear 512-BN - Linear mu, Linear log sigma. Linear layers keep their bias (the table removes
     it from convolutions only). Returns ``log_var = 2 log sigma``.
+
+    Examples:
+        >>> import jax
+        >>> encoder, x = Ch3RGBEncoder(latent_dim=8), jnp.zeros((2, 32, 32, 3))
+        >>> variables = jax.eval_shape(encoder.init, jax.random.key(0), x)
+        >>> sorted(variables), variables["params"]["Dense_0"]["kernel"].shape  # 8 * 8 * 16 = 1024
+        (['batch_stats', 'params'], (1024, 512))
+        >>> jax.eval_shape(encoder.apply, variables, x).shape
+        (2, 16)
     """
 
     latent_dim: int
@@ -187,6 +218,15 @@ class Ch3RGBDecoder(nn.Module):
     TConv out/1 (no bias). The table leaves the reshape implicit: 1024 = 16 x 8 x 8 mirrors the
     encoder's flatten and is the only split whose two stride-2 layers reach 32x32. For an H x W
     image the second linear layer has 16 * (H/4) * (W/4) units (1024 at 32x32).
+
+    Examples:
+        >>> import jax
+        >>> decoder, z = Ch3RGBDecoder(image_shape=(32, 32, 3), out_channels=6), jnp.zeros((2, 8))
+        >>> variables = jax.eval_shape(decoder.init, jax.random.key(0), z)
+        >>> variables["params"]["Dense_1"]["kernel"].shape
+        (512, 1024)
+        >>> jax.eval_shape(decoder.apply, variables, z).shape
+        (2, 32, 32, 6)
     """
 
     image_shape: Sequence[int]
@@ -231,6 +271,15 @@ class DCGANEncoder(nn.Module):
     encoder". Stride 2 and SAME padding (= PyTorch padding 1 for even sizes) as in DCGAN;
     convolutions feeding a batch norm carry no bias (the DCGAN convention; BN's shift replaces
     it). The final dense layer is the raw head (``2 * latent_dim``: ``(mu, log_var)``).
+
+    Examples:
+        >>> import jax
+        >>> encoder, x = DCGANEncoder(latent_dim=8), jnp.zeros((2, 32, 32, 3))
+        >>> variables = jax.eval_shape(encoder.init, jax.random.key(0), x)
+        >>> variables["params"]["Dense_0"]["kernel"].shape  # 4 * 4 * 128 features
+        (2048, 16)
+        >>> jax.eval_shape(encoder.apply, variables, x).shape
+        (2, 16)
     """
 
     latent_dim: int
@@ -253,6 +302,15 @@ class DCGANDecoder(nn.Module):
 
     Seed 004, A.2.2 lists decoder filters "128, 64, 1"; the last is the output layer, whose
     width here is ``out_channels`` (3 or 6 for colour images, not 1).
+
+    Examples:
+        >>> import jax
+        >>> decoder, z = DCGANDecoder(image_shape=(32, 32, 3), out_channels=6), jnp.zeros((2, 8))
+        >>> variables = jax.eval_shape(decoder.init, jax.random.key(0), z)
+        >>> variables["params"]["Dense_0"]["kernel"].shape  # to a 4x4x128 map
+        (8, 2048)
+        >>> jax.eval_shape(decoder.apply, variables, z).shape
+        (2, 32, 32, 6)
     """
 
     image_shape: Sequence[int]
@@ -291,7 +349,18 @@ class DCGANDecoder(nn.Module):
 
 
 class MLPEncoder(nn.Module):
-    """Flatten - (Dense - ReLU) per ``hidden`` width - Dense 2 * latent_dim -> (mu, log_var)."""
+    """Flatten - (Dense - ReLU) per ``hidden`` width - Dense 2 * latent_dim -> (mu, log_var).
+
+    Examples:
+        >>> import jax
+        >>> encoder, x = MLPEncoder(latent_dim=8, hidden=(64,)), jnp.zeros((2, 28, 28, 1))
+        >>> variables = jax.eval_shape(encoder.init, jax.random.key(0), x)
+        >>> jax.tree.map(lambda p: p.shape, variables["params"])
+        {'Dense_0': {'bias': (64,), 'kernel': (784, 64)},
+         'Dense_1': {'bias': (16,), 'kernel': (64, 16)}}
+        >>> jax.eval_shape(encoder.apply, variables, x).shape
+        (2, 16)
+    """
 
     latent_dim: int
     hidden: Sequence[int] = (512, 256)
@@ -308,7 +377,18 @@ class MLPEncoder(nn.Module):
 
 class MLPDecoder(nn.Module):
     """Mirror of :class:`MLPEncoder`: (Dense - ReLU) per reversed ``hidden`` width - Dense
-    H * W * out_channels - reshape to ``(H, W, out_channels)``. Any image shape."""
+    H * W * out_channels - reshape to ``(H, W, out_channels)``. Any image shape.
+
+    Examples:
+        >>> import jax
+        >>> decoder = MLPDecoder(image_shape=(5, 7, 3), hidden=(64, 32))
+        >>> z = jnp.zeros((2, 8))
+        >>> variables = jax.eval_shape(decoder.init, jax.random.key(0), z)
+        >>> [variables["params"][f"Dense_{i}"]["kernel"].shape for i in range(3)]
+        [(8, 32), (32, 64), (64, 105)]
+        >>> jax.eval_shape(decoder.apply, variables, z).shape
+        (2, 5, 7, 3)
+    """
 
     image_shape: Sequence[int]
     out_channels: int | None = None
@@ -373,6 +453,24 @@ def make_vae_networks(
 
     Raises ``ValueError`` for an unknown name (listing the known ones), an image shape the
     architecture does not support (saying which it supports), or an unknown option.
+
+    Examples:
+        >>> encoder, decoder = make_vae_networks("mlp", (28, 28, 1), 8, 2, hidden=[64])
+        >>> type(encoder).__name__, encoder.hidden, decoder.hidden, decoder.out_channels
+        ('MLPEncoder', (64,), (64,), 2)
+        >>> encoder, decoder = make_vae_networks(
+        ...     "conv", (28, 28, 1), 16, 1, encoder_features=(16, 32), decoder_features=(32, 16)
+        ... )
+        >>> encoder.features, decoder.features
+        ((16, 32), (32, 16))
+        >>> make_vae_networks("dcgan", (28, 28, 1), 16, 1)
+        Traceback (most recent call last):
+        ...
+        ValueError: dcgan supports image shapes (H, W, C) with H and W multiples of 8 ...
+        >>> make_vae_networks("rosca", (28, 28, 1), 16, 1)
+        Traceback (most recent call last):
+        ...
+        ValueError: Unknown VAE network 'rosca'; known: ch3_gray, ch3_rgb, conv, dcgan, mlp. ...
     """
     if name not in VAE_NETWORKS:
         known = ", ".join(sorted(VAE_NETWORKS))
