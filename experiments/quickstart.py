@@ -1,7 +1,8 @@
 """Quickstart: a conv VAE and a small CNN on Fashion-MNIST; OOD detection against MNIST.
 
-Trains both models on the Fashion-MNIST training set (inputs scaled to [0, 1], no other
-preprocessing), validates each epoch on the test split (best checkpoint by validation loss), then
+Trains both models on 55,000 Fashion-MNIST training images (inputs scaled to [0, 1], no other
+preprocessing), validates each epoch on the other 5,000 (carved from the training split with
+seed 0; best checkpoint by validation loss; the test split is never used for selection), then
 `jaxrobust evaluate` reports classifier accuracy and ECE (15 equal-width bins), and AUROC for
 Fashion-MNIST (in) vs MNIST (out) with three scores: the VAE's ELBO (one z sample, larger = in),
 KL(q(z|x) || p(z)) (larger = OOD) and the classifier's max softmax (larger = in).

@@ -17,33 +17,16 @@ Extension by registration: :func:`register_model`, :func:`register_network`,
 
 Example:
     >>> import jaxrobust as jr
-    >>> sorted(jr.registry.MODELS.names())[:2]
-    ['classifier', 'vae']
+    >>> {"classifier", "vae"} <= set(jr.registry.MODELS.names())
+    True
 """
 
-from jaxrobust import (
-    attacks,
-    config,
-    data,
-    distributions,
-    evaluate,
-    inference,
-    metrics,
-    models,
-    nn,
-    registry,
-    scores,
-    train,
-)
-from jaxrobust.distributions.latent import register_latent_family
-from jaxrobust.evaluate.task import register_evaluation
-from jaxrobust.inference.methods import register_posterior
-from jaxrobust.models.registry import register_model, register_network
+import importlib
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "__version__",
+#: Subpackages, imported on first use (``import jaxrobust.data`` stays free of JAX).
+_SUBPACKAGES = (
     "attacks",
     "config",
     "data",
@@ -53,12 +36,29 @@ __all__ = [
     "metrics",
     "models",
     "nn",
-    "register_evaluation",
-    "register_latent_family",
-    "register_model",
-    "register_network",
-    "register_posterior",
     "registry",
     "scores",
     "train",
-]
+)
+_REGISTRATIONS = {
+    "register_evaluation": "jaxrobust.evaluate.task",
+    "register_latent_family": "jaxrobust.distributions.latent",
+    "register_model": "jaxrobust.models.registry",
+    "register_network": "jaxrobust.models.registry",
+    "register_posterior": "jaxrobust.inference.methods",
+}
+
+
+def __getattr__(name: str):
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f"jaxrobust.{name}")
+    if name in _REGISTRATIONS:
+        return getattr(importlib.import_module(_REGISTRATIONS[name]), name)
+    raise AttributeError(f"module 'jaxrobust' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
+
+__all__ = ["__version__", *_SUBPACKAGES, *_REGISTRATIONS]

@@ -67,7 +67,7 @@ def approximate_posterior_fn():
 def test_single_sample_is_the_elbo():
     fn = approximate_posterior_fn()
     key = jax.random.key(1)
-    result = importance_weighted_log_likelihood(fn, key, num_samples=1, chunk_size=4)
+    result = importance_weighted_log_likelihood(fn, key=key, num_samples=1, chunk_size=4)
     assert isinstance(result, IWAEResult)
     elbo = fn(jax.random.fold_in(key, 0))  # sample k is drawn with fold_in(key, k)
     np.testing.assert_allclose(result.log_likelihood, elbo, rtol=1e-6, atol=1e-5)
@@ -80,7 +80,13 @@ def test_estimate_increases_with_k_towards_log_px():
     fn = approximate_posterior_fn()
     key = jax.random.key(2)
     averages = [
-        float(jnp.mean(importance_weighted_log_likelihood(fn, key, k, 250).log_likelihood))
+        float(
+            jnp.mean(
+                importance_weighted_log_likelihood(
+                    fn, key=key, num_samples=k, chunk_size=250
+                ).log_likelihood
+            )
+        )
         for k in (1, 10, 100, 1000)
     ]  # sample k is the same draw for every K, so the four estimates are nested
     exact = float(np.mean(log_px))
@@ -93,7 +99,9 @@ def test_estimate_increases_with_k_towards_log_px():
 def test_exact_posterior_gives_constant_weights():
     *_, log_px, post_mean, post_cov = linear_gaussian()
     fn = make_log_weight_fn(post_mean, np.linalg.cholesky(post_cov))
-    result = importance_weighted_log_likelihood(fn, jax.random.key(3), 100, 32)
+    result = importance_weighted_log_likelihood(
+        fn, key=jax.random.key(3), num_samples=100, chunk_size=32
+    )
     np.testing.assert_allclose(result.log_likelihood, log_px, rtol=1e-5, atol=1e-4)
     np.testing.assert_allclose(result.elbo, log_px, rtol=1e-5, atol=1e-4)
     assert float(jnp.max(result.std_log_weights)) < 1e-4
@@ -109,7 +117,9 @@ def _chunking_references(num_samples: int):
     """The one-pass estimate (chunk_size = K) and all K log-weights in float64."""
     fn = approximate_posterior_fn()
     key = jax.random.key(4)
-    unchunked = importance_weighted_log_likelihood(fn, key, num_samples, num_samples)
+    unchunked = importance_weighted_log_likelihood(
+        fn, key=key, num_samples=num_samples, chunk_size=num_samples
+    )
     return fn, key, unchunked, _all_log_weights(fn, key, num_samples)
 
 
@@ -117,7 +127,9 @@ def _chunking_references(num_samples: int):
 def test_chunking_matches_one_pass_and_numpy(chunk_size):
     num_samples = 37  # prime: every chunk size but 1 and 37 leaves a remainder
     fn, key, unchunked, log_w = _chunking_references(num_samples)
-    result = importance_weighted_log_likelihood(fn, key, num_samples, chunk_size)
+    result = importance_weighted_log_likelihood(
+        fn, key=key, num_samples=num_samples, chunk_size=chunk_size
+    )
     for got, whole in zip(result, unchunked, strict=True):
         np.testing.assert_allclose(got, whole, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(
@@ -136,7 +148,7 @@ def test_streaming_moments_are_float32_safe():
 
     key = jax.random.key(5)
     log_w = _all_log_weights(fn, key, 1000)
-    result = importance_weighted_log_likelihood(fn, key, 1000, 64)
+    result = importance_weighted_log_likelihood(fn, key=key, num_samples=1000, chunk_size=64)
     np.testing.assert_allclose(result.std_log_weights, log_w.std(0, ddof=1), rtol=2e-2)
     np.testing.assert_allclose(result.log_likelihood, logsumexp(log_w, 0) - np.log(1000), rtol=1e-7)
 
@@ -145,7 +157,9 @@ def test_impossible_inputs_give_minus_infinity():
     def fn(key):
         return jnp.array([-jnp.inf, 0.0]) + jax.random.normal(key, (2,))
 
-    result = importance_weighted_log_likelihood(fn, jax.random.key(6), 10, 3)
+    result = importance_weighted_log_likelihood(
+        fn, key=jax.random.key(6), num_samples=10, chunk_size=3
+    )
     assert float(result.log_likelihood[0]) == -np.inf
     assert np.isfinite(float(result.log_likelihood[1]))
 
@@ -154,11 +168,19 @@ def test_repeated_std_matches_separate_calls():
     fn = approximate_posterior_fn()
     key = jax.random.key(7)
     num_samples, repeats = 20, 5
-    one = jax.jit(lambda k: importance_weighted_log_likelihood(fn, k, num_samples, 8))
+    one = jax.jit(
+        lambda k: importance_weighted_log_likelihood(
+            fn, key=k, num_samples=num_samples, chunk_size=8
+        )
+    )
     separate = np.stack([np.asarray(one(k).log_likelihood) for k in jax.random.split(key, repeats)])
-    stacked = repeated_log_likelihoods(fn, key, num_samples, repeats, 8)
+    stacked = repeated_log_likelihoods(
+        fn, key=key, num_samples=num_samples, num_repeats=repeats, chunk_size=8
+    )
     np.testing.assert_allclose(stacked, separate, rtol=1e-6, atol=1e-5)
-    std = repeated_log_likelihood_std(fn, key, num_samples, repeats, 8)
+    std = repeated_log_likelihood_std(
+        fn, key=key, num_samples=num_samples, num_repeats=repeats, chunk_size=8
+    )
     np.testing.assert_allclose(std, separate.astype(np.float64).std(0, ddof=1), rtol=1e-3)
     assert std.shape == (INPUTS,)
 
@@ -166,8 +188,10 @@ def test_repeated_std_matches_separate_calls():
 def test_jit_matches_eager():
     fn = approximate_posterior_fn()
     key = jax.random.key(8)
-    eager = importance_weighted_log_likelihood(fn, key, 30, 7)
-    jitted = jax.jit(lambda k: importance_weighted_log_likelihood(fn, k, 30, 7))(key)
+    eager = importance_weighted_log_likelihood(fn, key=key, num_samples=30, chunk_size=7)
+    jitted = jax.jit(
+        lambda k: importance_weighted_log_likelihood(fn, key=k, num_samples=30, chunk_size=7)
+    )(key)
     for a, b in zip(eager, jitted, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-5)
 
@@ -176,10 +200,12 @@ def test_argument_errors():
     fn = approximate_posterior_fn()
     key = jax.random.key(9)
     with pytest.raises(ValueError, match="num_samples"):
-        importance_weighted_log_likelihood(fn, key, 0, 4)
+        importance_weighted_log_likelihood(fn, key=key, num_samples=0, chunk_size=4)
     with pytest.raises(ValueError, match="chunk_size"):
-        importance_weighted_log_likelihood(fn, key, 4, 0)
+        importance_weighted_log_likelihood(fn, key=key, num_samples=4, chunk_size=0)
     with pytest.raises(ValueError, match="num_repeats"):
-        repeated_log_likelihood_std(fn, key, 4, 1, 4)
+        repeated_log_likelihood_std(fn, key=key, num_samples=4, num_repeats=1, chunk_size=4)
     with pytest.raises(ValueError, match=r"shape \[N\]"):
-        importance_weighted_log_likelihood(lambda k: jnp.zeros((3, 2)), key, 4, 4)
+        importance_weighted_log_likelihood(
+            lambda k: jnp.zeros((3, 2)), key=key, num_samples=4, chunk_size=4
+        )

@@ -61,10 +61,13 @@ def main(argv=None) -> dict:
         which=config.evaluate.checkpoint,
     )
     env = {"PYTHONPATH": str(Path(args.before).absolute())}
+    # cwd = the old checkout: ``python -c`` puts the working directory first on sys.path.
     done = subprocess.run(
-        [sys.executable, "-c", script], env={**os.environ, **env},
-        capture_output=True, text=True, check=True,
+        [sys.executable, "-c", script], env={**os.environ, **env}, cwd=args.before,
+        capture_output=True, text=True,
     )  # fmt: skip
+    if done.returncode:
+        raise SystemExit(f"the old evaluator failed:\n{done.stderr[-3000:]}")
     old = json.loads(done.stdout.strip().splitlines()[-1])
     diff = max(
         abs(a - b) for k in ("fgsm", "pgd") for a, b in zip(new["accuracy"][k], old[k], strict=True)

@@ -39,13 +39,16 @@ class Preprocess(NamedTuple):
         >>> x.shape, float(x[0, 0, 0, 0]), float(x[0, 2, 2, 0])  # padding, then an image pixel
         ((2, 32, 32, 1), -1.0, 1.0)
 
-        Training-time augmentation needs a key; a flip mirrors the columns:
+        Augmentation (random crops and flips) runs only in training, with a key:
 
         >>> flip = Preprocess(horizontal_flip=True)
         >>> images = np.arange(4, dtype=np.uint8).reshape(1, 1, 4, 1) * 85  # one 1x4 image
-        >>> out = flip(images, key=jax.random.key(0), train=True)
-        >>> (out * 255).round().ravel().tolist() in ([0, 85, 170, 255], [255, 170, 85, 0])
-        True
+        >>> (flip(images) * 255).round().ravel().tolist()  # evaluation: unchanged
+        [0.0, 85.0, 170.0, 255.0]
+        >>> flip(images, train=True)
+        Traceback (most recent call last):
+        ...
+        ValueError: Training-time augmentation needs a random key.
         >>> Preprocess.from_config({"resize": 32})
         Traceback (most recent call last):
         ...

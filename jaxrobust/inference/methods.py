@@ -78,7 +78,12 @@ def _get(cfg: Mapping[str, Any], key: str, default: Any) -> Any:
 
 
 class Posterior(NamedTuple):
-    """What the training loop needs to train one posterior method (see module docstring)."""
+    """What the training loop needs to train one posterior method (see module docstring).
+
+    Example:
+        >>> Posterior._fields
+        ('method', 'model', 'optimizer', 'num_runs', 'finalize')
+    """
 
     method: str
     model: Model
@@ -92,7 +97,13 @@ class Posterior(NamedTuple):
 class PosteriorMethod(NamedTuple):
     """A registered posterior method: ``build(cfg, model, optimizer, example, *, steps_per_epoch,
     num_train, num_epochs, seed, learning_rate) -> Posterior``, its option names (beyond
-    ``method, filter, rest, num_samples``) and the schema of its config section."""
+    ``method, filter, rest, num_samples``) and the schema of its config section.
+
+    Example:
+        >>> from jaxrobust.registry import POSTERIORS
+        >>> POSTERIORS.get("ensemble").options
+        ('members',)
+    """
 
     build: Callable[..., Posterior]
     options: tuple[str, ...] = ()
@@ -109,17 +120,21 @@ def register_posterior(
 ) -> None:
     """Make ``method`` usable as ``training.posterior.method`` (see :class:`PosteriorMethod`).
 
-        Example:
-            >>> from jaxrobust.config import sections
-    from jaxrobust.registry import POSTERIORS
-            >>> sorted(POSTERIORS.names())
-            ['bbb', 'ensemble', 'hmc', 'sghmc', 'swag']
+    Example:
+        >>> from jaxrobust.registry import POSTERIORS
+        >>> sorted(POSTERIORS.names())
+        ['bbb', 'ensemble', 'hmc', 'sghmc', 'swag']
     """
     POSTERIORS.register(method, PosteriorMethod(build, tuple(options), schema), overwrite=overwrite)
 
 
 def check_posterior_config(cfg: Mapping[str, Any], name: str) -> dict:
-    """The posterior section with defaults, or a ValueError naming what is wrong."""
+    """The posterior section with defaults, or a ValueError naming what is wrong.
+
+    Example:
+        >>> check_posterior_config({"method": "ensemble", "members": 3}, "cnn")["num_samples"]
+        3
+    """
     cfg = {k: v for k, v in dict(cfg).items() if v is not None or k == "method"}
     method = cfg.get("method")
     entry = POSTERIORS.get(method, where=f"config.models.{name}.training.posterior.method")
@@ -157,7 +172,18 @@ def check_posterior_config(cfg: Mapping[str, Any], name: str) -> dict:
 
 
 def build_posterior(cfg: Mapping[str, Any], *args, **kwargs) -> Posterior:
-    """The :class:`Posterior` of ``cfg`` (already checked) from its registered method."""
+    """The :class:`Posterior` of ``cfg`` (already checked) from its registered method.
+
+    Example:
+        >>> import jax.numpy as jnp, optax
+        >>> from jaxrobust.models import build_model
+        >>> cnn = build_model("classifier", {"network": "small_cnn"}, (28, 28, 1), 10)
+        >>> cfg = check_posterior_config({"method": "ensemble", "members": 2}, "cnn")
+        >>> p = build_posterior(cfg, cnn, optax.adam(1e-3), jnp.zeros((1, 28, 28, 1)),
+        ...                     steps_per_epoch=1, num_train=1, num_epochs=1, seed=0)
+        >>> p.method, p.num_runs
+        ('ensemble', 2)
+    """
     return POSTERIORS.get(cfg["method"]).build(cfg, *args, **kwargs)
 
 
@@ -395,6 +421,16 @@ def bbb_model(
     the weight KL spread over the batch). Validation uses the same one-sample loss; every
     capability of ``model`` (scores, logits, log_likelihood, encode, ...) is kept and evaluates
     at the variational mean.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from jaxrobust.inference.bbb import GaussianPrior
+        >>> from jaxrobust.models import build_model
+        >>> cnn = build_model("classifier", {"network": "small_cnn"}, (28, 28, 1), 10)
+        >>> bayes = bbb_model(cnn, "^Dense_1/", GaussianPrior(1.0), kl_per_example=lambda b: 1 / b)
+        >>> v = bayes.init(jax.random.key(0), jnp.zeros((1, 28, 28, 1)))
+        >>> sorted(v["params"]), bayes.logits(v, jnp.zeros((2, 28, 28, 1))).shape
+        (['point', 'variational'], (2, 10))
     """
 
     def init(key, images):

@@ -51,6 +51,14 @@ def posterior_log_likelihoods(
     """``log_lik[S, B]``: ``log_lik_fn(variables_s, images, key_s)`` for every sample s.
 
     Jittable; call it inside the caller's jit (e.g. per batch of a dataset map).
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from jaxrobust.inference import from_stack
+        >>> stack = from_stack({"params": {"b": jnp.array([0.0, -1.0])}})
+        >>> f = lambda v, x, key: v["params"]["b"] + 0.0 * x.sum(-1)
+        >>> posterior_log_likelihoods(f, stack, jnp.ones((3, 2)), jax.random.key(0)).tolist()
+        [[0.0, 0.0, 0.0], [-1.0, -1.0, -1.0]]
     """
     num = posterior.num_samples
     if sample_batch_size == "auto":

@@ -82,7 +82,7 @@ def as_probabilities(probs, sum_tolerance: float = 1e-3) -> jax.Array:
 
 
 def check_same_length(**arrays) -> int:
-    shapes = {name: jnp.shape(a) for name, a in arrays.items()}
+    shapes = {name: np.shape(a) for name, a in arrays.items()}  # lists too, and tracers
     lengths = {s[0] if len(s) == 1 else None for s in shapes.values()}
     if len(lengths) != 1 or None in lengths:
         described = ", ".join(f"{k} {v}" for k, v in shapes.items())

@@ -141,11 +141,10 @@ def expected_calibration_error(
         >>> labels = [0, 1, 1, 1]
         >>> round(float(expected_calibration_error(probs, labels, num_bins=5)), 4)
         0.15
-        >>> round(float(expected_calibration_error(probs, labels, 2, binning="equal_mass")), 4)
-        0.15
 
         Classwise: class 0 has p = 0.9, 0.7, 0.3, 0.1 with hits 1, 0, 0, 0, each in its own
-        bin, so its ECE is (0.1 + 0.7 + 0.3 + 0.1) / 4; class 1 mirrors it.
+        bin, so its ECE is (0.1 + 0.7 + 0.3 + 0.1) / 4; class 1 mirrors it (equal-mass bins:
+        see :func:`calibration_summary`).
 
         >>> round(float(expected_calibration_error(probs, labels, 5, mode="classwise")), 4)
         0.3

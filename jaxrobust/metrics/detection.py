@@ -182,9 +182,9 @@ def auroc(scores_in, scores_out, *, higher_is_ood: bool) -> jax.Array:
         >>> round(float(auroc([0.9, 0.8, 0.4], [0.5, 0.1], higher_is_ood=True)), 4)  # 1/6
         0.1667
 
-        A tie counts one half: (1/2 + 1 + 1/2 + 1) / 4 pairs.
+        A tie counts one half: 3 * (1/2 + 1) / 6 pairs.
 
-        >>> float(auroc([1.0, 1.0], [1.0, 0.0], higher_is_ood=False))
+        >>> float(auroc([1.0, 1.0, 1.0], [1.0, 0.0], higher_is_ood=False))
         0.75
     """
     return _auroc_jit(*_oriented(scores_in, scores_out, higher_is_ood))
@@ -291,11 +291,12 @@ class DetectionAtThreshold(NamedTuple):
     """Rates of inputs flagged as OOD by one fixed threshold.
 
     Examples:
-        One of two OOD inputs (0) and none of two in-distribution ones scores below 1:
+        Three of the four OOD scores and two of the five in-distribution ones lie below 2.5:
 
-        >>> rates = detection_at_threshold([3.0, 1.0], [0.0, 2.0], higher_is_ood=False, threshold=1)
-        >>> {name: float(rate) for name, rate in rates._asdict().items()}
-        {'detection_rate': 0.5, 'false_alarm_rate': 0.0}
+        >>> s_in, s_out = [5.0, 4.0, 3.0, 2.0, 1.0], [0.0, 1.0, 2.0, 6.0]
+        >>> rates = detection_at_threshold(s_in, s_out, higher_is_ood=False, threshold=2.5)
+        >>> {name: round(float(rate), 4) for name, rate in rates._asdict().items()}
+        {'detection_rate': 0.75, 'false_alarm_rate': 0.4}
     """
 
     detection_rate: jax.Array  # fraction of OOD inputs flagged (the SDIM paper's detection rate)

@@ -106,10 +106,8 @@ def class_thresholds_from_percentile(
 
         >>> scores = [[-1, -5, -9], [-2, -6, -9], [-3, -7, -9], [-9, -1, -9], [-8, -2, -9]]
         >>> labels = [0, 0, 0, 1, 1]
-        >>> class_thresholds_from_percentile(scores, labels, 50.0).tolist()
+        >>> class_thresholds_from_percentile(scores, labels, 50.0).tolist()  # the medians
         [-2.0, -1.5, -inf]
-        >>> class_thresholds_from_percentile(scores, labels, 0.0).tolist()
-        [-3.0, -2.0, -inf]
     """
     class_scores = jnp.asarray(class_scores)
     labels = jnp.asarray(labels)

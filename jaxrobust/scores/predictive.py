@@ -113,7 +113,14 @@ def variation_ratio(logits_stack) -> jax.Array:
 
 
 class StackedClassifierScore(NamedTuple):
-    """A score of a logits stack ``[S, N, C]`` with its direction."""
+    """A score of a logits stack ``[S, N, C]`` with its direction.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> score = STACKED_CLASSIFIER_SCORES["mutual_information"]
+        >>> score.higher_is_ood, float(score.fn(jnp.zeros((2, 1, 3)))[0])
+        (True, 0.0)
+    """
 
     fn: object
     higher_is_ood: bool

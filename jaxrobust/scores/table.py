@@ -35,7 +35,15 @@ OutputsFn = Callable[..., Mapping[str, Any]]  # outputs(variables, x, *, key, na
 
 
 class Score(NamedTuple):
-    """``fn(outputs) -> [N]`` with its direction (``higher_is_ood``) and the outputs it needs."""
+    """``fn(outputs) -> [N]`` with its direction (``higher_is_ood``) and the outputs it needs.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> neg_norm = Score(lambda o: -jnp.linalg.norm(o["logits"], axis=-1), False,
+        ...                  "-||f(x)||", ("logits",))
+        >>> neg_norm.fn({"logits": jnp.array([[3.0, 4.0]])}), neg_norm.needs
+        (Array([-5.], dtype=float32), ('logits',))
+    """
 
     fn: Callable[[Mapping[str, Any]], jax.Array]
     higher_is_ood: bool
@@ -68,7 +76,15 @@ def compute_scores(
     *,
     key: jax.Array | None,
 ) -> dict[str, jax.Array]:
-    """``{name: [N]}`` for the scores ``names``, from one call of ``outputs_fn`` (see module)."""
+    """``{name: [N]}`` for the scores ``names``, from one call of ``outputs_fn`` (see module).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> table = {"sum": Score(lambda o: o["x"].sum(-1), False, "sum", ("x",))}
+        >>> compute_scores(table, lambda v, x, *, key, names: {"x": v * x}, 2.0,
+        ...                jnp.ones((2, 3)), ["sum"], key=None)
+        {'sum': Array([6., 6.], dtype=float32)}
+    """
     names = list(names)
     outputs = outputs_fn(variables, x, key=key, names=needed_outputs(table, names))
     return {name: table[name].fn(outputs) for name in names}
