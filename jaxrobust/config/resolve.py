@@ -48,6 +48,19 @@ def _posterior_field(posterior: Any, where: str) -> Field:
     base = sections.TRAINING["posterior"]
     if not _is_mapping(posterior):
         return base
+    method = plain(posterior).get("method")
+    if isinstance(method, str) and method in POSTERIORS:
+        # The method's own checks first (unknown options, members, rest, ...): their messages
+        # name the method's accepted options.
+        from jaxrobust.inference.methods import check_posterior_config
+
+        model_name = where.split(".")[2] if where.startswith("config.models.") else where
+        try:
+            check_posterior_config(plain(posterior), model_name)
+        except ConfigError:
+            raise
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
     method = posterior.get("method")
     if method is None and closest_match("method", list(posterior)) is None:
         raise ConfigError(
@@ -56,6 +69,12 @@ def _posterior_field(posterior: Any, where: str) -> Field:
         )
     schema = dict(sections.POSTERIOR_COMMON)
     if isinstance(method, str):
+        if method not in POSTERIORS:
+            raise UnknownNameError(
+                unknown_name_message("posterior method", method, POSTERIORS.names(), where)
+                + f" posterior.method must be one of {POSTERIORS.names()}, or register one "
+                "with jaxrobust.register_posterior."
+            )
         options = _entry_schema(POSTERIORS.get(method, where=f"{where}.method"))
         if options is None:  # registered without a schema: not checked
             return base

@@ -57,7 +57,7 @@ from jaxrobust.models.base import (
     split_variables,
     with_variables_transform,
 )
-from jaxrobust.registry import POSTERIORS
+from jaxrobust.registry import POSTERIORS, unknown_name_message
 
 PyTree = Any
 _COMMON = ("method", "filter", "rest", "num_samples")
@@ -140,9 +140,11 @@ def check_posterior_config(cfg: Mapping[str, Any], name: str) -> dict:
     entry = POSTERIORS.get(method, where=f"config.models.{name}.training.posterior.method")
     unknown = sorted(set(cfg) - set(_COMMON) - set(entry.options))
     if unknown:
+        accepted = sorted(_COMMON + entry.options)
+        where = f"config.models.{name}.training.posterior"
         raise ValueError(
-            f"config.models.{name}.posterior: unknown options {unknown} for method {method!r}; "
-            f"it takes {sorted(_COMMON + entry.options)}."
+            unknown_name_message("key", unknown[0], accepted, where)
+            + f" (unknown options {unknown} for method {method!r})"
         )
     cfg.setdefault("filter", subset.ALL)
     cfg.setdefault("rest", "point")
@@ -151,6 +153,8 @@ def check_posterior_config(cfg: Mapping[str, Any], name: str) -> dict:
         raise ValueError(f"posterior.rest must be 'point' or 'fixed', got {cfg['rest']!r}.")
     if method == "ensemble":
         members = cfg.get("members")
+        if members is None:
+            raise ValueError("posterior.members is required for an ensemble: an integer >= 2.")
         if not isinstance(members, int) or members < 2:
             raise ValueError(f"posterior.members must be an integer >= 2, got {members!r}.")
         if cfg["filter"] != subset.ALL:
