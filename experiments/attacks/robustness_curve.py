@@ -142,7 +142,7 @@ def write_outputs(result: dict, output_dir: Path) -> None:
             f"| {m} (`{info['config']}`) | epoch {info['epoch']} ({info['checkpoint']}) | "
             f"{budget_text(info['training'])} | "
             f"{100 * info['training']['final_clean_val_accuracy']:.2f}% "
-            f"(10k test) | {t:.0f} s (+ {info['attack_compile_seconds']:.0f} s compile) |"
+            f"(5k validation) | {t:.0f} s (+ {info['attack_compile_seconds']:.0f} s compile) |"
         )
     lines += ["", f"Total wall time of the evaluation: {result['total_seconds']:.0f} s.", ""]
     (output_dir / "robustness_curve.md").write_text("\n".join(lines))

@@ -57,6 +57,8 @@ def make_config(
     c.data = ml_collections.ConfigDict(
         {
             "name": train,
+            # Validation metrics logged on the test split, as in the runs of RESULTS.md; nothing
+            # is selected with them (evaluate.checkpoint is "last").
             "validation_split": "test",
             "train_limit": 0,
             "validation_limit": 0,

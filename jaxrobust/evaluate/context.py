@@ -94,6 +94,10 @@ class EvaluationContext:
             self._restored[name] = self._restore(name)
         return self._restored[name]
 
+    def restored_models(self) -> dict[str, Restored]:
+        """Every model restored so far, by name."""
+        return dict(self._restored)
+
     def _restore(self, name: str) -> Restored:
         training = self.config.models[name].training
         if training.get("posterior"):

@@ -54,10 +54,9 @@ def evaluate(workdir: str | os.PathLike, config: ml_collections.ConfigDict | Non
     }
     for name, (task, section) in tasks.items():
         results[name] = task.run(section, ctx)
-    results["meta"]["checkpoints"] = {
-        n: r.epoch for n, r in ctx._restored.items() if not r.is_posterior
-    }
-    results["meta"]["posteriors"] = {n: r.meta for n, r in ctx._restored.items() if r.is_posterior}
+    restored = ctx.restored_models()
+    results["meta"]["checkpoints"] = {n: r.epoch for n, r in restored.items() if not r.is_posterior}
+    results["meta"]["posteriors"] = {n: r.meta for n, r in restored.items() if r.is_posterior}
     results["meta"]["passes"] = [
         {"model": m, "dataset": d, "outputs": list(o)} for m, d, o in ctx.passes
     ]
