@@ -50,6 +50,7 @@ from jaxrobust.attacks.gradient import (
     _projected_step,
     _random_in_ball,
 )
+from jaxrobust.distributions import latent as gaussian_latent
 
 EncodeFn = Callable[[jax.Array], Any]  # x [B, ...] -> latent parameters, e.g. (mu, log_var)
 Divergence = Callable[[Any, Any], jax.Array]  # (params_a, params_b) -> [B]
@@ -77,14 +78,13 @@ def symmetric_gaussian_kl(
       >>> print(bool(jnp.allclose(d, attacks.symmetric_gaussian_kl(mu2, log_var2, mu1, log_var1))))
       True
     """
-    diff_log_var = log_var1 - log_var2
-    per_coordinate = 0.5 * (
-        jnp.exp(diff_log_var)
-        + jnp.exp(-diff_log_var)
-        + jnp.square(mu1 - mu2) * (jnp.exp(-log_var1) + jnp.exp(-log_var2))
-        - 2.0
+
+    def flat(a):  # [B, ...] -> [B, D]: the latent family sums over its last axis
+        return a.reshape(a.shape[0], -1)
+
+    return gaussian_latent.symmetric_gaussian_kl(
+        (flat(mu1), flat(log_var1)), (flat(mu2), flat(log_var2))
     )
-    return jnp.sum(per_coordinate, axis=tuple(range(1, per_coordinate.ndim)))
 
 
 def _check_encode_fn(encode_fn: EncodeFn, x: jax.Array, divergence: Divergence | None) -> None:

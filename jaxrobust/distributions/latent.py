@@ -81,14 +81,11 @@ def symmetric_gaussian_kl(params_a: Params, params_b: Params) -> jax.Array:
     """
     (mu1, log_var1), (mu2, log_var2) = params_a, params_b
     diff = log_var1 - log_var2
-    per_coordinate = (
-        0.5
-        * (
-            jnp.exp(diff)
-            + jnp.exp(-diff)
-            + (mu1 - mu2) ** 2 * (jnp.exp(-log_var1) + jnp.exp(-log_var2))
-        )
-        - 1.0
+    per_coordinate = 0.5 * (
+        jnp.exp(diff)
+        + jnp.exp(-diff)
+        + jnp.square(mu1 - mu2) * (jnp.exp(-log_var1) + jnp.exp(-log_var2))
+        - 2.0
     )
     return jnp.sum(per_coordinate, axis=-1)
 

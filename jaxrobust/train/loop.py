@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 from jaxrobust import data as datasets
 from jaxrobust.config import config_to_dict, resolve_config, save_config
+from jaxrobust.config.schema import plain
 from jaxrobust.data.batching import steps_per_epoch
 from jaxrobust.data.preprocess import Preprocess
 from jaxrobust.data.splits import carve_validation
@@ -88,22 +89,15 @@ def build_from_config(config: ml_collections.ConfigDict, name: str) -> tuple[Mod
     if name not in config.models:
         raise ConfigError(unknown_name_message("model", name, config.models, where="config.models"))
     info = datasets.dataset_info(config.data.name)
-    preprocess = Preprocess.from_config(_plain(config.data.get("preprocess")))
+    preprocess = Preprocess.from_config(plain(config.data.get("preprocess")))
     image_shape = preprocess.output_shape(info.image_shape)
     section = config.models[name]
-    architecture = _plain(section.get("architecture")) or {}
+    architecture = plain(section.get("architecture")) or {}
     model = build_model(section.kind, architecture, image_shape, info.num_classes)
     adversarial = (section.get("training") or {}).get("adversarial_training")
     if adversarial is not None:
-        model = adversarial_training(model, _plain(adversarial), name)
+        model = adversarial_training(model, plain(adversarial), name)
     return model, preprocess
-
-
-def _plain(value: Any) -> Any:
-    """A ConfigDict (or a nested mix) as plain dicts; other values unchanged."""
-    if isinstance(value, ml_collections.ConfigDict):
-        return value.to_dict()
-    return value
 
 
 def abstract_variables(
@@ -126,10 +120,10 @@ def check_buildable(config: ml_collections.ConfigDict) -> None:
         model, preprocess = build_from_config(config, name)
         training = config.models[name].training
         abstract_variables(model, preprocess, config, num_runs=training.get("num_runs"))
-        build_optimizer(_plain(training.optimizer), steps_per_epoch=1)
+        build_optimizer(plain(training.optimizer), steps_per_epoch=1)
         if training.get("posterior"):
             try:
-                check_posterior_config(_plain(training.posterior), name)
+                check_posterior_config(plain(training.posterior), name)
             except ValueError as err:
                 raise ConfigError(str(err)) from None
 
@@ -171,7 +165,7 @@ def _train_model(config, workdir: Path, name: str, mesh, hooks) -> dict:
     batch_size = cfg.batch_size
     eval_batch_size = cfg.get("eval_batch_size", 1000)
     steps = steps_per_epoch(len(train_images), batch_size)
-    optimizer = build_optimizer(_plain(cfg.optimizer), steps)
+    optimizer = build_optimizer(plain(cfg.optimizer), steps)
 
     negatives = _auxiliary_negatives(section, name, train_images.shape[1:], progress)
     on_devices = replicated(mesh)
@@ -336,7 +330,7 @@ def _posterior(cfg, name, model, optimizer, example, steps, num_train, config):
     if not section:
         return None
     try:
-        checked = check_posterior_config(_plain(section), name)
+        checked = check_posterior_config(plain(section), name)
     except ValueError as err:
         raise ConfigError(str(err)) from None
     if cfg.get("num_runs") is not None:
