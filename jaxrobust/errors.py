@@ -52,3 +52,51 @@ class ConfigError(JaxrobustError, ValueError):
         >>> issubclass(ConfigError, ValueError)
         True
     """
+
+
+class InputError(JaxrobustError, ValueError):
+    """An array given to a public function is invalid: shape, dtype, range, NaN or labels.
+
+    Examples:
+        >>> issubclass(InputError, ValueError)
+        True
+    """
+
+
+class PrecisionWarning(UserWarning):
+    """An input was converted to a lower precision and some of its values became equal.
+
+    Examples:
+        >>> issubclass(PrecisionWarning, UserWarning)
+        True
+    """
+
+
+class CheckpointCorruptError(JaxrobustError, ValueError):
+    """A saved array tree (checkpoint, posterior samples, data cache) fails its integrity check:
+    a content hash that differs from the one recorded when it was written, a truncated or
+    unreadable file, missing metadata, or non-finite values.
+
+    Examples:
+        >>> issubclass(CheckpointCorruptError, ValueError)
+        True
+    """
+
+
+class WorkdirError(JaxrobustError, OSError):
+    """The workdir cannot be used: it is a file, read-only, on a full disk, or otherwise not
+    writable; the message names the path and the fix.
+
+    Examples:
+        >>> issubclass(WorkdirError, OSError)
+        True
+    """
+
+
+class WorkdirLockedError(WorkdirError):
+    """Another live process is writing to this workdir (see ``<workdir>/.lock``).
+
+    Examples:
+        >>> issubclass(WorkdirLockedError, WorkdirError)
+        True
+    """
