@@ -223,7 +223,7 @@ def test_a_missing_required_key_is_named(dotted):
 @pytest.mark.parametrize(
     "dotted, value, match",
     [
-        ("seed", -1, r"config\.seed must be a non-negative integer, got -1"),
+        ("seed", -1, r"config\.seed must be a non-negative integer.*got -1"),
         ("seed", "0", r"config\.seed must be a non-negative integer.*got '0' \(str\)"),
         ("progress", 1, r"config\.progress must be True or False"),
         ("data.train_limit", -1, r"data\.train_limit must be a non-negative integer"),
@@ -241,7 +241,7 @@ def test_a_missing_required_key_is_named(dotted):
         ("models.vae.training.eval_batch_size", 0, r"eval_batch_size must be a positive"),
         ("models.vae.training.num_runs", 0, r"num_runs must be a positive integer"),
         ("models.vae.training.best_mode", "mni", r"did you mean 'min'"),
-        ("models.vae.training.optimizer.learning_rate", 0.0, r"learning_rate must be > 0"),
+        ("models.vae.training.optimizer.learning_rate", 0.0, r"learning_rate must be a number > 0"),
         ("models.vae.training.optimizer.learning_rate", "fast", r"learning_rate must be a number"),
         ("models.vae.training.optimizer.name", "adamm", r"one of .*did you mean 'adam'"),
         ("models.vae.architecture.latent_dim", 0, r"latent_dim must be a positive integer"),
@@ -285,10 +285,13 @@ def test_wrong_types_and_values_out_of_range_are_refused(dotted, value, match):
         ({"method": "swag", "rest": "frozen"}, r"rest must be 'point' or 'fixed'"),
         ({"method": "swag", "filter": "("}, r"filter must be a regular expression"),
         ({"method": "sghmc", "num_samples": 1}, r"num_samples must be an integer >= 2"),
-        ({"method": "bbb", "prior": {"sigma": 0.0}}, r"prior\.sigma must be > 0"),
+        ({"method": "bbb", "prior": {"sigma": 0.0}}, r"prior\.sigma must be a number > 0"),
         ({"method": "bbb", "prior": {"sigma": 1.0, "pi": 0.5}}, r"takes only 'sigma'"),
         ({"method": "hmc", "num_samples": 5, "num_chains": 2}, r"multiple of num_chains"),
-        ({"method": "hmc", "target_accept_prob": 1.0}, r"target_accept_prob must be in \(0, 1\)"),
+        (
+            {"method": "hmc", "target_accept_prob": 1.0},
+            r"target_accept_prob must be a number in \(0, 1\)",
+        ),
     ],
 )
 def test_posterior_sections_are_checked_per_method(posterior, match):
@@ -302,7 +305,7 @@ def test_posterior_sections_are_checked_per_method(posterior, match):
         ({}, r"adversarial_training\.epsilon is required"),
         ({"epsilon": -0.1, "num_steps": 3}, r"epsilon must be a non-negative number"),
         ({"epsilon": 0.3, "num_steps": 0}, r"num_steps must be a positive integer"),
-        ({**ADVERSARIAL, "fraction": 1.5}, r"fraction must be a number in \[0.0, 1.0\]"),
+        ({**ADVERSARIAL, "fraction": 1.5}, r"fraction must be a number in \[0, 1\]"),
         ({**ADVERSARIAL, "norm": "l1"}, r"norm must be one of \['linf', 'l2'\]"),
         ({**ADVERSARIAL, "domain": (1.0, 0.0)}, r"domain must be \(low, high\) with low < high"),
     ],

@@ -2,16 +2,20 @@
 
 :func:`load_config` imports a Python file, calls its ``get_config()``, resolves it (validation
 against the schemas, defaults filled in), applies the overrides, each parsed to the type of the
-field it replaces, and resolves again. The resolved config is stored as JSON next to the
-checkpoints so that evaluation, in another process, rebuilds exactly the trained models.
+field it replaces, and resolves again. It also loads a resolved config stored as JSON (a
+workdir's ``config.json``), which is a valid config as it stands. The resolved config is
+stored as JSON next to the checkpoints so that evaluation, in another process, rebuilds exactly
+the trained models.
 """
 
 from __future__ import annotations
 
 import ast
+import contextlib
 import importlib.util
 import json
 import os
+import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from types import ModuleType
@@ -48,9 +52,52 @@ def import_file(path: str | os.PathLike) -> ModuleType:
     return module
 
 
+CONFIG_SUFFIXES = (".py", ".json")
+
+
+def _check_config_path(path: Path) -> None:
+    """A clear ConfigError for a config path that is missing, a directory or not .py/.json."""
+    if path.is_dir():
+        inside = path / CONFIG_FILENAME
+        hint = (
+            f" To reuse the config of that training run, pass --config {inside}."
+            if inside.is_file()
+            else " Pass a Python config file (.py, with get_config()) or a config.json."
+        )
+        raise ConfigError(f"Config path {path} is a directory, not a config file.{hint}")
+    if not path.exists():
+        raise ConfigError(
+            f"Config file {path} does not exist; check the path (relative paths are from "
+            f"{Path.cwd()})."
+        )
+    if path.suffix not in CONFIG_SUFFIXES:
+        raise ConfigError(
+            f"Config file {path} must be a Python file (.py, defining get_config()) or a "
+            f"resolved config stored as JSON (.json, e.g. a workdir's {CONFIG_FILENAME}), got "
+            f"a {path.suffix or 'suffix-less'} file."
+        )
+
+
+def _read_json_config(path: Path) -> ml_collections.ConfigDict:
+    try:
+        stored = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ConfigError(
+            f"Config file {path} is not valid JSON ({err}); if it is a workdir's "
+            f"{CONFIG_FILENAME}, it is damaged: pass the Python config file that trained it."
+        ) from None
+    if not isinstance(stored, dict):
+        raise ConfigError(
+            f"Config file {path} must hold a JSON object (a config section), got "
+            f"{type(stored).__name__}."
+        )
+    return ml_collections.ConfigDict(stored)
+
+
 def _read_config_file(path: Path) -> ml_collections.ConfigDict:
-    if not path.is_file():
-        raise ConfigError(f"Config file {path} does not exist.")
+    _check_config_path(path)
+    if path.suffix == ".json":
+        return _read_json_config(path)
     try:
         module = import_file(path)
     except ConfigError:
@@ -91,14 +138,18 @@ def _resolve_with_overrides(
 def load_config(
     path: str | os.PathLike, overrides: Iterable[str] = ()
 ) -> ml_collections.ConfigDict:
-    """The resolved config of file ``path`` (its ``get_config()``) with ``key=value`` overrides.
+    """The resolved config of file ``path`` with ``key=value`` overrides.
 
-    The file's config is resolved first (so an override may name any key that has a default),
-    then the overrides are applied and the result resolved again.
+    ``path`` is a Python file (its ``get_config()``) or a JSON file holding a config, such as the
+    ``config.json`` a training run stores in its workdir. The file's config is resolved first (so
+    an override may name any key that has a default), then the overrides are applied and the
+    result resolved again.
 
     Raises:
-      ConfigError: the file is missing, raises, or returns something else than a ConfigDict or
-        dict (the message names the file); or the config or an override is invalid.
+      ConfigError: the path is missing, a directory or neither .py nor .json; the file fails to
+        import, its ``get_config()`` raises or returns something else than a ConfigDict or dict,
+        or its JSON is invalid (each message names the file); or the config or an override is
+        invalid.
 
     Examples:
       >>> import tempfile
@@ -253,6 +304,10 @@ def config_to_dict(config: ml_collections.ConfigDict) -> dict:
 def save_config(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> Path:
     """Write ``workdir/config.json`` atomically; returns its path.
 
+    The JSON goes to a temporary file in ``workdir`` (flushed to disk), which then replaces
+    ``config.json`` in one ``os.replace``: a kill or a full disk at any moment leaves either the
+    old file or the new one, never a partial one, and no temporary file behind.
+
     Examples:
       >>> import tempfile
       >>> with tempfile.TemporaryDirectory() as tmp:
@@ -261,9 +316,18 @@ def save_config(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -
     """
     path = Path(workdir) / CONFIG_FILENAME
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(config_to_dict(config), indent=2, sort_keys=True))
-    os.replace(tmp, path)
+    text = json.dumps(config_to_dict(config), indent=2, sort_keys=True) + "\n"
+    fd, tmp = tempfile.mkstemp(prefix=f".{CONFIG_FILENAME}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as file:
+            file.write(text)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
     return path
 
 
@@ -289,8 +353,14 @@ def load_workdir_config(
         )
     try:
         stored = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ConfigError(
-            f"{path} is not valid JSON ({err}); the stored config is damaged."
+            f"{path} is not valid JSON ({err}); the stored config is damaged: pass the config "
+            f"file that trained {workdir} with --config."
         ) from None
+    if not isinstance(stored, dict):
+        raise ConfigError(
+            f"{path} must hold a JSON object, got {type(stored).__name__}; the stored config is "
+            f"damaged: pass the config file that trained {workdir} with --config."
+        )
     return _resolve_with_overrides(ml_collections.ConfigDict(stored), overrides)

@@ -1,8 +1,9 @@
 """The schema engine: a config section is a mapping of key to :class:`Field`, checked at load.
 
 A :class:`Field` states the Python types a value may have, its default (or :data:`REQUIRED`),
-its allowed choices, an inclusive numeric range, the :class:`Field` of every element of a list,
-the schema of a nested section, and an optional custom check. :func:`validate_section` checks a
+its allowed choices, a numeric range (inclusive ``minimum``/``maximum``, exclusive
+``above``/``below``), the :class:`Field` of every element of a list, the schema of a nested
+section, and an optional custom check. :func:`validate_section` checks a
 section against its schema and returns a plain dict with every default filled in; every problem
 (an unknown key, a missing required key, a wrong type, a value out of range or not among the
 choices) raises :class:`~jaxrobust.errors.ConfigError` naming the key's full path.
@@ -11,12 +12,17 @@ Type rules: an ``int`` is accepted where a ``float`` is (and converted); a ``boo
 ``int`` or ``float``; ``list`` and ``tuple`` are interchangeable (the given one is kept); ``None``
 is accepted only when the default is ``None`` or the types include ``type(None)``. A field of
 type ``dict`` without a schema is an open dict: any keys.
+
+Number rules: a float must be finite (NaN and +-inf are refused unless the field says
+``finite=False``), and an integer must fit in 64 bits (``|value| <= INT_LIMIT``), whatever the
+field's own range.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import numbers
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -52,6 +58,10 @@ REQUIRED: Any = _Required()
 
 _NONE = type(None)
 
+#: The largest integer magnitude any config value may have (int64): a larger one cannot become
+#: an array size, index or seed.
+INT_LIMIT = 2**63 - 1
+
 
 @dataclasses.dataclass(frozen=True)
 class Field:
@@ -64,6 +74,8 @@ class Field:
       default: the value filled in when the key is absent; :data:`REQUIRED` if it must be given.
       choices: the allowed values, or None for any.
       minimum, maximum: inclusive numeric bounds, or None.
+      above, below: exclusive numeric bounds (``value > above``, ``value < below``), or None.
+      finite: whether a float must be finite (NaN and +-inf refused); True by default.
       items: the :class:`Field` every element of a list/tuple value is checked with.
       schema: the schema of a nested section (a dict value); None with ``types=dict`` is an open
         dict.
@@ -74,6 +86,8 @@ class Field:
       >>> epochs = Field(int, REQUIRED, minimum=1, help="passes over the training set")
       >>> epochs.required, describe(epochs)
       (True, 'a positive integer')
+      >>> describe(Field(float, 1e-3, above=0.0))
+      'a number > 0'
       >>> Field(float, None).type_tuple
       (<class 'float'>, <class 'NoneType'>)
     """
@@ -87,6 +101,9 @@ class Field:
     schema: Mapping[str, Field] | None = None
     check: Callable[[Any, str], Any] | None = None
     help: str = ""
+    above: float | None = None
+    below: float | None = None
+    finite: bool = True
 
     def __post_init__(self) -> None:
         types = self.types if isinstance(self.types, tuple) else (self.types,)
@@ -94,6 +111,33 @@ class Field:
             raise TypeError(f"Field.types must be a type or a tuple of types, got {self.types!r}.")
         if self.schema is not None and dict not in types:
             raise TypeError("A Field with a schema (a nested section) must accept dict.")
+        for name in ("minimum", "maximum", "above", "below"):
+            bound = getattr(self, name)
+            if bound is not None and (isinstance(bound, bool) or not math.isfinite(bound)):
+                raise TypeError(f"Field.{name} must be a finite number or None, got {bound!r}.")
+
+    @property
+    def bounded(self) -> bool:
+        """Whether the field has a numeric range (minimum, maximum, above or below)."""
+        return any(b is not None for b in (self.minimum, self.maximum, self.above, self.below))
+
+    def in_range(self, value: float) -> bool:
+        """Whether the number ``value`` is inside the field's range (NaN never is).
+
+        Examples:
+          >>> Field(float, 0.5, above=0.0, maximum=1.0).in_range(1.0)
+          True
+          >>> Field(float, 0.5, above=0.0, maximum=1.0).in_range(0.0)
+          False
+        """
+        if isinstance(value, float) and math.isnan(value):
+            return False
+        return (
+            (self.minimum is None or value >= self.minimum)
+            and (self.maximum is None or value <= self.maximum)
+            and (self.above is None or value > self.above)
+            and (self.below is None or value < self.below)
+        )
 
     @property
     def type_tuple(self) -> tuple[type, ...]:
@@ -120,7 +164,9 @@ def describe(field: Field) -> str:
       >>> describe(Field(int, 1, minimum=1))
       'a positive integer'
       >>> describe(Field(float, 0.5, minimum=0.0, maximum=1.0))
-      'a number in [0.0, 1.0]'
+      'a number in [0, 1]'
+      >>> describe(Field(float, 0.9, minimum=0.0, below=1.0))
+      'a number in [0, 1)'
       >>> describe(Field(str, "min", choices=("min", "max")))
       "one of ['min', 'max']"
     """
@@ -130,11 +176,11 @@ def describe(field: Field) -> str:
     words = []
     for t in types:
         if t is int:
-            words.append(_number_words("integer", field.minimum, field.maximum))
+            words.append(_number_words("integer", field))
         elif t is float:
             if int in types:
                 continue
-            words.append(_number_words("number", field.minimum, field.maximum))
+            words.append(_number_words("number", field))
         elif t is bool:
             words.append("True or False")
         elif t is str:
@@ -151,18 +197,28 @@ def describe(field: Field) -> str:
     return " or ".join(words)
 
 
-def _number_words(noun: str, minimum: float | None, maximum: float | None) -> str:
-    if minimum is not None and maximum is not None:
-        return f"a{'n' if noun[0] in 'aeiou' else ''} {noun} in [{minimum}, {maximum}]"
-    if minimum is not None and maximum is None:
-        if minimum == 1 and noun == "integer":
-            return "a positive integer"
-        if minimum == 0:
-            return f"a non-negative {noun}"
-        return f"a{'n' if noun[0] in 'aeiou' else ''} {noun} >= {minimum}"
-    if maximum is not None:
-        return f"a{'n' if noun[0] in 'aeiou' else ''} {noun} <= {maximum}"
-    return f"a{'n' if noun[0] in 'aeiou' else ''} {noun}"
+def _bound(value: float) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _number_words(noun: str, field: Field) -> str:
+    a = f"a{'n' if noun[0] in 'aeiou' else ''} {noun}"
+    low = (field.minimum, "[", ">=") if field.minimum is not None else None
+    if field.above is not None and (low is None or field.above >= low[0]):
+        low = (field.above, "(", ">")
+    high = (field.maximum, "]", "<=") if field.maximum is not None else None
+    if field.below is not None and (high is None or field.below <= high[0]):
+        high = (field.below, ")", "<")
+    upper = f" {high[2]} {_bound(high[0])}" if high is not None else ""
+    if low is not None and low[2] == ">=" and low[0] in (0, 1) and noun == "integer":
+        return ("a positive integer" if low[0] == 1 else "a non-negative integer") + upper
+    if low is not None and low[2] == ">=" and low[0] == 0 and high is None:
+        return f"a non-negative {noun}"
+    if low is not None and high is not None:
+        return f"{a} in {low[1]}{_bound(low[0])}, {_bound(high[0])}{high[1]}"
+    if low is not None:
+        return f"{a} {low[2]} {_bound(low[0])}"
+    return a + upper
 
 
 def plain(values: Any) -> Any:
@@ -301,11 +357,19 @@ def validate_value(value: Any, field: Field, path: str) -> Any:
             + (f" {field.help}" if field.help else "")
         )
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        low_bad = field.minimum is not None and not value >= field.minimum
-        high_bad = field.maximum is not None and not value <= field.maximum
-        if low_bad or high_bad:
-            hint = f" ({field.help})" if field.help else ""
+        hint = f" ({field.help})" if field.help else ""
+        if isinstance(value, float) and field.finite and not math.isfinite(value):
+            raise ConfigError(
+                f"{path} must be {describe(field)}{hint}, got {value!r}: NaN and infinity are "
+                "not accepted; give a finite number."
+            )
+        if not field.in_range(value):
             raise ConfigError(f"{path} must be {describe(field)}{hint}, got {value!r}.")
+        if isinstance(value, int) and abs(value) > INT_LIMIT:
+            raise ConfigError(
+                f"{path} must be {describe(field)}{hint}, got {value!r}: larger than any 64-bit "
+                f"integer (|value| <= {INT_LIMIT})."
+            )
     if field.check is not None:
         value = field.check(value, path)
     return value

@@ -16,6 +16,10 @@ Model kinds, posterior methods and evaluation tasks register their own schemas (
 ``register_model("vae", build, schema=VAE_ARCHITECTURE)``); :func:`jaxrobust.config.resolve_config`
 puts them together. A key whose default is None and whose help says "derived" is computed by
 the code that reads it (e.g. SWAG's ``start_epoch``).
+
+Every numeric key has a declared range (``minimum``/``maximum`` inclusive, ``above``/``below``
+exclusive; floats must also be finite): counts are >= 1, limits >= 0 (0 = all), rates and
+scales > 0, probabilities and decays in their unit interval, seeds in ``[0, SEED_MAX]``.
 """
 
 from __future__ import annotations
@@ -23,24 +27,45 @@ from __future__ import annotations
 import math
 import re
 
-from jaxrobust.config.schema import REQUIRED, Field, Schema, validate_section
+from jaxrobust.config.schema import INT_LIMIT, REQUIRED, Field, Schema, validate_section
 from jaxrobust.data import dataset_info, known_datasets
 from jaxrobust.data.errors import UnknownDatasetError
 from jaxrobust.data.preprocess import RESIZE_MODES, Preprocess
 from jaxrobust.errors import ConfigError
 from jaxrobust.registry import NETWORKS, UnknownNameError, unknown_name_message
 
+#: The largest seed: ``jax.random.key`` keeps 32 bits (without x64, seed 2**32 is seed 0), and
+#: seeds ``seed + r`` (runs, members, evaluation) must stay distinct.
+SEED_MAX = 2**31 - 1
+#: The most runs or ensemble members trained as one program.
+MAX_RUNS = 4096
+#: The largest layer width, latent size or image side an architecture may ask for.
+MAX_SIZE = 2**16
+
+
+def seed_field(**kwargs) -> Field:
+    """The :class:`Field` of a seed: an integer in ``[0, SEED_MAX]`` (default 0).
+
+    Examples:
+      >>> seed_field().maximum == SEED_MAX
+      True
+    """
+    return Field(int, kwargs.pop("default", 0), minimum=0, maximum=SEED_MAX, **kwargs)
+
+
 # --- custom checks -----------------------------------------------------------------------------
 
 
 def positive(value: float, path: str) -> float:
-    """``value`` if it is > 0, else a ConfigError naming ``path``.
+    """``value`` if it is > 0 and finite, else a ConfigError naming ``path``.
+
+    (The built-in schemas declare ``above=0.0`` instead; this check is kept for registered ones.)
 
     Examples:
       >>> positive(0.5, "config.lr")
       0.5
     """
-    if not value > 0:
+    if not (value > 0 and math.isfinite(value)):
         raise ConfigError(f"{path} must be > 0, got {value!r}.")
     return value
 
@@ -74,6 +99,8 @@ def _size_or_fraction(value: int | float, path: str) -> int | float:
         return value
     if isinstance(value, float) and 0 < value < 1:
         return value
+    if isinstance(value, int) and value > INT_LIMIT:
+        raise ConfigError(f"{path} must be at most {INT_LIMIT}, got {value!r}.")
     raise ConfigError(
         f"{path} must be a number of examples (an integer >= 1) or a fraction of the training "
         f"split (a float in (0, 1)), got {value!r}."
@@ -109,12 +136,6 @@ def _score_ref(value: str, path: str) -> str:
     return value
 
 
-def _open_unit(value: float, path: str) -> float:
-    if not 0 < value < 1:
-        raise ConfigError(f"{path} must be in (0, 1), got {value!r}.")
-    return value
-
-
 def _domain(value, path: str):
     if value is None:
         return None
@@ -143,12 +164,14 @@ _PP = Preprocess._field_defaults
 PREPROCESS: Schema = {
     "scale": Field(bool, _PP["scale"], help="map uint8 [0, 255] to float [0, 1]"),
     "mean": Field((list, tuple), _PP["mean"], items=Field(float), help="per-channel mean"),
-    "std": Field(
-        (list, tuple), _PP["std"], items=Field(float, check=positive), help="per-channel std"
+    "std": Field((list, tuple), _PP["std"], items=Field(float, above=0.0), help="per-channel std"),
+    "resize_to": Field(
+        int, _PP["resize_to"], minimum=1, maximum=MAX_SIZE, help="target height/width"
     ),
-    "resize_to": Field(int, _PP["resize_to"], minimum=1, help="target height/width"),
     "resize_mode": Field(str, _PP["resize_mode"], choices=RESIZE_MODES),
-    "crop_padding": Field(int, _PP["crop_padding"], minimum=0, help="random-crop padding"),
+    "crop_padding": Field(
+        int, _PP["crop_padding"], minimum=0, maximum=MAX_SIZE, help="random-crop padding"
+    ),
     "horizontal_flip": Field(bool, _PP["horizontal_flip"]),
 }
 
@@ -161,7 +184,7 @@ DATA: Schema = {
     "validation_size": Field(
         (int, float), 5000, check=_size_or_fraction, help="examples (int) or fraction (float)"
     ),
-    "validation_seed": Field(int, 0, minimum=0),
+    "validation_seed": seed_field(help="the carve of the validation split"),
     "train_limit": Field(int, 0, minimum=0, help="0 = all"),
     "validation_limit": Field(int, 0, minimum=0, help="0 = all"),
     "preprocess": Field(dict, {}, schema=PREPROCESS, check=_preprocess),
@@ -181,11 +204,11 @@ NEGATIVES: Schema = {
     "dataset": Field(str, None, check=known_dataset, help="the auxiliary dataset of 'dataset'"),
 }
 
-_FEATURES = Field(int, minimum=1)
+_FEATURES = Field(int, minimum=1, maximum=MAX_SIZE)
 
 #: ``architecture`` of model kind ``vae`` (what ``make_vae`` takes).
 VAE_ARCHITECTURE: Schema = {
-    "latent_dim": Field(int, REQUIRED, minimum=1),
+    "latent_dim": Field(int, REQUIRED, minimum=1, maximum=MAX_SIZE),
     "latent": Field(str, "gaussian", help="the latent family q(z|x)"),
     "network": Field(str, "conv", help="a VAE encoder/decoder pair of jaxrobust.nn"),
     "network_options": Field(dict, {}),
@@ -212,16 +235,16 @@ OPTIMIZER_NAMES = ("adam", "adamw", "sgd", "rmsprop")
 #: ``training.optimizer`` (jaxrobust/train/optim.py).
 OPTIMIZER: Schema = {
     "name": Field(str, "adam", choices=OPTIMIZER_NAMES),
-    "learning_rate": Field(float, 1e-3, check=positive),
-    "b1": Field(float, 0.9, minimum=0.0, maximum=1.0, help="adam"),
-    "b2": Field(float, 0.999, minimum=0.0, maximum=1.0, help="adam"),
+    "learning_rate": Field(float, 1e-3, above=0.0),
+    "b1": Field(float, 0.9, minimum=0.0, below=1.0, help="adam; 1 divides by zero"),
+    "b2": Field(float, 0.999, minimum=0.0, below=1.0, help="adam; 1 divides by zero"),
     "weight_decay": Field(float, 1e-4, minimum=0.0, help="adamw"),
-    "momentum": Field(float, None, minimum=0.0, help="sgd; None or 0: none"),
-    "decay": Field(float, 0.9, minimum=0.0, maximum=1.0, help="rmsprop"),
+    "momentum": Field(float, None, minimum=0.0, below=1.0, help="sgd; None or 0: none"),
+    "decay": Field(float, 0.9, minimum=0.0, below=1.0, help="rmsprop"),
     "decay_every_epochs": Field(
-        int, None, minimum=0, help="lr * decay_factor^(epoch // decay_every_epochs); None: off"
+        int, None, minimum=0, help="lr * decay_factor^(epoch // decay_every_epochs); None, 0: off"
     ),
-    "decay_factor": Field(float, 0.1, check=positive),
+    "decay_factor": Field(float, 0.1, above=0.0),
     "alternate": Field(
         (list, tuple), (), items=Field(str), help="parameter groups updated in turn"
     ),
@@ -231,7 +254,7 @@ OPTIMIZER: Schema = {
 ADVERSARIAL_TRAINING: Schema = {
     "epsilon": Field(float, REQUIRED, minimum=0.0, help="the ball radius"),
     "num_steps": Field(int, REQUIRED, minimum=1, help="PGD steps"),
-    "step_size": Field(float, None, minimum=0.0, help="derived: None = 2.5 * epsilon / num_steps"),
+    "step_size": Field(float, None, above=0.0, help="derived: None = 2.5 * epsilon / num_steps"),
     "random_start": Field(bool, True),
     "norm": Field(str, "linf", choices=("linf", "l2")),
     "domain": Field(
@@ -253,10 +276,10 @@ POSTERIOR_COMMON: Schema = {
 #: ``posterior.prior`` of ``bbb``: a scale mixture (pi, sigma1, sigma2) or a Gaussian (sigma).
 BBB_MIXTURE_PRIOR: Schema = {
     "pi": Field(float, 0.5, minimum=0.0, maximum=1.0),
-    "sigma1": Field(float, 1.0, check=positive),
-    "sigma2": Field(float, math.exp(-6.0), check=positive),
+    "sigma1": Field(float, 1.0, above=0.0),
+    "sigma2": Field(float, math.exp(-6.0), above=0.0),
 }
-BBB_GAUSSIAN_PRIOR: Schema = {"sigma": Field(float, REQUIRED, check=positive)}
+BBB_GAUSSIAN_PRIOR: Schema = {"sigma": Field(float, REQUIRED, above=0.0)}
 
 
 def _bbb_prior(value: dict, path: str) -> dict:
@@ -272,11 +295,13 @@ def _bbb_prior(value: dict, path: str) -> dict:
 #: The options of each built-in posterior method (jaxrobust/inference/methods.py).
 POSTERIOR_SCHEMAS: dict[str, Schema] = {
     "ensemble": {
-        "members": Field(int, REQUIRED, minimum=2, help="independent initialisations"),
+        "members": Field(
+            int, REQUIRED, minimum=2, maximum=MAX_RUNS, help="independent initialisations"
+        ),
         "filter": Field(
             str, ".*", choices=(".*",), help="An ensemble trains every parameter of each member."
         ),
-        "num_samples": Field(int, None, minimum=2, help="derived: = members"),
+        "num_samples": Field(int, None, minimum=2, maximum=MAX_RUNS, help="derived: = members"),
     },
     "swag": {
         "start_epoch": Field(int, None, minimum=1, help="derived: None = num_epochs - 39"),
@@ -289,8 +314,8 @@ POSTERIOR_SCHEMAS: dict[str, Schema] = {
         "momentum_decay": Field(float, 0.05, minimum=0.0, maximum=1.0),
         "burn_in_epochs": Field(int, 1, minimum=0),
         "thinning_steps": Field(int, None, minimum=1, help="derived: None = steps per epoch"),
-        "prior_alpha": Field(float, 1.0, check=positive),
-        "prior_beta": Field(float, 1.0, check=positive),
+        "prior_alpha": Field(float, 1.0, above=0.0),
+        "prior_beta": Field(float, 1.0, above=0.0),
     },
     "bbb": {
         "prior": Field(dict, {}, check=_bbb_prior),
@@ -304,9 +329,9 @@ POSTERIOR_SCHEMAS: dict[str, Schema] = {
         "thinning": Field(int, 1, minimum=1),
         "num_chains": Field(int, 1, minimum=1),
         "algorithm": Field(str, "nuts", choices=("nuts", "hmc")),
-        "target_accept_prob": Field(float, 0.8, check=_open_unit),
+        "target_accept_prob": Field(float, 0.8, above=0.0, below=1.0),
         "max_tree_depth": Field(int, 10, minimum=1),
-        "prior_std": Field(float, 1.0, check=positive),
+        "prior_std": Field(float, 1.0, above=0.0),
         "data": Field(int, 1000, minimum=0, help="training images in the potential; 0 = all"),
         "latent_samples": Field(int, 1, minimum=1),
     },
@@ -353,6 +378,13 @@ def check_training(value: dict, path: str) -> dict:
             f"{path}.posterior.start_epoch must be in [1, num_epochs={value['num_epochs']}], "
             f"got {start}."
         )
+    burn_in = posterior.get("burn_in_epochs") if posterior.get("method") == "sghmc" else None
+    if burn_in is not None and burn_in >= value["num_epochs"]:
+        raise ConfigError(
+            f"{path}.posterior.burn_in_epochs ({burn_in}) must be < num_epochs "
+            f"({value['num_epochs']}): no sample would be collected after the burn-in; raise "
+            "num_epochs or lower burn_in_epochs."
+        )
     return value
 
 
@@ -364,7 +396,7 @@ TRAINING: Schema = {
     "optimizer": Field(dict, {}, schema=OPTIMIZER),
     "best_metric": Field(str, "val/loss", help="the metric that picks the best checkpoint"),
     "best_mode": Field(str, "min", choices=("min", "max")),
-    "num_runs": Field(int, None, minimum=1, help="seeds trained as one program"),
+    "num_runs": Field(int, None, minimum=1, maximum=MAX_RUNS, help="seeds trained as one program"),
     "posterior": Field(dict, None, check=check_posterior),
     "adversarial_training": Field(dict, None, schema=ADVERSARIAL_TRAINING),
 }
@@ -411,7 +443,7 @@ def _at_least_one(value: dict, path: str) -> dict:
 #: The top level (``models`` and ``evaluate`` are completed by the registries at resolve).
 CONFIG: Schema = {
     "name": Field(str, ""),
-    "seed": Field(int, 0, minimum=0),
+    "seed": seed_field(help="training seed; run r of num_runs uses seed + r"),
     "progress": Field(bool, True),
     "data": Field(dict, REQUIRED, schema=DATA),
     "models": Field(dict, REQUIRED, check=_at_least_one, help="name -> model section"),
