@@ -4,15 +4,31 @@ jaxrobust train --config experiments/quickstart.py --workdir runs/quickstart [--
 jaxrobust evaluate --workdir runs/quickstart [--config FILE] [--config.K=V ...]
 jaxrobust data fetch mnist fashion_mnist
 jaxrobust data list
+
+Exit status: 0 done; 1 an error, reported in one message that names the problem and the fix
+(a jaxrobust error, or a filesystem error such as a full disk or a read-only workdir); 2 a usage
+error (bad arguments); 130 interrupted (Ctrl-C: rerun the same command to resume). Only an
+unexpected exception, a bug, prints its traceback, with a line saying how to report it.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
+import os
 import sys
+import traceback
 from collections.abc import Sequence
 
 from jaxrobust.errors import JaxrobustError
+
+#: Exit statuses of :func:`main`.
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+REPORT_HINT = (
+    "This is a bug in jaxrobust, not a problem with your input: please report it with the "
+    "command you ran and the traceback above."
+)
 
 OVERRIDE_HELP = (
     "Override config fields with --config.path.to.key=value (repeatable), e.g. "
@@ -20,15 +36,38 @@ OVERRIDE_HELP = (
 )
 
 
+class UsageError(Exception):
+    """A command line that cannot be parsed (reported with the usage, exit status 2)."""
+
+
 def _split_overrides(argv: Sequence[str]) -> tuple[list[str], list[str]]:
-    """Separate ``--config.a.b=v`` / ``--config.a.b v`` overrides from the other arguments."""
+    """Separate ``--config.a.b=v`` / ``--config.a.b v`` overrides from the other arguments.
+
+    Raises :class:`UsageError` for an override without a key or without a value.
+
+    Examples:
+      >>> _split_overrides(["train", "--config.seed=3", "--config.name", "x"])
+      (['train'], ['seed=3', 'name=x'])
+    """
     rest, overrides = [], []
     it = iter(argv)
     for arg in it:
         if arg.startswith("--config."):
             body = arg[len("--config.") :]
             if "=" not in body:
-                body = f"{body}={next(it, '')}"
+                value = next(it, None)
+                if value is None or value.startswith("--"):
+                    raise UsageError(
+                        f"{arg} needs a value: write {arg}=VALUE (e.g. "
+                        "--config.models.vae.training.num_epochs=1)."
+                    )
+                body = f"{body}={value}"
+            key = body.split("=", 1)[0]
+            if not key or any(not part for part in key.split(".")):
+                raise UsageError(
+                    f"{arg!r} is not an override: write --config.path.to.key=VALUE (e.g. "
+                    "--config.models.vae.training.num_epochs=1)."
+                )
             overrides.append(body)
         else:
             rest.append(arg)
@@ -68,19 +107,104 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line ``argv`` (default ``sys.argv[1:]``); returns the exit status.
+
+    Examples:
+      >>> main(["data", "fetch", "not_a_dataset"])  # the message goes to stderr
+      1
+    """
     argv = list(sys.argv[1:] if argv is None else argv)
-    rest, overrides = _split_overrides(argv)
-    args = _parser().parse_args(rest)
+    parser = _parser()
+    try:
+        rest, overrides = _split_overrides(argv)
+    except UsageError as err:
+        parser.error(str(err))  # prints the usage, exits with status 2
+    args = parser.parse_args(rest)
+    command = " ".join(filter(None, [args.command, getattr(args, "data_command", None)]))
     try:
         if args.command == "train":
             return _train(args, overrides)
         if args.command == "evaluate":
             return _evaluate(args, overrides)
         return _data(args)
-    except (JaxrobustError, KeyError, ValueError, FileNotFoundError, FloatingPointError) as err:
+    except KeyboardInterrupt:
+        _error(command, "interrupted; rerun the same command to resume.")
+        return EXIT_INTERRUPTED
+    except JaxrobustError as err:
+        _error(command, _error_message(err))
+        return EXIT_ERROR
+    except OSError as err:
+        _error(command, os_error_message(err))
+        return EXIT_ERROR
+    except (KeyError, ValueError, FloatingPointError) as err:
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
-        print(f"jaxrobust {args.command}: error: {message}", file=sys.stderr)
-        return 1
+        _error(command, message)
+        return EXIT_ERROR
+    except Exception:  # noqa: BLE001 - a bug: show it, with how to report it
+        traceback.print_exc()
+        _error(command, f"unexpected error. {REPORT_HINT}")
+        return EXIT_ERROR
+
+
+def _error(command: str, message) -> None:
+    try:
+        sys.stdout.flush()
+    except OSError:  # e.g. stdout is a closed pipe
+        pass
+    print(f"jaxrobust {command}: error: {message}", file=sys.stderr)
+
+
+def _error_message(err: JaxrobustError) -> str:
+    """The message of a jaxrobust error; an OSError-style one (errno, strerror, path) is
+    explained like :func:`os_error_message`."""
+    if isinstance(err, OSError) and err.errno is not None and err.strerror is not None:
+        return os_error_message(err)
+    text = str(err)
+    return text if text else type(err).__name__
+
+
+def _path_of(err: OSError) -> str | None:
+    names = [n for n in (err.filename, err.filename2) if n is not None]
+    return " -> ".join(os.fsdecode(n) for n in names) if names else None
+
+
+def os_error_message(err: OSError) -> str:
+    """A filesystem error as one message: what failed, on which path, and what to do.
+
+    Examples:
+      >>> message = os_error_message(OSError(errno.ENOSPC, "No space left on device", "runs/x/a"))
+      >>> message.split(". ")[0]
+      'No space left on device: runs/x/a'
+      >>> "rerun the same command" in message
+      True
+    """
+    path = _path_of(err)
+    what = err.strerror or str(err) or type(err).__name__
+    head = f"{what}: {path}" if path else what
+    folder = os.path.dirname(path) if path else None
+    fixes = {
+        errno.ENOSPC: "Free space on that disk (or pass a --workdir on another one) and rerun the "
+        "same command: training resumes from its last checkpoint.",
+        errno.EDQUOT: "Your disk quota is exhausted: free space (or pass a --workdir elsewhere) "
+        "and rerun the same command: training resumes from its last checkpoint.",
+        errno.EACCES: f"Make {folder or 'the workdir'} writable (chmod u+w) or pass another "
+        "--workdir.",
+        errno.EPERM: f"Make {folder or 'the workdir'} writable (chmod u+w) or pass another "
+        "--workdir.",
+        errno.EROFS: "That file system is read-only: pass a --workdir on a writable one (copy "
+        "the workdir there to evaluate it).",
+        errno.ENOTDIR: "A folder on that path is a file: remove or rename the file, or pass "
+        "another --workdir.",
+        errno.EEXIST: "A file is in the way: pass a --workdir that is a directory (or does not "
+        "exist yet), or move the file away.",
+        errno.EISDIR: "That path is a directory where a file is expected: check the path.",
+        errno.ENOENT: "Check the path: it (or a folder above it) does not exist.",
+        errno.EMFILE: "Too many open files: raise the limit (ulimit -n) and rerun.",
+        errno.ENAMETOOLONG: "Use a shorter --workdir path.",
+        errno.EIO: "The disk reported an I/O error: check the device, or use another --workdir.",
+    }
+    fix = fixes.get(err.errno, "Check that the path is on a mounted, writable file system.")
+    return f"{head}. {fix}"
 
 
 def _train(args, overrides) -> int:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import subprocess
 import sys
 
@@ -129,3 +131,181 @@ def test_help_documents_each_command(capsys):
         with pytest.raises(SystemExit):
             main([*command, "--help"])
         assert "usage: jaxrobust" in capsys.readouterr().out
+
+
+# --- the error surface: one message and an exit status, never a raw traceback ---------------
+
+
+def _train_args(workdir, *extra):
+    return ["train", "--config", str(TINY_CONFIG), "--workdir", str(workdir), *extra]
+
+
+def _no_traceback(err: str) -> None:
+    assert "Traceback" not in err, err
+
+
+def test_a_workdir_that_is_a_file_is_refused(synthetic_data, tmp_path, capsys):
+    workdir = tmp_path / "run"
+    workdir.write_text("not a directory")
+    assert main(_train_args(workdir)) == 1
+    err = capsys.readouterr().err
+    _no_traceback(err)
+    assert str(workdir) in err and "--workdir" in err
+    assert workdir.read_text() == "not a directory"
+
+
+def test_a_workdir_below_a_file_is_refused(synthetic_data, tmp_path, capsys):
+    (tmp_path / "file").write_text("x")
+    workdir = tmp_path / "file" / "run"
+    assert main(_train_args(workdir)) == 1
+    err = capsys.readouterr().err
+    _no_traceback(err)
+    assert str(tmp_path / "file") in err and "--workdir" in err
+
+
+def test_a_read_only_workdir_is_refused_with_the_fix(synthetic_data, tmp_path, capsys, monkeypatch):
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    if os.geteuid() == 0:  # root writes anywhere: simulate what a read-only directory raises
+        import jaxrobust.train
+
+        def read_only(config, workdir, **kwargs):
+            path = os.path.join(workdir, "config.json")
+            raise PermissionError(errno.EACCES, "Permission denied", path)
+
+        monkeypatch.setattr(jaxrobust.train, "train_and_evaluate", read_only)
+    else:
+        workdir.chmod(0o555)
+    try:
+        assert main(_train_args(workdir)) == 1
+    finally:
+        workdir.chmod(0o755)
+    err = capsys.readouterr().err
+    _no_traceback(err)
+    assert str(workdir) in err and "writable" in err and "--workdir" in err
+
+
+@pytest.mark.parametrize("command", ["train", "evaluate"])
+def test_a_full_disk_is_reported_with_the_path_and_the_fix(tmp_path, capsys, monkeypatch, command):
+    import jaxrobust.evaluate
+    import jaxrobust.train
+    from jaxrobust.config import load_config, save_config
+
+    workdir = tmp_path / "run"
+    save_config(load_config(TINY_CONFIG), workdir)  # a trained workdir's config.json
+
+    def full_disk(*args, **kwargs):
+        path = os.path.join(workdir, "results.json" if command == "evaluate" else "metrics.jsonl")
+        raise OSError(errno.ENOSPC, "No space left on device", path)
+
+    monkeypatch.setattr(jaxrobust.train, "train_and_evaluate", full_disk)
+    monkeypatch.setattr(jaxrobust.evaluate, "evaluate", full_disk)
+    args = _train_args(workdir) if command == "train" else ["evaluate", "--workdir", str(workdir)]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    _no_traceback(err)
+    assert f"jaxrobust {command}: error: No space left on device: {workdir}" in err
+    assert "Free space" in err and "rerun the same command" in err
+
+
+def test_a_workdir_error_is_shown_as_its_message(tmp_path, capsys, monkeypatch):
+    import jaxrobust.train
+    from jaxrobust.errors import WorkdirError
+
+    def locked(*args, **kwargs):
+        raise WorkdirError(f"Cannot write {tmp_path}/x: disk full. Fix: free space.")
+
+    monkeypatch.setattr(jaxrobust.train, "train_and_evaluate", locked)
+    assert main(_train_args(tmp_path / "run")) == 1
+    err = capsys.readouterr().err
+    _no_traceback(err)
+    assert f"jaxrobust train: error: Cannot write {tmp_path}/x: disk full. Fix: free space." in err
+
+
+def test_ctrl_c_exits_130_and_says_how_to_resume(tmp_path, capsys, monkeypatch):
+    import jaxrobust.train
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(jaxrobust.train, "train_and_evaluate", interrupted)
+    try:
+        status = main(_train_args(tmp_path / "run"))
+    except KeyboardInterrupt:  # (caught here: escaping, it would stop the whole pytest run)
+        pytest.fail("KeyboardInterrupt escaped jaxrobust.cli.main with a traceback")
+    assert status == 130
+    err = capsys.readouterr().err
+    _no_traceback(err)
+    assert "interrupted; rerun the same command to resume" in err
+
+
+def test_a_bug_shows_its_traceback_and_how_to_report_it(tmp_path, capsys, monkeypatch):
+    import jaxrobust.train
+
+    def bug(*args, **kwargs):
+        raise RuntimeError("an internal invariant broke")
+
+    monkeypatch.setattr(jaxrobust.train, "train_and_evaluate", bug)
+    assert main(_train_args(tmp_path / "run")) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "RuntimeError: an internal invariant broke" in err
+    assert err.strip().splitlines()[-1].startswith("jaxrobust train: error: unexpected error")
+    assert "please report it" in err
+
+
+def test_a_workdir_config_json_is_a_valid_config_file(
+    synthetic_data, tmp_path, capsys, monkeypatch
+):
+    import jaxrobust.train
+    from jaxrobust.config import config_to_dict, load_config, save_config
+
+    stored = save_config(load_config(TINY_CONFIG), tmp_path / "old")
+    seen = {}
+
+    def record(config, workdir, **kwargs):
+        seen["config"] = config
+        return {}
+
+    monkeypatch.setattr(jaxrobust.train, "train_and_evaluate", record)
+    args = ["train", "--config", str(stored), "--workdir", str(tmp_path / "new")]
+    assert main([*args, "--config.models.vae.training.num_epochs=3"]) == 0
+    _no_traceback(capsys.readouterr().err)
+    assert seen["config"].models.vae.training.num_epochs == 3
+    expected = config_to_dict(load_config(TINY_CONFIG, ["models.vae.training.num_epochs=3"]))
+    assert config_to_dict(seen["config"]) == expected
+
+
+@pytest.mark.parametrize(
+    "body, match",
+    [
+        ("def get_config():\n    return None\n", "got NoneType"),
+        ("def get_config():\n    raise RuntimeError('boom')\n", "raised RuntimeError: boom"),
+        ("import no_such_module_anywhere\n", "failed to import: ModuleNotFoundError"),
+    ],
+)
+def test_a_broken_config_file_is_named(tmp_path, capsys, body, match):
+    path = tmp_path / "broken.py"
+    path.write_text(body)
+    assert main(["train", "--config", str(path), "--workdir", str(tmp_path / "run")]) == 1
+    err = capsys.readouterr().err
+    _no_traceback(err)
+    assert str(path) in err and match in err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [],
+        ["train", "--config", "x.py"],  # no --workdir
+        ["train", "--config", "x.py", "--workdir", "w", "--config.seed"],  # no value
+        ["train", "--config", "x.py", "--workdir", "w", "--config..seed=1"],  # empty key part
+        ["frobnicate"],
+    ],
+)
+def test_usage_errors_exit_2(capsys, argv):
+    with pytest.raises(SystemExit) as caught:
+        main(argv)
+    assert caught.value.code == 2
+    err = capsys.readouterr().err
+    assert "usage: jaxrobust" in err
+    _no_traceback(err)
