@@ -50,9 +50,12 @@ from jaxrobust.attacks._checks import (
     check_positive_int,
     check_targets,
     clip_to_domain,
+    finish_search,
     is_concrete,
+    num_classes,
     positional_key,
 )
+from jaxrobust.errors import InputError
 
 # Success-rate thresholds of the step-size adaptation (foolbox 3's BoundaryAttack, by the authors).
 _SPHERICAL_HIGH, _SPHERICAL_LOW = 0.5, 0.2
@@ -147,8 +150,9 @@ def boundary_attack(
       True
     """
     x = check_inputs(x, domain)
-    labels = check_labels(x, labels)
-    targets = check_targets(x, targeted, targets)
+    n_classes = num_classes(logits_fn, x)
+    labels = check_labels(x, labels, num_classes=n_classes)
+    targets = check_targets(x, targeted, targets, n_classes)
     num_steps = check_positive_int("num_steps", num_steps, minimum=0)
     adapt_every = check_positive_int("adapt_every", adapt_every)
     spherical_window = check_positive_int("spherical_window", spherical_window)
@@ -158,7 +162,7 @@ def boundary_attack(
     check_epsilon("spherical_step", spherical_step)
     check_epsilon("source_step", source_step)
     if not step_adaptation > 1.0:
-        raise ValueError(f"step_adaptation must be > 1, got {step_adaptation!r}.")
+        raise InputError(f"step_adaptation must be > 1, got {step_adaptation!r}.")
 
     batch = x.shape[0]
     flat_x = x.reshape(batch, -1).astype(jnp.float32)
@@ -178,19 +182,19 @@ def boundary_attack(
     if starting_points is not None:
         start = check_inputs(starting_points, domain)
         if start.shape != x.shape:
-            raise ValueError(
+            raise InputError(
                 f"starting_points must have the shape of the inputs {x.shape}, got {start.shape}."
             )
         start = start.reshape(batch, -1).astype(jnp.float32)
         found = is_adversarial(start)
         if is_concrete(found) and not bool(jnp.all(found)):
             bad = np.flatnonzero(~np.asarray(found)).tolist()
-            raise ValueError(
+            raise InputError(
                 f"starting_points must be adversarial; those at indices {bad[:10]} are not "
                 f"({'not the target class' if targeted else 'classified as their label'})."
             )
     elif domain is None:
-        raise ValueError(
+        raise InputError(
             "With domain=None there is no domain to draw the initial noise from; pass "
             "starting_points (adversarial inputs) or a bounded domain."
         )
@@ -287,4 +291,5 @@ def boundary_attack(
     success = is_adversarial(final)
     l2 = _norm(final - flat_x)
     adversarial = final.reshape(x.shape).astype(x.dtype)
-    return BoundaryResult(adversarial, success, l2)
+    result = BoundaryResult(adversarial, success, l2)
+    return finish_search(x, result, "boundary_attack", n_classes, labels, targets)

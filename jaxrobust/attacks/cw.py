@@ -42,9 +42,11 @@ from jaxrobust.attacks._checks import (
     check_labels,
     check_positive_int,
     check_targets,
+    finish_search,
     is_concrete,
     num_classes,
 )
+from jaxrobust.errors import InputError
 
 _NO_UPPER_BOUND = 1e10  # the original's "no successful constant yet"
 
@@ -75,7 +77,7 @@ def _check_positive(name: str, value) -> None:
     if is_concrete(value):
         arr = np.asarray(value)
         if not np.all(np.isfinite(arr)) or np.any(arr <= 0):
-            raise ValueError(f"{name} must be finite and > 0, got {value!r}.")
+            raise InputError(f"{name} must be finite and > 0, got {value!r}.")
 
 
 def carlini_wagner_l2(
@@ -135,15 +137,16 @@ def carlini_wagner_l2(
       True
     """
     x = check_inputs(x, domain)
-    labels = check_labels(x, labels)
-    targets = check_targets(x, targeted, targets)
+    n_classes = num_classes(logits_fn, x)
+    labels = check_labels(x, labels, num_classes=n_classes)
+    targets = check_targets(x, targeted, targets, n_classes)
     check_epsilon("confidence", confidence)
     _check_positive("initial_const", initial_const)
     _check_positive("learning_rate", learning_rate)
     binary_search_steps = check_positive_int("binary_search_steps", binary_search_steps)
     max_iterations = check_positive_int("max_iterations", max_iterations)
-    if num_classes(logits_fn, x) < 2:
-        raise ValueError("The CW attack needs a classifier with at least 2 classes.")
+    if n_classes < 2:
+        raise InputError("The CW attack needs a classifier with at least 2 classes.")
 
     cls = targets if targeted else labels
     batch, dtype = x.shape[0], x.dtype
@@ -221,4 +224,5 @@ def carlini_wagner_l2(
     )
     success = jnp.isfinite(best_l2sq)
     l2 = jnp.sqrt(jnp.sum((best_adv - x) ** 2, axis=axes))
-    return CWResult(best_adv, success, l2)
+    result = CWResult(best_adv, success, l2)
+    return finish_search(x, result, "carlini_wagner_l2", n_classes, labels, targets)

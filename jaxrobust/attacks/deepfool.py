@@ -36,8 +36,10 @@ from jaxrobust.attacks._checks import (
     check_inputs,
     check_positive_int,
     clip_to_domain,
+    finish_search,
     num_classes,
 )
+from jaxrobust.errors import InputError
 
 
 class DeepFoolResult(NamedTuple):
@@ -98,7 +100,7 @@ def deepfool(
     check_epsilon("overshoot", overshoot)
     n_classes = num_classes(logits_fn, x)
     if n_classes < 2:
-        raise ValueError("DeepFool needs a classifier with at least 2 classes.")
+        raise InputError("DeepFool needs a classifier with at least 2 classes.")
 
     batch = x.shape[0]
     axes = tuple(range(1, x.ndim))
@@ -142,4 +144,4 @@ def deepfool(
     adversarial = clip_to_domain(x + scale * r_total, domain)
     success = jnp.argmax(logits_fn(adversarial), axis=1) != original
     l2 = jnp.sqrt(jnp.sum((adversarial - x) ** 2, axis=axes))
-    return DeepFoolResult(adversarial, success, l2)
+    return finish_search(x, DeepFoolResult(adversarial, success, l2), "deepfool", n_classes)

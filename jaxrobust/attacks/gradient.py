@@ -42,14 +42,20 @@ from jaxrobust.attacks._checks import (
     Domain,
     LossFn,
     check_epsilon,
+    check_finite_result,
     check_inputs,
     check_labels,
     check_positive_int,
     check_targets,
     clip_to_domain,
+    eval_shape_or_refuse,
     is_concrete,
+    loss_num_classes,
+    out_of_range,
+    poison_out_of_range,
     positional_key,
 )
+from jaxrobust.errors import InputError
 
 LossFnWithKey = Callable[[jax.Array, jax.Array, jax.Array], jax.Array]  # (x, y, key) -> [B]
 NORMS = ("linf", "l2")
@@ -75,23 +81,39 @@ def _per_example(value, x: jax.Array, name: str) -> jax.Array:
         return value
     if value.shape == (x.shape[0],):
         return value.reshape(value.shape + (1,) * (x.ndim - 1))
-    raise ValueError(
+    raise InputError(
         f"{name} must be a scalar or one value per input, shape ({x.shape[0]},), got shape "
         f"{value.shape}."
     )
 
 
-def _attack_labels(x: jax.Array, labels, targeted: bool, targets) -> jax.Array:
-    """The classes the loss is evaluated at: the labels, or the targets when targeted."""
-    labels = check_labels(x, labels)
-    targets = check_targets(x, targeted, targets)
-    return targets if targeted else labels
+def _attack_labels(x: jax.Array, labels, targeted: bool, targets, classes: int | None):
+    """(The classes the loss is evaluated at: the labels, or the targets when targeted; bool
+    ``[B]`` of the examples whose label or target is out of range, None if unknown)."""
+    labels = check_labels(x, labels, num_classes=classes)
+    targets = check_targets(x, targeted, targets, classes)
+    bad = None
+    if classes is not None:
+        bad = out_of_range(labels, classes)
+        if targets is not None:
+            bad = bad | out_of_range(targets, classes)
+    return (targets if targeted else labels), bad
+
+
+def _finish(x: jax.Array, x_adv: jax.Array, bad: jax.Array | None, attack: str, sweep: bool):
+    """Poison the examples with out-of-range labels (traced) and refuse NaN results (eager)."""
+    if bad is not None:
+        x_adv = poison_out_of_range(x_adv, bad[None] if sweep else bad)
+    return check_finite_result(x, x_adv, attack)
 
 
 def _check_loss_fn(loss_fn: LossFn, x: jax.Array, y: jax.Array) -> None:
-    shape = jax.eval_shape(loss_fn, x, y).shape
+    shape = eval_shape_or_refuse("loss_fn", loss_fn, x, y)
+    if not hasattr(shape, "shape"):
+        raise InputError(f"loss_fn(x, y) must return an array [B], got {shape}.")
+    shape = shape.shape
     if shape != (x.shape[0],):
-        raise ValueError(
+        raise InputError(
             f"loss_fn(x, y) must return one loss per input, shape ({x.shape[0]},), got {shape}; "
             "do not reduce over the batch (e.g. use cross_entropy_loss(logits_fn))."
         )
@@ -99,20 +121,20 @@ def _check_loss_fn(loss_fn: LossFn, x: jax.Array, y: jax.Array) -> None:
 
 def _check_key(key, what: str, alternative: str) -> None:
     if key is None:
-        raise ValueError(
+        raise InputError(
             f"{what} needs a PRNG key: pass key=jax.random.PRNGKey(seed), or {alternative}."
         )
 
 
 def _check_norm(norm: str) -> None:
     if norm not in NORMS:
-        raise ValueError(f"norm must be one of {NORMS}, got {norm!r}.")
+        raise InputError(f"norm must be one of {NORMS}, got {norm!r}.")
 
 
 def _check_same_shape_or_scalar(name: str, value, epsilons: jax.Array) -> None:
     shape = np.shape(value)
     if shape not in ((), epsilons.shape[:1], epsilons.shape):
-        raise ValueError(
+        raise InputError(
             f"{name} must be a scalar, one value per epsilon {epsilons.shape[:1]}, or shaped "
             f"like epsilons {epsilons.shape}; got shape {shape}."
         )
@@ -121,7 +143,7 @@ def _check_same_shape_or_scalar(name: str, value, epsilons: jax.Array) -> None:
 def _check_sweep_epsilons(x: jax.Array, epsilons) -> jax.Array:
     epsilons = jnp.asarray(epsilons, dtype=x.dtype)
     if epsilons.ndim not in (1, 2) or (epsilons.ndim == 2 and epsilons.shape[1] != x.shape[0]):
-        raise ValueError(
+        raise InputError(
             f"epsilons must have shape [E] or [E, {x.shape[0]}] (one row per sweep point), got "
             f"{epsilons.shape}."
         )
@@ -189,20 +211,20 @@ def _fgsm(loss_fn, x, y, epsilon, sign, domain, random_start, key) -> jax.Array:
     return clip_to_domain(start + sign * step * jnp.sign(_loss_grad(loss_fn, start, y)), domain)
 
 
-def _check_fgsm(loss_fn, x, labels, targeted, targets, domain, random_start, key):
+def _check_fgsm(loss_fn, x, labels, targeted, targets, domain, random_start, key, classes):
     x = check_inputs(x, domain)
-    y = _attack_labels(x, labels, targeted, targets)
+    y, bad = _attack_labels(x, labels, targeted, targets, loss_num_classes(loss_fn, x, classes))
     _check_loss_fn(loss_fn, x, y)
     if random_start is not None:
         check_epsilon("random_start", random_start)
         _check_key(key, "FGSM with random_start (R+FGSM)", "random_start=None")
-    return x, y
+    return x, y, bad
 
 
 def _check_alpha_within(random_start, epsilon) -> None:
     if random_start is not None and is_concrete(random_start) and is_concrete(epsilon):
         if np.any(np.asarray(random_start) > np.asarray(epsilon)):
-            raise ValueError(
+            raise InputError(
                 f"random_start (alpha={random_start!r}) must not exceed epsilon ({epsilon!r}): "
                 "R+FGSM steps eps - alpha after the random step; use a smaller alpha (e.g. "
                 "eps / 2)."
@@ -220,6 +242,7 @@ def fgsm(
     targets: jax.Array | None = None,
     domain: Domain = DEFAULT_DOMAIN,
     random_start: float | jax.Array | None = None,
+    num_classes: int | None = None,
 ) -> jax.Array:
     """Fast gradient sign method (Goodfellow et al. 2015), optionally randomised (R+FGSM).
 
@@ -239,6 +262,10 @@ def fgsm(
       targets: target classes ``[B]``, required exactly when ``targeted``.
       domain: ``(low, high)`` the result is clipped to, or None (unbounded, no clipping).
       random_start: R+FGSM's ``alpha`` (scalar or ``[B]``, ``0 <= alpha <= epsilon``) or None.
+      num_classes: the class count ``labels`` and ``targets`` are checked against; None: the
+        one ``loss_fn`` declares (``cross_entropy_loss``, ``margin_loss`` and EOT with
+        ``num_classes=`` do), else unchecked. Out of range: ``InputError`` eagerly, NaN
+        adversarial inputs for those examples under a trace (see :mod:`jaxrobust.attacks`).
 
     Returns:
       Adversarial inputs, the shape and dtype of ``x``.
@@ -267,11 +294,14 @@ def fgsm(
       >>> print(bool(jnp.max(jnp.abs(x_r - x)) <= 0.15 + 1e-6))
       True
     """
-    x, y = _check_fgsm(loss_fn, x, labels, targeted, targets, domain, random_start, key)
+    x, y, bad = _check_fgsm(
+        loss_fn, x, labels, targeted, targets, domain, random_start, key, num_classes
+    )
     check_epsilon("epsilon", epsilon)
     _check_alpha_within(random_start, epsilon)
     sign = -1.0 if targeted else 1.0
-    return _fgsm(loss_fn, x, y, epsilon, sign, domain, random_start, key)
+    x_adv = _fgsm(loss_fn, x, y, epsilon, sign, domain, random_start, key)
+    return _finish(x, x_adv, bad, "fgsm", sweep=False)
 
 
 def fgsm_sweep(
@@ -285,6 +315,7 @@ def fgsm_sweep(
     targets: jax.Array | None = None,
     domain: Domain = DEFAULT_DOMAIN,
     random_start: float | jax.Array | None = None,
+    num_classes: int | None = None,
 ) -> jax.Array:
     """FGSM at every epsilon of ``epsilons`` (``[E]``, or ``[E, B]`` per input), vmapped.
 
@@ -310,12 +341,15 @@ def fgsm_sweep(
        [0 1]
        [1 0]]
     """
-    x, y = _check_fgsm(loss_fn, x, labels, targeted, targets, domain, random_start, key)
+    x, y, bad = _check_fgsm(
+        loss_fn, x, labels, targeted, targets, domain, random_start, key, num_classes
+    )
     epsilons = _check_sweep_epsilons(x, epsilons)
     if random_start is not None and is_concrete(epsilons):
         _check_alpha_within(random_start, np.min(np.asarray(epsilons), axis=0))
     sign = -1.0 if targeted else 1.0
-    return jax.vmap(lambda e: _fgsm(loss_fn, x, y, e, sign, domain, random_start, key))(epsilons)
+    swept = jax.vmap(lambda e: _fgsm(loss_fn, x, y, e, sign, domain, random_start, key))(epsilons)
+    return _finish(x, swept, bad, "fgsm_sweep", sweep=True)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -335,15 +369,17 @@ def _pgd(loss_fn, x, y, key, epsilon, step_size, num_steps, norm, random_start, 
     return jax.lax.fori_loop(0, num_steps, body, x_adv)
 
 
-def _check_pgd(loss_fn, x, labels, key, num_steps, norm, random_start, targeted, targets, domain):
+def _check_pgd(
+    loss_fn, x, labels, key, num_steps, norm, random_start, targeted, targets, domain, classes
+):
     _check_norm(norm)
     num_steps = check_positive_int("num_steps", num_steps, minimum=0)
     x = check_inputs(x, domain)
-    y = _attack_labels(x, labels, targeted, targets)
+    y, bad = _attack_labels(x, labels, targeted, targets, loss_num_classes(loss_fn, x, classes))
     _check_loss_fn(loss_fn, x, y)
     if random_start:
         _check_key(key, "PGD with random_start=True", "random_start=False (BIM)")
-    return x, y, num_steps
+    return x, y, num_steps, bad
 
 
 @positional_key(3)
@@ -361,6 +397,7 @@ def pgd(
     targeted: bool = False,
     targets: jax.Array | None = None,
     domain: Domain = DEFAULT_DOMAIN,
+    num_classes: int | None = None,
 ) -> jax.Array:
     """Projected gradient descent (Madry et al. 2018); BIM when ``random_start=False``.
 
@@ -390,6 +427,7 @@ def pgd(
       random_start: start uniformly in the ball (PGD) or at ``x`` (BIM).
       targeted, targets: as in :func:`fgsm`.
       domain: ``(low, high)`` for clipping every iterate, or None (unbounded).
+      num_classes: as in :func:`fgsm`.
 
     Returns:
       Adversarial inputs, the shape and dtype of ``x``.
@@ -420,13 +458,26 @@ def pgd(
       >>> print(bool(jnp.allclose(x_l2, x + 0.2 * direction, atol=1e-6)))
       True
     """
-    x, y, num_steps = _check_pgd(
-        loss_fn, x, labels, key, num_steps, norm, random_start, targeted, targets, domain
+    x, y, num_steps, bad = _check_pgd(
+        loss_fn,
+        x,
+        labels,
+        key,
+        num_steps,
+        norm,
+        random_start,
+        targeted,
+        targets,
+        domain,
+        num_classes,
     )
     check_epsilon("epsilon", epsilon)
     check_epsilon("step_size", step_size)
     sign = -1.0 if targeted else 1.0
-    return _pgd(loss_fn, x, y, key, epsilon, step_size, num_steps, norm, random_start, sign, domain)
+    x_adv = _pgd(
+        loss_fn, x, y, key, epsilon, step_size, num_steps, norm, random_start, sign, domain
+    )
+    return _finish(x, x_adv, bad, "pgd", sweep=False)
 
 
 @positional_key(4)
@@ -444,6 +495,7 @@ def pgd_sweep(
     targeted: bool = False,
     targets: jax.Array | None = None,
     domain: Domain = DEFAULT_DOMAIN,
+    num_classes: int | None = None,
 ) -> jax.Array:
     """PGD at every epsilon of ``epsilons`` (``[E]`` or ``[E, B]``), vmapped; ``[E, B, ...]``.
 
@@ -473,8 +525,18 @@ def pgd_sweep(
       [[0 1]
        [1 0]]
     """
-    x, y, num_steps = _check_pgd(
-        loss_fn, x, labels, key, num_steps, norm, random_start, targeted, targets, domain
+    x, y, num_steps, bad = _check_pgd(
+        loss_fn,
+        x,
+        labels,
+        key,
+        num_steps,
+        norm,
+        random_start,
+        targeted,
+        targets,
+        domain,
+        num_classes,
     )
     epsilons = _check_sweep_epsilons(x, epsilons)
     _check_same_shape_or_scalar("step_size", step_size, epsilons)
@@ -487,7 +549,7 @@ def pgd_sweep(
     def one(eps, step):
         return _pgd(loss_fn, x, y, key, eps, step, num_steps, norm, random_start, sign, domain)
 
-    return jax.vmap(one)(epsilons, steps)
+    return _finish(x, jax.vmap(one)(epsilons, steps), bad, "pgd_sweep", sweep=True)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -500,6 +562,7 @@ def expectation_over_transformation(
     *,
     key: jax.Array,
     chunk_size: int | None = None,
+    num_classes: int | None = None,
 ) -> LossFn:
     """Expected loss over a stochastic model's randomness (EOT, Athalye et al. 2018).
 
@@ -517,6 +580,10 @@ def expectation_over_transformation(
       key: PRNG key from which the ``S`` draw keys are split (keyword-only).
       chunk_size: None evaluates all draws at once (``vmap``, memory ``S x B``); an integer
         evaluates them ``chunk_size`` at a time (``lax.map``), bounding memory.
+      num_classes: the model's class count, if the loss has one: the returned loss declares
+        it, so :func:`fgsm` / :func:`pgd` check labels against it, and it is NaN (with a NaN
+        gradient) for out-of-range labels. None: taken from ``loss_fn_with_key.num_classes``
+        if that declares one, else labels are not checked.
 
     Returns:
       ``loss_fn(x, y) -> [B]``.
@@ -545,10 +612,15 @@ def expectation_over_transformation(
     if chunk_size is not None:
         chunk_size = check_positive_int("chunk_size", chunk_size)
     if key is None:
-        raise ValueError(
+        raise InputError(
             "expectation_over_transformation needs key=jax.random.PRNGKey(seed): the "
             f"{num_samples} draws are split from it."
         )
+    if num_classes is not None:
+        num_classes = check_positive_int("num_classes", num_classes)
+    declared = (
+        num_classes if num_classes is not None else getattr(loss_fn_with_key, "num_classes", None)
+    )
     keys = jax.random.split(key, num_samples)
 
     def loss_fn(x: jax.Array, y: jax.Array) -> jax.Array:
@@ -559,6 +631,11 @@ def expectation_over_transformation(
             losses = jax.vmap(one)(keys)
         else:
             losses = jax.lax.map(one, keys, batch_size=chunk_size)
-        return jnp.mean(losses, axis=0)
+        loss = jnp.mean(losses, axis=0)
+        if num_classes is not None:  # NaN loss and gradient for out-of-range labels
+            loss = loss * jnp.where(out_of_range(y, num_classes), jnp.nan, 1.0).astype(loss.dtype)
+        return loss
 
+    if declared is not None:
+        loss_fn.num_classes = declared
     return loss_fn

@@ -51,8 +51,10 @@ from jaxrobust.attacks._checks import (
     check_inputs,
     check_labels,
     clip_to_domain,
+    finish_search,
     num_classes,
 )
+from jaxrobust.errors import InputError
 
 __all__ = ["JSMAResult", "jsma"]
 
@@ -73,12 +75,12 @@ class JSMAResult(NamedTuple):
 
 def _check_theta_gamma(theta, gamma) -> tuple[float, float]:
     if not isinstance(theta, (int, float, np.number)) or not math.isfinite(theta) or theta == 0:
-        raise ValueError(
+        raise InputError(
             f"theta must be a nonzero finite Python number (static: its sign picks the saliency "
             f"map), got {theta!r}."
         )
     if not isinstance(gamma, (int, float, np.number)) or not 0.0 <= gamma <= 1.0:
-        raise ValueError(f"gamma must be a Python number in [0, 1], got {gamma!r}.")
+        raise InputError(f"gamma must be a Python number in [0, 1], got {gamma!r}.")
     return float(theta), float(gamma)
 
 
@@ -131,13 +133,13 @@ def jsma(
       [ True] [2]
     """
     x = check_inputs(x, domain)
-    targets = check_labels(x, targets, "targets")
+    n_classes = num_classes(logits_fn, x)
+    targets = check_labels(x, targets, "targets", n_classes)
     theta, gamma = _check_theta_gamma(theta, gamma)
     if saliency not in ("pairwise", "target"):
-        raise ValueError(f"saliency must be 'pairwise' or 'target', got {saliency!r}.")
-    n_classes = num_classes(logits_fn, x)
+        raise InputError(f"saliency must be 'pairwise' or 'target', got {saliency!r}.")
     if n_classes < 2:
-        raise ValueError("JSMA needs a classifier with at least 2 classes.")
+        raise InputError("JSMA needs a classifier with at least 2 classes.")
 
     batch = x.shape[0]
     num_features = math.prod(x.shape[1:])
@@ -206,4 +208,5 @@ def jsma(
     adversarial = flat.reshape(x.shape)
     success = jnp.argmax(logits_fn(adversarial), axis=1) == targets
     num_changed = jnp.sum(flat != x_flat, axis=1)
-    return JSMAResult(adversarial, success, num_changed)
+    result = JSMAResult(adversarial, success, num_changed)
+    return finish_search(x, result, "jsma", n_classes, targets)

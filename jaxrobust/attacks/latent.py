@@ -38,9 +38,11 @@ from jaxrobust.attacks._checks import (
     DEFAULT_DOMAIN,
     Domain,
     check_epsilon,
+    check_finite_result,
     check_inputs,
     check_positive_int,
     clip_to_domain,
+    eval_shape_or_refuse,
     positional_key,
 )
 from jaxrobust.attacks.gradient import (
@@ -51,6 +53,7 @@ from jaxrobust.attacks.gradient import (
     _random_in_ball,
 )
 from jaxrobust.distributions import latent as gaussian_latent
+from jaxrobust.errors import InputError
 
 EncodeFn = Callable[[jax.Array], Any]  # x [B, ...] -> latent parameters, e.g. (mu, log_var)
 Divergence = Callable[[Any, Any], jax.Array]  # (params_a, params_b) -> [B]
@@ -90,32 +93,33 @@ def symmetric_gaussian_kl(
 def _check_encode_fn(encode_fn: EncodeFn, x: jax.Array, divergence: Divergence | None) -> None:
     """The default needs a Gaussian pair ``(mu, log_var)``; a given ``divergence`` takes any
     pytree of parameters with a leading batch axis on every leaf, and must return ``[B]``."""
-    out = jax.eval_shape(encode_fn, x)
+    out = eval_shape_or_refuse("encode_fn", encode_fn, x)
     if divergence is None:
         if not isinstance(out, (tuple, list)) or len(out) != 2:
-            raise ValueError(
+            raise InputError(
                 "encode_fn(x) must return a pair (mu, log_var) for the default Gaussian "
                 "divergence; for another latent family pass divergence=fn(params_a, params_b)."
             )
         mu, log_var = out
         if mu.shape != log_var.shape or len(mu.shape) < 2 or mu.shape[0] != x.shape[0]:
-            raise ValueError(
+            raise InputError(
                 f"encode_fn(x) must return mu and log_var of the same shape [{x.shape[0]}, ...], "
                 f"got {mu.shape} and {log_var.shape}."
             )
         return
     leaves = jax.tree_util.tree_leaves(out)
     if not leaves:
-        raise ValueError("encode_fn(x) returned no arrays; it must return the latent parameters.")
+        raise InputError("encode_fn(x) returned no arrays; it must return the latent parameters.")
     bad = [leaf.shape for leaf in leaves if len(leaf.shape) < 1 or leaf.shape[0] != x.shape[0]]
     if bad:
-        raise ValueError(
+        raise InputError(
             f"Every array encode_fn(x) returns must have the leading batch dimension "
             f"{x.shape[0]} of the inputs; got shapes {bad}."
         )
-    shape = jax.eval_shape(divergence, out, out).shape
+    shape = eval_shape_or_refuse("divergence", divergence, out, out)
+    shape = getattr(shape, "shape", shape)
     if shape != (x.shape[0],):
-        raise ValueError(
+        raise InputError(
             f"divergence(params_a, params_b) must return one value per input, shape "
             f"({x.shape[0]},), got {shape}; sum over the latent dimensions, not the batch."
         )
@@ -236,4 +240,5 @@ def latent_attack(
     init = (x_adv, x_adv, jnp.full((x.shape[0],), -jnp.inf, x.dtype))
     x_last, best_x, best_value = jax.lax.fori_loop(0, num_steps, body, init)
     better = divergence_at(x_last) > best_value
-    return jnp.where(better.reshape(keep), x_last, best_x)
+    result = jnp.where(better.reshape(keep), x_last, best_x)
+    return check_finite_result(x, result, "latent_attack")

@@ -45,9 +45,12 @@ from jaxrobust.attacks._checks import (
     check_inputs,
     check_labels,
     check_positive_int,
+    finish_search,
     is_concrete,
+    num_classes,
     positional_key,
 )
+from jaxrobust.errors import InputError
 
 
 class LocalSearchResult(NamedTuple):
@@ -132,9 +135,10 @@ def local_search_attack(
         [0.0625 0.0625]]]
     """
     x = check_inputs(x, domain)
-    labels = check_labels(x, labels)
+    n_classes = num_classes(logits_fn, x)
+    labels = check_labels(x, labels, num_classes=n_classes)
     if x.ndim not in (3, 4):
-        raise ValueError(f"LocalSearch needs images [B, H, W] or [B, H, W, C], got {x.shape}.")
+        raise InputError(f"LocalSearch needs images [B, H, W] or [B, H, W, C], got {x.shape}.")
     radius = check_positive_int("radius", radius, minimum=0)
     num_pixels = check_positive_int("num_pixels", num_pixels)
     rounds = check_positive_int("rounds", rounds)
@@ -143,23 +147,22 @@ def local_search_attack(
     check_epsilon("perturbation", perturbation)
     check_epsilon("perturb_size_r", perturb_size_r)
     if not 0.0 < initial_fraction <= 1.0:
-        raise ValueError(f"initial_fraction must be in (0, 1], got {initial_fraction!r}.")
+        raise InputError(f"initial_fraction must be in (0, 1], got {initial_fraction!r}.")
     if cyclic_bound is None:
         if domain is None:
-            raise ValueError("With domain=None pass cyclic_bound=(LB, UB), the pixel range.")
+            raise InputError("With domain=None pass cyclic_bound=(LB, UB), the pixel range.")
         cyclic_bound = domain
     lb, ub = float(cyclic_bound[0]), float(cyclic_bound[1])
     if not lb < ub:
-        raise ValueError(f"cyclic_bound must satisfy LB < UB, got {cyclic_bound!r}.")
+        raise InputError(f"cyclic_bound must satisfy LB < UB, got {cyclic_bound!r}.")
     if domain is not None and (lb < domain[0] or ub > domain[1]):
-        raise ValueError(f"cyclic_bound {cyclic_bound!r} must lie inside the domain {domain!r}.")
+        raise InputError(f"cyclic_bound {cyclic_bound!r} must lie inside the domain {domain!r}.")
     if is_concrete(x) and (float(jnp.min(x)) < lb - 1e-6 or float(jnp.max(x)) > ub + 1e-6):
-        raise ValueError(f"Inputs must lie inside cyclic_bound {cyclic_bound!r}.")
+        raise InputError(f"Inputs must lie inside cyclic_bound {cyclic_bound!r}.")
 
     images = x if x.ndim == 4 else x[..., None]  # [B, H, W, C]
     batch, height, width, channels = images.shape
     n_pix = height * width
-    n_classes = jax.eval_shape(logits_fn, x[:1]).shape[-1]
     top_k = min(top_k, n_classes)
     t = min(num_pixels, n_pix)
     centre, half = (lb + ub) / 2.0, (ub - lb) / 2.0
@@ -226,4 +229,5 @@ def local_search_attack(
     changed = jnp.any(u != u0, axis=2)  # [B, n_pix]
     mask = changed.reshape((batch,) + x.shape[1:3] + (1,) * (x.ndim - 3))
     adversarial = jnp.where(mask, jnp.clip(to_input(u), lb, ub), x)
-    return LocalSearchResult(adversarial, ~active, used, jnp.sum(changed, axis=1))
+    result = LocalSearchResult(adversarial, ~active, used, jnp.sum(changed, axis=1))
+    return finish_search(x, result, "local_search_attack", n_classes, labels)

@@ -1,0 +1,199 @@
+"""Input checks of the public array API (issue 13): attacks, metrics, scores, data helpers.
+
+Every case here gave a silently wrong number (or a raw traceback) before: each test refuses the
+input with a jaxrobust error that names the problem and the fix, or shows the result is NaN
+(never plausible) where the values are unknown, inside a caller's ``jit``.
+"""
+
+from __future__ import annotations
+
+import functools
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxrobust import attacks
+from jaxrobust.errors import InputError, JaxrobustError
+
+W = jnp.array([[1.0, -1.0, 0.5], [-1.0, 1.0, -0.5]])  # 2 features -> 3 classes
+
+
+def logits_fn(x):
+    return x @ W
+
+
+X = jnp.array([[0.6, 0.4], [0.4, 0.6], [0.5, 0.5]])
+KEY = jax.random.key(0)
+CE = attacks.cross_entropy_loss(logits_fn)
+
+# ---------------------------------------------------------------------------------------------
+# Attacks: labels against the model's class count
+
+
+def _fgsm(y, x=X, **kw):
+    return attacks.fgsm(CE, x, y, epsilon=0.1, **kw)
+
+
+def _pgd(y, x=X, **kw):
+    return attacks.pgd(CE, x, y, key=KEY, epsilon=0.1, step_size=0.05, num_steps=3, **kw)
+
+
+def _fgsm_sweep(y, x=X, **kw):
+    return attacks.fgsm_sweep(CE, x, y, jnp.array([0.05, 0.1]), **kw)
+
+
+def _pgd_sweep(y, x=X, **kw):
+    return attacks.pgd_sweep(
+        CE, x, y, jnp.array([0.05, 0.1]), key=KEY, step_size=0.05, num_steps=2, **kw
+    )
+
+
+def _eot(y, x=X, **kw):
+    eot = attacks.expectation_over_transformation(
+        lambda x, y, k: CE(x + 0.01 * jax.random.normal(k, x.shape), y), 2, key=KEY, num_classes=3
+    )
+    return attacks.fgsm(eot, x, y, epsilon=0.1, **kw)
+
+
+def _cw(y, x=X, **kw):
+    return attacks.carlini_wagner_l2(logits_fn, x, y, max_iterations=3, binary_search_steps=1, **kw)
+
+
+def _boundary(y, x=X, **kw):
+    return attacks.boundary_attack(logits_fn, x, y, key=KEY, num_steps=3, **kw)
+
+
+def _image_logits(z):  # images [B, 2, 2] -> 3 classes, from the first row of pixels
+    return z.reshape(z.shape[0], 4)[:, :2] @ W
+
+
+def _local_search(y, x=X, **kw):
+    images = jnp.repeat(jnp.asarray(x)[:, None, :], 2, axis=1)  # [B, 2, 2]
+    return attacks.local_search_attack(_image_logits, images, y, key=KEY, rounds=1, **kw)
+
+
+def _jsma(y, x=X, **kw):
+    return attacks.jsma(logits_fn, x, y, gamma=1.0)
+
+
+LABELLED = {
+    "fgsm": _fgsm,
+    "pgd": _pgd,
+    "fgsm_sweep": _fgsm_sweep,
+    "pgd_sweep": _pgd_sweep,
+    "eot_fgsm": _eot,
+    "carlini_wagner_l2": _cw,
+    "boundary_attack": _boundary,
+    "local_search_attack": _local_search,
+    "jsma": _jsma,  # its labels are the targets
+}
+
+
+@pytest.mark.parametrize("bad", [3, 7, -1])
+@pytest.mark.parametrize("name", sorted(LABELLED))
+def test_attacks_refuse_labels_outside_the_class_count(name, bad):
+    labels = jnp.array([0, bad, 1])
+    with pytest.raises(InputError, match=r"class indices in \[0, 3\).*positions \[1\]"):
+        LABELLED[name](labels)
+
+
+@pytest.mark.parametrize("name", ["fgsm", "pgd", "carlini_wagner_l2", "boundary_attack"])
+def test_attacks_refuse_targets_outside_the_class_count(name):
+    labels, targets = jnp.array([0, 1, 2]), jnp.array([1, 3, 0])
+    with pytest.raises(InputError, match=r"targets must be class indices in \[0, 3\)"):
+        LABELLED[name](labels, targeted=True, targets=targets)
+
+
+def test_gradient_attacks_take_an_explicit_class_count_for_a_custom_loss():
+    custom = lambda x, y: CE(x, y) * 1.0  # noqa: E731  (declares no class count)
+    with pytest.raises(InputError, match=r"\[0, 3\)"):
+        attacks.fgsm(custom, X, jnp.array([0, 5, 1]), epsilon=0.1, num_classes=3)
+
+
+@pytest.mark.parametrize("name", sorted(LABELLED))
+def test_out_of_range_labels_under_jit_give_nan_adversarial_examples(name):
+    """Inside the caller's jit the label values are unknown: the examples whose label is out of
+    range come back NaN (so accuracy on them is NaN), the others are untouched by the check."""
+    attack = jax.jit(LABELLED[name])
+    good = attack(jnp.array([0, 1, 2]))
+    bad = attack(jnp.array([0, 9, -1]))
+    adv_good, adv_bad = (good, bad) if isinstance(good, jax.Array) else (good[0], bad[0])
+    axis = 1 if "sweep" in name else 0  # sweeps are [E, B, ...]
+    rows = lambda a, i: np.take(np.asarray(a), i, axis=axis)  # noqa: E731
+    assert np.isfinite(rows(adv_good, [0, 1, 2])).all()
+    assert np.isnan(rows(adv_bad, [1, 2])).all()
+    np.testing.assert_allclose(rows(adv_bad, 0), rows(adv_good, 0))
+    if not isinstance(good, jax.Array):
+        assert not bool(bad.success[1]) and not bool(bad.success[2])
+
+
+def test_losses_give_nan_value_and_nan_gradient_for_out_of_range_labels():
+    for loss in (CE, attacks.margin_loss(logits_fn)):
+        y = jnp.array([0, 3, -1])
+        values = loss(X, y)
+        grads = jax.grad(lambda x, loss=loss, y=y: jnp.sum(loss(x, y)))(X)
+        assert np.isfinite(values[0]) and np.isnan(values[1:]).all()
+        assert np.isfinite(grads[0]).all() and np.isnan(grads[1:]).all()  # before: zero
+
+
+def test_pgd_under_jit_no_longer_returns_the_clean_input_for_a_too_large_label():
+    attack = jax.jit(functools.partial(_pgd, random_start=False))
+    adv = np.asarray(attack(jnp.array([0, 1, 3])))
+    assert not np.allclose(adv[2], np.asarray(X[2]))  # before: exactly the clean input
+
+
+# ---------------------------------------------------------------------------------------------
+# Attacks: NaN / inf inputs and the domain check
+
+
+def test_one_nan_pixel_does_not_hide_a_0_255_batch():
+    x = np.full((3, 2), 255.0, np.float32)
+    x[1, 0] = np.nan
+    with pytest.raises(InputError, match=r"1 NaN/inf values of 6, first at \(1, 0\)") as err:
+        attacks.fgsm(CE, x, jnp.array([0, 1, 2]), epsilon=0.1)
+    assert "span [255, 255], outside the attack domain" in str(err.value)
+
+
+@pytest.mark.parametrize("name", sorted(LABELLED))
+@pytest.mark.parametrize("value", [np.nan, np.inf])
+def test_attacks_refuse_non_finite_inputs(name, value):
+    x = np.asarray(X).copy()
+    x[2, 1] = value
+    with pytest.raises(InputError, match=r"NaN/inf values .* first at \(2, (0, )?1\)"):
+        LABELLED[name](jnp.array([0, 1, 2]), x=jnp.asarray(x))
+
+
+def test_deepfool_and_latent_refuse_nan_inputs():
+    x = np.asarray(X).copy()
+    x[0, 0] = np.nan
+    with pytest.raises(InputError, match="NaN/inf"):
+        attacks.deepfool(logits_fn, x)
+    encode = lambda z: (z, jnp.zeros_like(z))  # noqa: E731
+    with pytest.raises(InputError, match="NaN/inf"):
+        attacks.latent_attack(encode, x, key=KEY, delta=0.1, step_size=0.05, num_steps=2)
+
+
+def test_nan_from_the_model_on_finite_inputs_is_refused():
+    huge = jnp.array([[3e38, -3e38]] * 3)  # logits overflow to inf
+    with pytest.raises(attacks._checks.NonFiniteAttackError, match="from finite inputs"):
+        attacks.fgsm(CE, huge, jnp.array([0, 1, 2]), epsilon=0.1, domain=None)
+
+
+def test_attack_errors_are_jaxrobust_errors_and_value_errors():
+    for bad in (
+        lambda: attacks.fgsm(CE, X.astype(jnp.int32), jnp.array([0, 1, 2]), epsilon=0.1),
+        lambda: attacks.fgsm(CE, X[0], jnp.array([0]), epsilon=0.1),
+        lambda: attacks.fgsm(CE, X[:0], jnp.array([], jnp.int32), epsilon=0.1),
+        lambda: attacks.fgsm(CE, X, jnp.array([0.0, 1.0, 2.0]), epsilon=0.1),
+        lambda: attacks.fgsm(CE, X, jnp.array([0, 1, 2]), epsilon=-0.1),
+        lambda: attacks.fgsm(CE, jnp.ones((3, 5)) * 0.5, jnp.array([0, 1, 2]), epsilon=0.1),
+    ):
+        with pytest.raises(JaxrobustError) as err:
+            bad()
+        assert isinstance(err.value, ValueError)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _pgd(jnp.array([0, 1, 2]))  # the valid call still works, silently
