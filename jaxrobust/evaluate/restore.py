@@ -48,8 +48,11 @@ def restore_model(
     training run), so no config file is needed. ``which``: ``"best"``, ``"last"`` or an epoch.
     Models with ``training.num_runs`` come back with a leading run axis on every variable.
 
-    Raises CheckpointNotFoundError when nothing was saved, and CheckpointMismatchError when the
-    saved arrays do not fit the model that ``config`` builds.
+    Raises CheckpointNotFoundError when nothing was saved, CheckpointMismatchError when the
+    saved arrays do not fit the model that ``config`` builds, and CheckpointCorruptError when the
+    chosen checkpoint fails its integrity check (content hash, unreadable or missing files,
+    non-finite values): evaluation never falls back to another epoch silently; the message names
+    the damaged step and the fix (delete it to use the previous kept epoch, or retrain).
     """
     config = load_workdir_config(workdir) if config is None else config
     model, preprocess = build_from_config(config, name)

@@ -14,7 +14,12 @@ Only the chosen parameters are stored S times: 200 samples of a decoder do not c
 
 On disk (``save_posterior``): ``<directory>/arrays`` (Orbax) and ``<directory>/posterior.json``
 (method, filter, number of samples, shapes, diagnostics), written to a temporary directory and
-renamed, so a killed process never leaves a half-written posterior behind.
+renamed, so a killed process never leaves a half-written posterior behind. ``posterior.json``
+also records the content digests of ``samples`` and ``fixed`` (``"integrity"``:
+:func:`jaxrobust.integrity.tree_digest`); ``restore_posterior`` recomputes them and raises
+``CheckpointCorruptError`` (path and fix) for a changed, truncated or unreadable stack, and
+``save_posterior`` refuses samples holding NaN or infinity (``NonFiniteLossError``). A stack
+written before digests existed is restored unverified (still refused if it is not finite).
 """
 
 from __future__ import annotations
@@ -31,11 +36,19 @@ import numpy as np
 import orbax.checkpoint as ocp
 from flax import traverse_util
 
-from jaxrobust.errors import CheckpointMismatchError, CheckpointNotFoundError
+from jaxrobust.errors import (
+    CheckpointCorruptError,
+    CheckpointMismatchError,
+    CheckpointNotFoundError,
+    JaxrobustError,
+    NonFiniteLossError,
+)
 from jaxrobust.inference.subset import combine
+from jaxrobust.integrity import check_digest, tree_digest
 
 PyTree = Any
 META_FILENAME = "posterior.json"
+INTEGRITY_KEY = "integrity"
 
 
 class PosteriorSamples(NamedTuple):
@@ -126,16 +139,31 @@ def save_posterior(
         ...     meta = json.loads((path / META_FILENAME).read_text())
         ...     sorted(p.name for p in path.iterdir())
         ['arrays', 'posterior.json']
-        >>> meta
+        >>> {k: v for k, v in meta.items() if k != "integrity"}
         {'method': 'swag', 'num_samples': 3, 'sample_shapes': {'params/decoder/w': [3, 2]},
          'fixed_shapes': {'params/b': [2]}}
+        >>> sorted(meta["integrity"]), meta["integrity"]["samples"]["finite"]
+        (['fixed', 'samples'], True)
+        >>> save_posterior("unused", stack_samples({"w": jnp.full((2, 2), jnp.nan)}, {}))
+        Traceback (most recent call last):
+        ...
+        jaxrobust.errors.NonFiniteLossError: The posterior samples to save in .../unused hold NaN
+        or infinity (in samples/params/w); nothing was saved. ...
     """
     directory = Path(directory).absolute()
+    arrays = {"samples": posterior.samples, "fixed": posterior.fixed}
+    arrays = jax.tree.map(np.asarray, arrays)
+    digests = {part: tree_digest(arrays[part]) for part in ("samples", "fixed")}
+    nonfinite = [f"{part}/{p}" for part, d in digests.items() for p in d["nonfinite"]]
+    if nonfinite:
+        raise NonFiniteLossError(
+            f"The posterior samples to save in {directory} hold NaN or infinity (in "
+            f"{', '.join(nonfinite)}); nothing was saved. The posterior method diverged: lower "
+            "its step size or learning rate, or check the inputs for NaN/inf."
+        )
     tmp = directory.with_name(directory.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    arrays = {"samples": posterior.samples, "fixed": posterior.fixed}
-    arrays = jax.tree.map(np.asarray, arrays)
     with ocp.StandardCheckpointer() as checkpointer:
         checkpointer.save(tmp / "arrays", arrays)
     info = {
@@ -143,6 +171,7 @@ def save_posterior(
         "num_samples": posterior.num_samples,
         "sample_shapes": _shapes(posterior.samples),
         "fixed_shapes": _shapes(posterior.fixed),
+        INTEGRITY_KEY: digests,
     }
     (tmp / META_FILENAME).write_text(json.dumps(info, indent=2, default=_json_default))
     shutil.rmtree(directory, ignore_errors=True)
@@ -174,11 +203,31 @@ def restore_posterior(directory: str | os.PathLike) -> tuple[PosteriorSamples, d
             f"No posterior samples in {directory} ({META_FILENAME} missing). Train the model "
             "with a `posterior` config section first (`jaxrobust train ...`)."
         )
-    meta = json.loads(meta_path.read_text())
-    with ocp.StandardCheckpointer() as checkpointer:
-        arrays = checkpointer.restore(directory / "arrays")
+    try:
+        meta = json.loads(meta_path.read_text())
+        if not isinstance(meta, dict) or "sample_shapes" not in meta:
+            raise ValueError("not a posterior.json object with sample_shapes")
+    except (OSError, ValueError) as err:
+        raise _corrupt(directory, f"{META_FILENAME} is unreadable ({err})") from None
+    if not (directory / "arrays").is_dir():
+        raise _corrupt(directory, f"{directory / 'arrays'} is missing")
+    try:
+        with ocp.StandardCheckpointer() as checkpointer:
+            arrays = checkpointer.restore(directory / "arrays")
+    except JaxrobustError:
+        raise
+    except Exception as err:
+        raise _corrupt(directory, f"a file is truncated or unreadable ({_first(err)})") from None
     samples = arrays.get("samples") or {}
     fixed = arrays.get("fixed") or {}
+    digests = meta.pop(INTEGRITY_KEY, None)  # None: written before digests were recorded
+    for part, tree in (("samples", samples), ("fixed", fixed)):
+        recorded = digests.get(part) if isinstance(digests, dict) else None
+        if digests is not None and not isinstance(recorded, dict):
+            raise _corrupt(directory, f"the digest of {part!r} is missing from {META_FILENAME}")
+        problem = check_digest(tree, recorded)
+        if problem is not None:
+            raise _corrupt(directory, f"{part}: {problem}")
     posterior = PosteriorSamples(
         jax.tree.map(jnp.asarray, samples), jax.tree.map(jnp.asarray, fixed)
     )
@@ -214,6 +263,22 @@ def check_compatible(posterior: PosteriorSamples, abstract_variables: PyTree, wh
             f"(missing {missing[:5]}, unexpected {extra[:5]}, other shapes {changed[:5]}). "
             "Evaluate with the config the samples were trained with, or retrain."
         )
+
+
+def _corrupt(directory: Path, problem: str) -> CheckpointCorruptError:
+    return CheckpointCorruptError(
+        f"The posterior samples in {directory} are damaged: {problem}. Fix: rerun `jaxrobust "
+        "train` on the same workdir (it restores the last kept epoch and writes the posterior "
+        f"again), or delete {directory} and retrain."
+    )
+
+
+def _first(err: BaseException) -> str:
+    lines = str(err).strip().splitlines()
+    text = lines[0] if lines else ""
+    for noise in (" See full TensorStore details", " [tensorstore_spec="):
+        text = text.split(noise)[0]
+    return f"{type(err).__name__}: {text[:300]}"
 
 
 def _json_default(value):

@@ -76,9 +76,10 @@ def fetch(
 ) -> list[dict[str, Any]]:
     """Make sure every split of each dataset is in the cache (``jaxrobust data fetch``).
 
-    Returns one record per dataset and split: dataset, split, action (``"fetched"`` or
-    ``"already cached"``), source (where the cached data came from), path, size_bytes,
-    n_examples. Stops at the first dataset split that no source provides.
+    Returns one record per dataset and split: dataset, split, action (``"fetched"``,
+    ``"already cached"`` or ``"re-fetched (the cached file was damaged)"``: a cached file that
+    fails its integrity check is replaced), source (where the cached data came from), path,
+    size_bytes, n_examples. Stops at the first dataset split that no source provides.
 
     Raises:
       UnknownDatasetError: a bad name (checked before anything is fetched).
@@ -107,9 +108,14 @@ def fetch(
         splits = [s for s in SPLITS if s in info.split_sizes]
         was_cached = {s: cache.cache_file(root, info.name, s).is_file() for s in splits}
         for split in splits:
-            _load(info, split, root, DEFAULT_SOURCES, progress, strict_cache=True)
+            _, _, source = _load(info, split, root, DEFAULT_SOURCES, progress, strict_cache=True)
             record = cache.entry(root, info.name, split)
-            record["action"] = "already cached" if was_cached[split] else "fetched"
+            if not was_cached[split]:
+                record["action"] = "fetched"
+            elif source == "cache":
+                record["action"] = "already cached"
+            else:
+                record["action"] = "re-fetched (the cached file was damaged)"
             records.append(record)
     return records
 
@@ -124,6 +130,7 @@ def _load(
     strict_cache: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, str]:
     attempts = []
+    damaged = None  # a cached file that failed its integrity check: replaced if another works
     for source in order:
         try:
             returned = SOURCES[source](info, split, root=root, progress=progress)
@@ -132,10 +139,17 @@ def _load(
             arrays = {s: standardize(info, *xy) for s, xy in returned.items()}
         except Exception as err:  # every failure is reported in DataUnavailableError
             attempts.append((source, _reason(err)))
+            if isinstance(err, cache.CacheCorruptError):
+                damaged = err
             continue
         if source != "cache":
             for s, (images, labels) in arrays.items():
                 _store(root, info, s, images, labels, source, strict=strict_cache)
+            if damaged is not None:
+                warnings.warn(
+                    f"{str(damaged).split(' Fix:')[0]} Replaced it with the data from {source}.",
+                    stacklevel=3,
+                )
         return (*arrays[split], source)
     raise DataUnavailableError(info.name, split, attempts, _fixes(info, root, order))
 

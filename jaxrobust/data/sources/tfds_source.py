@@ -127,8 +127,30 @@ def read_tfds_split(
                 f"{info.tfds_name} is prepared in {builder.data_dir} in a format that needs "
                 f"TensorFlow to read ({_first_line(err)}); fix: pip install tensorflow"
             ) from err
-        return _read_tf_dataset(tfds, builder, split)
-    return read_examples(source, progress=progress, desc=f"{info.name}/{split}: reading TFDS")
+        return _check_size(info, split, _read_tf_dataset(tfds, builder, split))
+    desc = f"{info.name}/{split}: reading TFDS"
+    return _check_size(info, split, read_examples(source, progress=progress, desc=desc))
+
+
+def _check_size(info: DatasetInfo, split: str, arrays: Arrays) -> Arrays:
+    """Refuse a split whose size is not the registry's before it is cached.
+
+    Examples:
+        >>> from jaxrobust.data.registry import dataset_info
+        >>> _check_size(dataset_info("mnist"), "test", (np.zeros((3, 28, 28)), np.zeros(3)))
+        Traceback (most recent call last):
+        ...
+        jaxrobust.data.errors.SourceUnavailable: TFDS gave 3 examples of mnist/test, the
+        registry expects 10000 ...
+    """
+    expected = info.split_sizes.get(split)
+    if expected is not None and len(arrays[1]) != expected:
+        raise SourceUnavailable(
+            f"TFDS gave {len(arrays[1])} examples of {info.name}/{split}, the registry expects "
+            f"{expected} (a partial or different TFDS version?); fix: delete its prepared copy "
+            "in the TFDS data directory and fetch again"
+        )
+    return arrays
 
 
 def read_examples(
