@@ -201,18 +201,22 @@ def _train_model(config, workdir: Path, name: str, mesh, hooks) -> dict:
         best_metric=cfg.get("best_metric", "val/loss"),
         best_mode=cfg.get("best_mode", "min"),
     )
-    start_epoch = checkpoints.latest_epoch() or 0
-    if start_epoch:
+    start_epoch = 0
+    if checkpoints.epochs():
         abstract = jax.tree.map(
             lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=state_sharding), state
         )
-        variables, opt_state, meta = checkpoints.restore_train_state(
-            start_epoch, merge_variables(abstract.params, abstract.model_state), abstract.opt_state
+        # The newest kept epoch that passes its integrity check (a damaged one is set aside
+        # with a warning); None: nothing intact, train from epoch 0 (deterministic either way).
+        resumed = checkpoints.restore_latest_intact_train_state(
+            merge_variables(abstract.params, abstract.model_state), abstract.opt_state
         )
-        params, model_state = split_variables(variables)
-        step = jnp.full(state.step.shape, meta["step"], jnp.int32)
-        state = TrainState(step, params, model_state, opt_state)
-        state = jax.device_put(state, state_sharding)
+        if resumed is not None:
+            start_epoch, variables, opt_state, meta = resumed
+            params, model_state = split_variables(variables)
+            step = jnp.full(state.step.shape, meta["step"], jnp.int32)
+            state = TrainState(step, params, model_state, opt_state)
+            state = jax.device_put(state, state_sharding)
 
     train_epoch = make_train_epoch(
         model, optimizer, preprocess, batch_size, mesh, num_runs, shard_runs
