@@ -197,3 +197,141 @@ def test_attack_errors_are_jaxrobust_errors_and_value_errors():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         _pgd(jnp.array([0, 1, 2]))  # the valid call still works, silently
+
+
+# ---------------------------------------------------------------------------------------------
+# Metrics: 1-D scores or an explicit axis; precision; duplicate TPR keys
+
+from jaxrobust import metrics  # noqa: E402
+from jaxrobust.errors import PrecisionWarning  # noqa: E402
+
+RNG = np.random.default_rng(0)
+STACK_IN, STACK_OUT = RNG.normal(1.0, 1.0, (2, 30)), RNG.normal(0.0, 1.0, (2, 20))
+STACK_IN[1] -= 2.0  # the second run ranks the other way: pooled, the two would blur
+
+
+def _sklearn_auroc(s_in, s_out):
+    from sklearn.metrics import roc_auc_score
+
+    return roc_auc_score(np.r_[np.ones(len(s_in)), np.zeros(len(s_out))], np.r_[s_in, s_out])
+
+
+DETECTION = {
+    "auroc": lambda a, b, **kw: metrics.auroc(a, b, higher_is_ood=False, **kw),
+    "average_precision": lambda a, b, **kw: metrics.average_precision(
+        a, b, higher_is_ood=False, **kw
+    ),
+    "fpr_at_tpr": lambda a, b, **kw: metrics.fpr_at_tpr(a, b, higher_is_ood=False, **kw),
+    "detection_summary": lambda a, b, **kw: metrics.detection_summary(
+        a, b, higher_is_ood=False, **kw
+    ),
+    "detection_at_threshold": lambda a, b, **kw: metrics.detection_at_threshold(
+        a, b, higher_is_ood=False, threshold=0.5, **kw
+    ),
+    "roc_curve": lambda a, b, **kw: metrics.roc_curve(a, b, higher_is_ood=False, **kw),
+}
+
+
+@pytest.mark.parametrize("name", sorted(DETECTION))
+def test_detection_metrics_refuse_stacks_instead_of_pooling_them(name):
+    with pytest.raises(InputError, match=r"shape \(2, 30\).*1-D scores \[N\].*axis=-1"):
+        DETECTION[name](STACK_IN, STACK_OUT)
+
+
+def test_threshold_from_percentile_refuses_a_stack():
+    with pytest.raises(InputError, match="1-D scores"):
+        metrics.threshold_from_percentile(STACK_IN, higher_is_ood=False, percentile=2)
+
+
+@pytest.mark.parametrize("axis", [-1, 1])
+def test_axis_gives_one_value_per_row(axis):
+    per_row = metrics.auroc(STACK_IN, STACK_OUT, higher_is_ood=False, axis=axis)
+    expected = [_sklearn_auroc(STACK_IN[r], STACK_OUT[r]) for r in range(2)]
+    np.testing.assert_allclose(per_row, expected, rtol=1e-6)
+    summary = metrics.detection_summary(STACK_IN, STACK_OUT, higher_is_ood=False, axis=axis)
+    np.testing.assert_allclose(summary["auroc"], expected, rtol=1e-6)
+    for r in range(2):
+        one = metrics.detection_summary(STACK_IN[r], STACK_OUT[r], higher_is_ood=False)
+        for key, value in one.items():
+            np.testing.assert_allclose(summary[key][r], value, rtol=1e-6)
+        ap = metrics.average_precision(STACK_IN, STACK_OUT, higher_is_ood=False, axis=axis)[r]
+        np.testing.assert_allclose(
+            ap, metrics.average_precision(STACK_IN[r], STACK_OUT[r], higher_is_ood=False)
+        )
+        fpr = metrics.fpr_at_tpr(STACK_IN, STACK_OUT, higher_is_ood=False, axis=axis)[r]
+        np.testing.assert_allclose(
+            fpr, metrics.fpr_at_tpr(STACK_IN[r], STACK_OUT[r], higher_is_ood=False)
+        )
+    # Axis 0 of a [N, R] layout, and stacks with different rows on the two sides.
+    np.testing.assert_allclose(
+        metrics.auroc(STACK_IN.T, STACK_OUT.T, higher_is_ood=False, axis=0), expected, rtol=1e-6
+    )
+    with pytest.raises(InputError, match="same rows on both sides"):
+        metrics.auroc(STACK_IN, STACK_OUT[:1], higher_is_ood=False, axis=-1)
+
+
+def test_axis_works_inside_jit():
+    fn = jax.jit(lambda a, b: metrics.auroc(a, b, higher_is_ood=False, axis=-1))
+    expected = [_sklearn_auroc(STACK_IN[r], STACK_OUT[r]) for r in range(2)]
+    np.testing.assert_allclose(fn(STACK_IN, STACK_OUT), expected, rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("scores_in", "scores_out"),
+    [
+        (np.array([1 + 1e-12, 1 + 3e-12]), np.array([1 + 2e-12])),  # float64 below float32 eps
+        (np.array([2**25 + 1, 2**25 + 3], np.int64), np.array([2**25 + 2], np.int64)),  # > 2**24
+        (np.array([1e300, 1e301]), np.array([1e302])),  # beyond the float32 range: all inf
+    ],
+)
+def test_precision_loss_of_float32_conversion_warns(scores_in, scores_out):
+    with pytest.warns(PrecisionWarning, match=r"merges 3 distinct values into [12]"):
+        value = metrics.auroc(scores_in, scores_out, higher_is_ood=False)
+    # The metric is that of the converted (tied) scores, and the warning says so.
+    with np.errstate(over="ignore"):
+        a, b = scores_in.astype(np.float32)[:, None], scores_out.astype(np.float32)[None, :]
+    np.testing.assert_allclose(value, np.mean((a > b) + 0.5 * (a == b)))
+    for name in ("average_precision", "fpr_at_tpr", "detection_summary"):
+        with pytest.warns(PrecisionWarning):
+            DETECTION[name](scores_in, scores_out)
+
+
+def test_exact_conversions_do_not_warn():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        metrics.auroc(np.array([1, 3], np.int64), np.array([2], np.int64), higher_is_ood=False)
+        metrics.auroc(np.array([0.1, 0.3]), np.array([0.2]), higher_is_ood=False)  # float64
+        metrics.auroc(np.array([1.0, 1.0]), np.array([1.0]), higher_is_ood=False)  # real ties
+
+
+def test_duplicate_tpr_keys_are_refused():
+    with pytest.raises(InputError, match=r"0.95 and 0.951 both give the key 'fpr95'"):
+        metrics.detection_summary([3.0, 2.0, 1.0], [0.0], higher_is_ood=False, tprs=(0.95, 0.951))
+    summary = metrics.detection_summary([3.0, 1.0], [2.0], higher_is_ood=False, tprs=(0.5, 0.9))
+    assert sorted(summary) == ["aupr_in", "aupr_out", "auroc", "fpr50", "fpr90"]
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: metrics.auroc([1.0], [0.0], higher_is_ood="yes"),
+        lambda: metrics.auroc(["a"], ["b"], higher_is_ood=False),
+        lambda: metrics.auroc([1.0 + 1j], [0.0], higher_is_ood=False),
+        lambda: metrics.auroc(1.0, [0.0], higher_is_ood=False),
+        lambda: metrics.fpr_at_tpr([1.0], [0.0], higher_is_ood=False, tpr="high"),
+        lambda: metrics.detection_summary([1.0], [0.0], higher_is_ood=False, tprs=0.95),
+        lambda: metrics.detection_at_threshold([1.0], [0.0], higher_is_ood=False, threshold=np.nan),
+        lambda: metrics.threshold_from_percentile([1.0], higher_is_ood=False, percentile="2"),
+        lambda: metrics.expected_calibration_error([[0.5, 0.5]], [0], num_bins=True),
+        lambda: metrics.adversarial_accuracy([0.0, 1.0], [0, 1]),
+        lambda: metrics.adversarial_accuracy([0, 1], [0, -1]),
+        lambda: metrics.attack_success_rate([0, 1], [1, 1], [0.5, 1.0]),
+        lambda: metrics.classification_with_rejection([0, 1], [0, 1.5], [True, False]),
+        lambda: metrics.accept_above_class_thresholds([[np.nan, 1.0]], [0.0, 0.0]),
+        lambda: metrics.class_thresholds_from_percentile([[1.0, 2.0]], [3], 50.0),
+        lambda: metrics.adversarial_accuracy([[0, 1], [0]], [0, 1]),
+    ],
+)
+def test_metric_input_errors_are_jaxrobust_errors(call):
+    with pytest.raises(JaxrobustError):
+        call()

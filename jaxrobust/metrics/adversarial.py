@@ -5,7 +5,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from jaxrobust.metrics._arrays import check_same_length
+from jaxrobust.errors import InputError
+from jaxrobust.metrics._arrays import check_same_length, class_indices
 
 SUCCESS_DENOMINATORS = ("correct", "all")
 
@@ -13,12 +14,16 @@ SUCCESS_DENOMINATORS = ("correct", "all")
 def adversarial_accuracy(adversarial_predictions, labels) -> jax.Array:
     """Fraction of adversarial inputs still classified as their true label.
 
+    Predictions and labels are integer class indices ``[N]`` (float, bool or negative ones
+    raise ``InputError``).
+
     Examples:
         >>> float(adversarial_accuracy([0, 1, 2, 2], [0, 1, 1, 2]))
         0.75
     """
     n = check_same_length(adversarial_predictions=adversarial_predictions, labels=labels)
-    hits = jnp.asarray(adversarial_predictions) == jnp.asarray(labels)
+    adversarial_predictions = class_indices("adversarial_predictions", adversarial_predictions)
+    hits = adversarial_predictions == class_indices("labels", labels)
     return jnp.sum(hits, dtype=jnp.int32) / n
 
 
@@ -52,8 +57,8 @@ def attack_success_rate(
         >>> round(float(attack_success_rate(clean, adversarial, labels, targets=targets)), 4)
         0.6667
     """
-    if among not in SUCCESS_DENOMINATORS:
-        raise ValueError(f"among must be one of {SUCCESS_DENOMINATORS}, got {among!r}.")
+    if not isinstance(among, str) or among not in SUCCESS_DENOMINATORS:
+        raise InputError(f"among must be one of {SUCCESS_DENOMINATORS}, got {among!r}.")
     arrays = dict(
         clean_predictions=clean_predictions,
         adversarial_predictions=adversarial_predictions,
@@ -62,13 +67,11 @@ def attack_success_rate(
     if targets is not None:
         arrays["targets"] = targets
     check_same_length(**arrays)
-    clean = jnp.asarray(clean_predictions)
-    adversarial = jnp.asarray(adversarial_predictions)
-    labels = jnp.asarray(labels)
+    clean, adversarial, labels = (class_indices(name, arrays[name]) for name in list(arrays)[:3])
     if targets is None:
         success = adversarial != labels
     else:
-        success = adversarial == jnp.asarray(targets)
+        success = adversarial == class_indices("targets", targets)
     counted = clean == labels if among == "correct" else jnp.ones_like(success)
     num_counted = jnp.sum(counted, dtype=jnp.int32)
     num_success = jnp.sum(success & counted, dtype=jnp.int32)

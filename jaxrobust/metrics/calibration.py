@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxrobust.errors import InputError
 from jaxrobust.metrics._arrays import as_labels, as_probabilities, binned_sums, tree_sum
 
 BINNINGS = ("equal_width", "equal_mass")
@@ -33,12 +34,12 @@ MODES = ("top_label", "classwise")
 
 
 def _check_options(num_bins: int, binning: str, mode: str = "top_label") -> None:
-    if not isinstance(num_bins, (int, np.integer)) or num_bins < 1:
-        raise ValueError(f"num_bins must be a positive integer, got {num_bins!r}.")
-    if binning not in BINNINGS:
-        raise ValueError(f"binning must be one of {BINNINGS}, got {binning!r}.")
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}.")
+    if isinstance(num_bins, bool) or not isinstance(num_bins, (int, np.integer)) or num_bins < 1:
+        raise InputError(f"num_bins must be a positive integer, got {num_bins!r}.")
+    if not isinstance(binning, str) or binning not in BINNINGS:
+        raise InputError(f"binning must be one of {BINNINGS}, got {binning!r}.")
+    if not isinstance(mode, str) or mode not in MODES:
+        raise InputError(f"mode must be one of {MODES}, got {mode!r}.")
 
 
 def _validated(probs, labels):

@@ -20,10 +20,19 @@ positives / negatives score at least s" is a binary search in those sorted keys.
   (they do on every number of the Chapter-3 tables).
 
 Counts are int32 (exact up to 2^31 inputs), sums are pairwise in float32, so 10^6 scores give
-the same digits as scikit-learn's float64. Scores are compared in float32 (float64 inputs are
-rounded unless x64 is enabled), and XLA flushes float32 subnormals (|s| < 1.2e-38) to zero, so
-those tie with 0. All functions but :func:`roc_curve` are jitted; inside
-a caller's jit they are inlined, and NaN scores make the result NaN instead of raising.
+the same digits as scikit-learn's float64. Scores are compared in float32 (float64 and int
+inputs are converted unless x64 is enabled), and XLA flushes float32 subnormals
+(|s| < 1.2e-38) to zero, so those tie with 0. All functions but :func:`roc_curve` are jitted;
+inside a caller's jit they are inlined, and NaN scores make the result NaN instead of raising.
+
+Input checks (:class:`~jaxrobust.errors.InputError`, eagerly): scores must be 1-D ``[N]``
+(a stack ``[R, N]`` is refused rather than silently pooled; pass ``axis=`` for one value per
+row, vmapped), non-empty, numeric and without NaN (inf is a valid score). Precision: when the
+conversion to float32 merges distinct scores into ties (int scores above 2**24, float64 scores
+that differ below float32 precision), the metrics *warn* with
+:class:`~jaxrobust.errors.PrecisionWarning` and compute on the converted scores (the ties are
+counted as ties); with x64 enabled nothing is converted. ``detection_summary`` refuses two
+TPRs that round to the same key.
 """
 
 from __future__ import annotations
@@ -35,29 +44,59 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxrobust.arrays import is_traced
+from jaxrobust.errors import InputError
 from jaxrobust.metrics._arrays import (
+    InputTypeError,
     as_float_vector,
+    score_values,
     static_count_at_least,
+    to_float,
     tree_sum,
+    warn_if_precision_lost,
 )
 
 POSITIVE_SIDES = ("in", "out")
 
 
-def _oriented(scores_in, scores_out, higher_is_ood: bool):
-    """Validated scores, both flipped so that larger means "more in-distribution"."""
+def _oriented(scores_in, scores_out, higher_is_ood: bool, axis: int | None = None):
+    """Validated scores, both flipped so that larger means "more in-distribution".
+
+    With ``axis``, the score axis is moved last and the other axes must agree between the two
+    sides (rows of a stack, one metric value each).
+    """
     if not isinstance(higher_is_ood, (bool, np.bool_)):
-        raise TypeError(f"higher_is_ood must be True or False, got {higher_is_ood!r}.")
-    scores_in = as_float_vector("scores_in", scores_in)
-    scores_out = as_float_vector("scores_out", scores_out)
+        raise InputTypeError(f"higher_is_ood must be True or False, got {higher_is_ood!r}.")
+    scores_in = score_values("scores_in", scores_in, axis=axis)
+    scores_out = score_values("scores_out", scores_out, axis=axis)
+    if scores_in.shape[:-1] != scores_out.shape[:-1]:
+        raise InputError(
+            f"scores_in {tuple(scores_in.shape)} and scores_out {tuple(scores_out.shape)} have "
+            f"different row shapes {tuple(scores_in.shape[:-1])} and "
+            f"{tuple(scores_out.shape[:-1])} around the score axis {axis}; stacks must have the "
+            "same rows on both sides."
+        )
+    warn_if_precision_lost("scores_in and scores_out", scores_in, scores_out)
+    scores_in, scores_out = to_float(scores_in), to_float(scores_out)
     if higher_is_ood:
         return -scores_in, -scores_out
     return scores_in, scores_out
 
 
+def _per_row(fn, in_high, out_low, axis: int | None):
+    """``fn(in_high, out_low)``; with ``axis``, vmapped over the rows of the stacks."""
+    if axis is None:
+        return fn(in_high, out_low)
+    rows = in_high.shape[:-1]
+    flat_in = in_high.reshape((-1, in_high.shape[-1]))
+    flat_out = out_low.reshape((-1, out_low.shape[-1]))
+    values = jax.vmap(fn)(flat_in, flat_out)
+    return jax.tree_util.tree_map(lambda v: v.reshape(rows + v.shape[1:]), values)
+
+
 def _check_positive(positive: str) -> None:
-    if positive not in POSITIVE_SIDES:
-        raise ValueError(f"positive must be 'in' or 'out', got {positive!r}.")
+    if not isinstance(positive, str) or positive not in POSITIVE_SIDES:
+        raise InputError(f"positive must be 'in' or 'out', got {positive!r}.")
 
 
 def _order_keys(scores: jax.Array) -> jax.Array:
@@ -137,10 +176,36 @@ def _nan_if_any(value, *arrays):
 
 
 def _check_tpr(tpr: float) -> float:
+    if isinstance(tpr, (bool, np.bool_)) or not isinstance(tpr, (int, float, np.number)):
+        raise InputError(f"tpr must be a number in [0, 1] (e.g. 0.95 for FPR95), got {tpr!r}.")
     tpr = float(tpr)
     if not 0.0 <= tpr <= 1.0:
-        raise ValueError(f"tpr must lie in [0, 1] (e.g. 0.95 for FPR95), got {tpr}.")
+        raise InputError(f"tpr must lie in [0, 1] (e.g. 0.95 for FPR95), got {tpr}.")
     return tpr
+
+
+def _fpr_key(tpr: float) -> str:
+    return f"fpr{round(100 * tpr):d}"
+
+
+def _check_tprs(tprs) -> tuple[float, ...]:
+    """The TPRs of :func:`detection_summary`; two that give the same key are refused."""
+    if isinstance(tprs, (str, bytes)) or not hasattr(tprs, "__iter__"):
+        raise InputError(
+            f"tprs must be a sequence of TPRs in [0, 1], e.g. (0.8, 0.95); got {tprs!r}."
+        )
+    tprs = tuple(_check_tpr(t) for t in tprs)
+    seen: dict[str, float] = {}
+    for tpr in tprs:
+        key = _fpr_key(tpr)
+        if key in seen:
+            raise InputError(
+                f"tprs {seen[key]} and {tpr} both give the key {key!r} (keys are "
+                "round(100 * tpr)), so one would be dropped; pass TPRs that differ in whole "
+                "percent, or call fpr_at_tpr for each."
+            )
+        seen[key] = tpr
+    return tprs
 
 
 @jax.jit
@@ -167,12 +232,16 @@ def _summary_jit(in_high, out_low, positive, tprs):
         "aupr_out": _average_precision(sides["out"]),
     }
     for tpr in tprs:
-        values[f"fpr{round(100 * tpr):d}"] = _fpr_at_tpr(sides[positive], tpr)
+        values[_fpr_key(tpr)] = _fpr_at_tpr(sides[positive], tpr)
     return {k: _nan_if_any(v, in_high, out_low) for k, v in values.items()}
 
 
-def auroc(scores_in, scores_out, *, higher_is_ood: bool) -> jax.Array:
+def auroc(scores_in, scores_out, *, higher_is_ood: bool, axis: int | None = None) -> jax.Array:
     """Area under the ROC curve: P(s_in ranks above s_out) + 1/2 P(tie).
+
+    Scores are 1-D ``[N_in]`` and ``[N_out]``; for stacks (``[R, N]``, one row per run) pass
+    ``axis`` (the score axis; the other axes are rows, equal on both sides) to get one AUROC
+    per row, ``[R]``.
 
     Examples:
         Five of the six (in, out) pairs are ranked correctly:
@@ -186,14 +255,22 @@ def auroc(scores_in, scores_out, *, higher_is_ood: bool) -> jax.Array:
 
         >>> float(auroc([1.0, 1.0, 1.0], [1.0, 0.0], higher_is_ood=False))
         0.75
+
+        Two runs stacked ``[R, N]``: one value per row with ``axis=-1`` (without it, stacks
+        are refused rather than pooled):
+
+        >>> auroc([[0.9, 0.8], [0.1, 0.2]], [[0.5], [0.5]], higher_is_ood=False, axis=-1)
+        Array([1., 0.], dtype=float32)
     """
-    return _auroc_jit(*_oriented(scores_in, scores_out, higher_is_ood))
+    return _per_row(_auroc_jit, *_oriented(scores_in, scores_out, higher_is_ood, axis), axis)
 
 
 def average_precision(
-    scores_in, scores_out, *, higher_is_ood: bool, positive: str = "in"
+    scores_in, scores_out, *, higher_is_ood: bool, positive: str = "in", axis: int | None = None
 ) -> jax.Array:
     """AUPR = average precision sum_i (R_i - R_{i-1}) P_i; ``positive`` is the positive class.
+
+    1-D scores, or stacks with ``axis`` as in :func:`auroc`.
 
     Examples:
         Ranked from the top: in (3), out (2), in (1). With in positive, recall steps by 1/2 at
@@ -207,15 +284,22 @@ def average_precision(
         0.5
     """
     _check_positive(positive)
-    return _average_precision_jit(
-        *_oriented(scores_in, scores_out, higher_is_ood), positive=positive
-    )
+    fn = functools.partial(_average_precision_jit, positive=positive)
+    return _per_row(fn, *_oriented(scores_in, scores_out, higher_is_ood, axis), axis)
 
 
 def fpr_at_tpr(
-    scores_in, scores_out, *, higher_is_ood: bool, tpr: float = 0.95, positive: str = "in"
+    scores_in,
+    scores_out,
+    *,
+    higher_is_ood: bool,
+    tpr: float = 0.95,
+    positive: str = "in",
+    axis: int | None = None,
 ) -> jax.Array:
     """False-positive rate at the first threshold (from the top) whose TPR reaches ``tpr``.
+
+    1-D scores, or stacks with ``axis`` as in :func:`auroc`.
 
     Examples:
         Half the positives pass the threshold 3, which also passes one of three negatives
@@ -228,9 +312,8 @@ def fpr_at_tpr(
         0.6667
     """
     _check_positive(positive)
-    return _fpr_at_tpr_jit(
-        *_oriented(scores_in, scores_out, higher_is_ood), positive=positive, tpr=_check_tpr(tpr)
-    )
+    fn = functools.partial(_fpr_at_tpr_jit, positive=positive, tpr=_check_tpr(tpr))
+    return _per_row(fn, *_oriented(scores_in, scores_out, higher_is_ood, axis), axis)
 
 
 def detection_summary(
@@ -240,11 +323,14 @@ def detection_summary(
     higher_is_ood: bool,
     positive: str = "in",
     tprs: tuple[float, ...] = (0.8, 0.95),
+    axis: int | None = None,
 ) -> dict[str, jax.Array]:
     """AUROC, AUPR with each side positive, and FPR at each TPR in ``tprs``, from one sort.
 
-    Returns ``{"auroc", "aupr_in", "aupr_out", "fpr80", "fpr95"}`` (FPR keys follow ``tprs``;
-    FPR uses ``positive`` as the positive class). Fractions in [0, 1].
+    Returns ``{"auroc", "aupr_in", "aupr_out", "fpr80", "fpr95"}`` (FPR keys are
+    ``round(100 * tpr)``; two TPRs with the same key, e.g. 0.95 and 0.951, raise
+    ``InputError``; FPR uses ``positive`` as the positive class). Fractions in [0, 1]. 1-D
+    scores, or stacks with ``axis`` as in :func:`auroc` (then every value is per row).
 
     Examples:
         The same numbers as :func:`auroc`, :func:`average_precision` and :func:`fpr_at_tpr`:
@@ -254,10 +340,8 @@ def detection_summary(
         {'aupr_in': 0.8333, 'aupr_out': 0.5, 'auroc': 0.5, 'fpr100': 1.0, 'fpr50': 0.0}
     """
     _check_positive(positive)
-    tprs = tuple(_check_tpr(t) for t in tprs)
-    return _summary_jit(
-        *_oriented(scores_in, scores_out, higher_is_ood), positive=positive, tprs=tprs
-    )
+    fn = functools.partial(_summary_jit, positive=positive, tprs=_check_tprs(tprs))
+    return _per_row(fn, *_oriented(scores_in, scores_out, higher_is_ood, axis), axis)
 
 
 def roc_curve(
@@ -322,9 +406,15 @@ def detection_at_threshold(
         (0.75, 0.4)
     """
     in_high, out_low = _oriented(scores_in, scores_out, higher_is_ood)
+    if not hasattr(threshold, "dtype") and not isinstance(threshold, (int, float, np.number)):
+        raise InputError(f"threshold must be a number, got {threshold!r}.")
+    if isinstance(threshold, bool) or not (jnp.issubdtype(jnp.result_type(threshold), jnp.number)):
+        raise InputError(f"threshold must be a number, got {threshold!r}.")
     threshold = jnp.asarray(threshold, in_high.dtype)
     if threshold.ndim:
-        raise ValueError(f"threshold must be a scalar, got shape {threshold.shape}.")
+        raise InputError(f"threshold must be a scalar, got shape {threshold.shape}.")
+    if not is_traced(threshold) and bool(jnp.isnan(threshold)):
+        raise InputError("threshold is NaN: it would flag nothing; pass a number.")
     oriented_threshold = -threshold if higher_is_ood else threshold
     return _at_threshold_jit(in_high, out_low, oriented_threshold)
 
@@ -352,8 +442,12 @@ def threshold_from_percentile(scores_in, *, higher_is_ood: bool, percentile: flo
         >>> float(threshold_from_percentile(scores_in, higher_is_ood=True, percentile=2))
         98.0
     """
+    if isinstance(percentile, bool) or not isinstance(percentile, (int, float, np.number)):
+        raise InputError(f"percentile must be a number in [0, 100], got {percentile!r}.")
     if not 0.0 <= percentile <= 100.0:
-        raise ValueError(f"percentile must lie in [0, 100], got {percentile}.")
+        raise InputError(f"percentile must lie in [0, 100], got {percentile}.")
+    if not isinstance(higher_is_ood, (bool, np.bool_)):
+        raise InputTypeError(f"higher_is_ood must be True or False, got {higher_is_ood!r}.")
     scores_in = as_float_vector("scores_in", scores_in)
     q = 100.0 - percentile if higher_is_ood else percentile
     return jnp.percentile(scores_in, q)

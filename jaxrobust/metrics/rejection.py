@@ -11,9 +11,34 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxrobust.arrays import is_traced
-from jaxrobust.metrics._arrays import check_same_length
+from jaxrobust.errors import InputError
+from jaxrobust.metrics._arrays import as_labels, check_same_length, class_indices
+
+
+def _real_array(name: str, values) -> jax.Array:
+    if not hasattr(values, "dtype"):
+        try:
+            values = np.asarray(values)
+        except (TypeError, ValueError) as err:
+            raise InputError(f"{name} must be a numeric array: {err}") from None
+    if values.dtype == object or not (
+        jnp.issubdtype(values.dtype, jnp.floating) or jnp.issubdtype(values.dtype, jnp.integer)
+    ):
+        raise InputError(f"{name} must be real numbers, got dtype {values.dtype}.")
+    return jnp.asarray(values)
+
+
+def _refuse_nan(name: str, values: jax.Array) -> None:
+    if not is_traced(values) and jnp.issubdtype(values.dtype, jnp.floating):
+        bad = int(jnp.sum(jnp.isnan(values)))
+        if bad:
+            raise InputError(
+                f"{name} has {bad} NaN of {values.size}; NaN compares false with every "
+                "threshold, so those inputs would be rejected silently. Fix the model's scores."
+            )
 
 
 class RejectionResult(NamedTuple):
@@ -64,8 +89,10 @@ def classification_with_rejection(predictions, labels, accepted) -> RejectionRes
     check_same_length(predictions=predictions, labels=labels, accepted=accepted)
     accepted = jnp.asarray(accepted)
     if accepted.dtype != jnp.bool_:
-        raise ValueError(f"accepted must be a boolean mask, got dtype {accepted.dtype}.")
-    return _rejection_jit(jnp.asarray(predictions), jnp.asarray(labels), accepted)
+        raise InputError(f"accepted must be a boolean mask, got dtype {accepted.dtype}.")
+    predictions = class_indices("predictions", predictions)
+    labels = class_indices("labels", labels)
+    return _rejection_jit(predictions, labels, accepted)
 
 
 def accept_above_class_thresholds(class_scores, thresholds) -> tuple[jax.Array, jax.Array]:
@@ -81,13 +108,17 @@ def accept_above_class_thresholds(class_scores, thresholds) -> tuple[jax.Array, 
         >>> predictions.tolist(), accepted.tolist()
         ([0, 1, 0], [True, True, False])
     """
-    class_scores = jnp.asarray(class_scores)
-    thresholds = jnp.asarray(thresholds)
+    class_scores = _real_array("class_scores", class_scores)
+    thresholds = _real_array("thresholds", thresholds)
     if class_scores.ndim != 2 or thresholds.shape != class_scores.shape[1:]:
-        raise ValueError(
+        raise InputError(
             f"class_scores must be [N, C] and thresholds [C]; got {class_scores.shape} and "
             f"{thresholds.shape}."
         )
+    if class_scores.shape[0] == 0 or class_scores.shape[1] == 0:
+        raise InputError(f"class_scores is empty, shape {class_scores.shape}.")
+    _refuse_nan("class_scores", class_scores)
+    _refuse_nan("thresholds", thresholds)
     predictions = jnp.argmax(class_scores, axis=1)
     best = jnp.max(class_scores, axis=1)
     return predictions, best >= thresholds[predictions]
@@ -109,17 +140,21 @@ def class_thresholds_from_percentile(
         >>> class_thresholds_from_percentile(scores, labels, 50.0).tolist()  # the medians
         [-2.0, -1.5, -inf]
     """
-    class_scores = jnp.asarray(class_scores)
-    labels = jnp.asarray(labels)
-    if class_scores.ndim != 2 or labels.shape != class_scores.shape[:1]:
-        raise ValueError(
+    class_scores = _real_array("class_scores", class_scores)
+    if class_scores.ndim != 2 or np.shape(labels) != class_scores.shape[:1]:
+        raise InputError(
             f"class_scores must be [N, C] and labels [N]; got {class_scores.shape} and "
-            f"{labels.shape}."
+            f"{np.shape(labels)}."
         )
+    if class_scores.shape[0] == 0 or class_scores.shape[1] == 0:
+        raise InputError(f"class_scores is empty, shape {class_scores.shape}.")
+    labels = as_labels("labels", labels, class_scores.shape[0], class_scores.shape[1])
+    if isinstance(percentile, bool) or not isinstance(percentile, (int, float, np.number)):
+        raise InputError(f"percentile must be a number in [0, 100], got {percentile!r}.")
     if not 0.0 <= percentile <= 100.0:
-        raise ValueError(f"percentile must lie in [0, 100], got {percentile}.")
+        raise InputError(f"percentile must lie in [0, 100], got {percentile}.")
     if not is_traced(class_scores) and bool(jnp.any(jnp.isnan(class_scores))):
-        raise ValueError("class_scores contains NaN; fix the model before choosing thresholds.")
+        raise InputError("class_scores contains NaN; fix the model before choosing thresholds.")
     num_classes = class_scores.shape[1]
     own = jnp.take_along_axis(class_scores, labels[:, None], axis=1)[:, 0]
     keep = jnp.ones_like(labels, bool)
