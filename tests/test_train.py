@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +16,7 @@ from jaxrobust.evaluate import restore_model
 from jaxrobust.train import ModelCheckpoints, build_from_config, checkpoint_dir, train_and_evaluate
 from jaxrobust.train.loop import abstract_variables
 from jaxrobust.train.optim import build_optimizer
+from jaxrobust.workdir import read_metrics
 
 WORKER = Path(__file__).parent / "train_worker.py"
 
@@ -76,8 +76,9 @@ def test_resume_after_kill_is_bitwise_identical(synthetic_data, tiny_config, tmp
             strict=True,
         ):
             assert x.dtype == y.dtype and np.array_equal(x, y), name
-    rows = [json.loads(line) for line in (resumed / "metrics.jsonl").read_text().splitlines()]
-    assert [r["epoch"] for r in rows if r["model"] == "classifier"] == [1, 2, 3, 4]
+    rows = read_metrics(resumed, "classifier")
+    assert [r["epoch"] for r in rows] == [1, 2, 3, 4]
+    assert rows[2]["resumed_from_epoch"] == 2 and rows[2]["dropped_rows"] == 0
 
 
 def test_one_and_four_devices_train_the_same_model(synthetic_data, tiny_config, tmp_path):
@@ -90,10 +91,7 @@ def test_one_and_four_devices_train_the_same_model(synthetic_data, tiny_config, 
         for x, y in zip(leaves(a["variables"]), leaves(b["variables"]), strict=True):
             np.testing.assert_allclose(x, y, rtol=2e-4, atol=2e-5)
     # The two runs really differ in layout: the 4-device metrics say so through their sharding.
-    rows_one = (one / "metrics.jsonl").read_text().splitlines()
-    rows_four = (four / "metrics.jsonl").read_text().splitlines()
-    for r1, r4 in zip(rows_one, rows_four, strict=True):
-        r1, r4 = json.loads(r1), json.loads(r4)
+    for r1, r4 in zip(read_metrics(one), read_metrics(four), strict=True):
         np.testing.assert_allclose(r1["val/loss"], r4["val/loss"], rtol=1e-4)
 
 
@@ -106,8 +104,7 @@ def test_stacked_runs_split_over_devices_train_the_same_models(
     args = ["--vae-runs", "4", "models.vae.training.num_epochs=1", "data.train_limit=256"]
     run_worker(one, "--devices", "1", *args, xla_devices=2)
     run_worker(two, "--devices", "2", *args, xla_devices=2)
-    row_one = json.loads((one / "metrics.jsonl").read_text().splitlines()[-1])
-    row_two = json.loads((two / "metrics.jsonl").read_text().splitlines()[-1])
+    row_one, row_two = read_metrics(one)[-1], read_metrics(two)[-1]
     assert row_one["parallelism"] == "data over 1 device(s)"
     assert row_two["parallelism"] == "runs over 2 device(s)"
     np.testing.assert_allclose(row_one["val/loss/runs"], row_two["val/loss/runs"], rtol=1e-4)
@@ -154,7 +151,7 @@ def test_metrics_log_and_best_checkpoint(synthetic_data, tiny_config, tmp_path):
     config = only_models(tiny_config, "classifier")
     config.models.classifier.training.num_epochs = 3
     train_and_evaluate(config, tmp_path)
-    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    rows = read_metrics(tmp_path)
     assert [r["epoch"] for r in rows] == [1, 2, 3]
     assert all(r["images_per_second"] > 0 and np.isfinite(r["train/loss"]) for r in rows)
     losses = [r["val/loss"] for r in rows]

@@ -34,6 +34,7 @@ from jaxrobust.config import load_config
 from jaxrobust.evaluate import evaluate
 from jaxrobust.train import checkpoint_dir, train_and_evaluate
 from jaxrobust.train.checkpoint import ModelCheckpoints
+from jaxrobust.workdir import atomic_path, read_metrics
 
 HERE = Path(__file__).parent
 PGD_STEPS = 40
@@ -78,7 +79,7 @@ def ensure_trained(config, workdir: Path, train: bool) -> None:
 
 
 def training_summary(config, workdir: Path) -> dict:
-    rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+    rows = read_metrics(workdir)  # tolerates the partial last line a kill leaves
     rows = [r for r in rows if r.get("model") == MODEL]
     cfg = config.models[MODEL].training
     adv = cfg.get("adversarial_training")
@@ -173,7 +174,8 @@ def write_outputs(result: dict, output_dir: Path) -> None:
     ax.set_title("MNIST SmallCNN: standard vs PGD adversarial training", fontsize=9)
     fig.tight_layout()
     (output_dir / "figures").mkdir(exist_ok=True)
-    fig.savefig(output_dir / "figures" / "robustness_curve.png", dpi=150)
+    with atomic_path(output_dir / "figures" / "robustness_curve.png") as tmp:
+        fig.savefig(tmp, dpi=150)
     plt.close(fig)
 
 

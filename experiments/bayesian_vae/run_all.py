@@ -18,6 +18,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from jaxrobust.workdir import read_metrics
+
 HERE = Path(__file__).resolve().parent
 SCORES = ("expected_ll", "waic", "disagreement", "entropy", "std_ll", "typicality")
 SCORE_NAMES = {"expected_ll": "Expected LL", "waic": "WAIC", "disagreement": "Disagreement",
@@ -96,8 +98,12 @@ def run_cell(config: Path, workdir: Path, settings: dict) -> dict:
 
 
 def wall_seconds(workdir: Path, result: dict) -> float:
-    rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
-    train = sum(r["epoch_seconds"] + r.get("compile_seconds", 0.0) for r in rows)
+    rows = read_metrics(workdir)  # tolerates the partial last line a kill leaves
+    # dropped_epoch_seconds: epochs logged, then killed before their checkpoint, and retrained
+    train = sum(
+        r["epoch_seconds"] + r.get("compile_seconds", 0.0) + r.get("dropped_epoch_seconds", 0.0)
+        for r in rows
+    )
     return train + result["meta"]["seconds"]
 
 

@@ -16,6 +16,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from jaxrobust.workdir import read_metrics
+
 HERE = Path(__file__).resolve().parent
 # config -> (label, paper "mean (std)" of AUC BPD | AUC KL | Test BPD | OOD BPD), from seed 004.
 PAPER = {
@@ -63,8 +65,12 @@ def run_cell(name: str, workdir: Path, epochs: int) -> dict:
 def wall_and_epochs(workdir: Path, result: dict) -> tuple[float, int]:
     """Training (compile + every epoch, also across resumptions) plus evaluation seconds, and
     the number of epochs trained."""
-    rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
-    train = sum(r["epoch_seconds"] + r.get("compile_seconds", 0.0) for r in rows)
+    rows = read_metrics(workdir)  # tolerates the partial last line a kill leaves
+    # dropped_epoch_seconds: epochs logged, then killed before their checkpoint, and retrained
+    train = sum(
+        r["epoch_seconds"] + r.get("compile_seconds", 0.0) + r.get("dropped_epoch_seconds", 0.0)
+        for r in rows
+    )
     return train + result["meta"]["seconds"], max(r["epoch"] for r in rows)
 
 

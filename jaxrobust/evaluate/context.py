@@ -71,14 +71,21 @@ class Dataset(NamedTuple):
 class EvaluationContext:
     """Shared state of one ``evaluate`` call (see the module docstring)."""
 
-    def __init__(self, workdir: str | os.PathLike, config: ml_collections.ConfigDict):
+    def __init__(
+        self,
+        workdir: str | os.PathLike,
+        config: ml_collections.ConfigDict,
+        *,
+        plot_dir: str | os.PathLike | None = None,
+    ):
         self.workdir = Path(workdir)
         self.config = config
         self.section = config.evaluate
         self.progress = bool(config.get("progress", True))
         self.batch_size = int(self.section.get("batch_size", 1000))
         self.key = jax.random.key(config.seed + 1)
-        self.plot_dir = self.workdir / "plots"
+        # ``evaluate`` points this at the generation being written (``evaluations/<n>.tmp``).
+        self.plot_dir = Path(plot_dir) if plot_dir is not None else self.workdir / "plots"
         self.passes: list[tuple[str, str, tuple[str, ...]]] = []  # what was computed, in order
         self._restored: dict[str, Restored] = {}
         self._datasets: dict[str, Dataset] = {}

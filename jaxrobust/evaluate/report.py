@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from jaxrobust.registry import EVALUATIONS
+from jaxrobust.workdir import atomic_write_text
 
 
 def results_markdown(results: dict) -> str:
@@ -18,6 +19,7 @@ def results_markdown(results: dict) -> str:
             f"Device: {meta.get('device', '?')}. Checkpoints: "
             + ", ".join(f"{k} epoch {v}" for k, v in meta.get("checkpoints", {}).items())
             + "."
+            + (f" Evaluation {meta['generation']}." if "generation" in meta else "")
         )
         lines.append("")
     for name, result in results.items():
@@ -29,18 +31,25 @@ def results_markdown(results: dict) -> str:
     return "\n".join(lines)
 
 
-def write_results(results: dict, workdir: str | os.PathLike) -> tuple[Path, Path]:
-    """Write ``results.json`` and ``results.md`` atomically; returns their paths."""
-    workdir = Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
+def write_results(results: dict, directory: str | os.PathLike) -> tuple[Path, Path]:
+    """Write ``results.json`` and ``results.md`` into ``directory``, each atomically (a
+    temporary file renamed; :class:`~jaxrobust.errors.WorkdirError` on a write error, nothing
+    half-written left); returns their paths. :func:`jaxrobust.evaluate.evaluate` gives it the
+    folder of the evaluation being written and commits the two with the plots as one
+    generation (:func:`jaxrobust.workdir.begin_generation`).
+
+    Examples:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     json_path, md_path = write_results({"experiment": "demo"}, tmp)
+        ...     json_path.name, md_path.read_text().splitlines()[0]
+        ('results.json', '# Results: demo')
+    """
+    directory = Path(directory)
     paths = []
     for name, text in (
         ("results.json", json.dumps(results, indent=2, sort_keys=False)),
         ("results.md", results_markdown(results)),
     ):
-        path = workdir / name
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(text + "\n")
-        os.replace(tmp, path)
-        paths.append(path)
+        paths.append(atomic_write_text(directory / name, text + "\n"))
     return paths[0], paths[1]

@@ -19,9 +19,11 @@ import ml_collections
 
 from jaxrobust.config import load_workdir_config, resolve_config
 from jaxrobust.devices import describe_devices
+from jaxrobust.errors import CheckpointNotFoundError
 from jaxrobust.evaluate.context import EvaluationContext
 from jaxrobust.evaluate.report import write_results
 from jaxrobust.registry import EVALUATIONS
+from jaxrobust.workdir import WorkdirLock, begin_generation, prepare_workdir
 
 COMMON_KEYS = ("checkpoint", "batch_size", "test_limit")
 
@@ -38,11 +40,35 @@ def task_sections(config: ml_collections.ConfigDict) -> dict[str, dict]:
 
 def evaluate(workdir: str | os.PathLike, config: ml_collections.ConfigDict | None = None) -> dict:
     """Run the evaluation tasks of ``config.evaluate`` (default: the workdir's stored config)
-    and write ``results.json``, ``results.md`` and ``plots/``; returns the results."""
+    and write ``results.json``, ``results.md`` and ``plots/``; returns the results.
+
+    The three are written into ``workdir/evaluations/<n>.tmp/`` and committed together as
+    generation ``n`` (``results["meta"]["generation"]``): ``workdir/results.json``,
+    ``results.md`` and ``plots`` are symlinks into ``evaluations/current``, repointed in one
+    atomic step, so a kill or a full disk leaves the previous evaluation whole. Holds the
+    workdir lock while it runs (:class:`jaxrobust.workdir.WorkdirLock`)."""
     workdir = Path(workdir)
     config = resolve_config(config if config is not None else load_workdir_config(workdir))
+    if not workdir.exists():
+        raise CheckpointNotFoundError(
+            f"The workdir {workdir} does not exist: nothing was trained there. Train first with "
+            f"`jaxrobust train --config CONFIG.py --workdir {workdir}`."
+        )
+    prepare_workdir(workdir, create=False)  # a writable directory (WorkdirError otherwise)
+    with WorkdirLock(workdir, purpose="evaluate"):
+        generation = begin_generation(workdir)
+        try:
+            results = _evaluate(workdir, config, generation)
+            write_results(results, generation.path)
+            generation.commit()
+        finally:
+            generation.abort()  # a no-op once committed
+    return results
+
+
+def _evaluate(workdir: Path, config: ml_collections.ConfigDict, generation) -> dict:
     tic = time.perf_counter()
-    ctx = EvaluationContext(workdir, config)
+    ctx = EvaluationContext(workdir, config, plot_dir=generation.plots)
     tasks = {
         name: (EVALUATIONS.get(name), section) for name, section in task_sections(config).items()
     }
@@ -50,7 +76,11 @@ def evaluate(workdir: str | os.PathLike, config: ml_collections.ConfigDict | Non
         task.plan(section, ctx)
     results = {
         "experiment": config.get("name", ""),
-        "meta": {"device": describe_devices(), "checkpoint": config.evaluate.get("checkpoint")},
+        "meta": {
+            "device": describe_devices(),
+            "checkpoint": config.evaluate.get("checkpoint"),
+            "generation": generation.id,
+        },
     }
     for name, (task, section) in tasks.items():
         results[name] = task.run(section, ctx)
@@ -61,5 +91,4 @@ def evaluate(workdir: str | os.PathLike, config: ml_collections.ConfigDict | Non
         {"model": m, "dataset": d, "outputs": list(o)} for m, d, o in ctx.passes
     ]
     results["meta"]["seconds"] = time.perf_counter() - tic
-    write_results(results, workdir)
     return results

@@ -12,6 +12,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from jaxrobust.workdir import atomic_path  # noqa: E402
+
 
 def plot_roc_curves(
     curves: Mapping[str, tuple[np.ndarray, np.ndarray, float]], title: str, path: Path
@@ -135,9 +137,13 @@ def plot_robustness_curves(curves: Mapping[str, tuple[list, list]], title: str, 
 
 
 def _save(fig, path: Path) -> Path:
+    """Save ``fig`` to ``path`` through a temporary file in the same folder, renamed when
+    complete (:func:`jaxrobust.workdir.atomic_path`)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    try:
+        with atomic_path(path) as tmp:  # a kill never leaves a 0-byte or partial PNG
+            fig.savefig(tmp, dpi=110)
+    finally:
+        plt.close(fig)
     return path

@@ -47,8 +47,15 @@ from jaxrobust.train.sharding import (
     runs_sharded,
     shards_runs,
 )
+from jaxrobust.workdir import (
+    METRICS_FILENAME,
+    WorkdirLock,
+    append_jsonl,
+    prepare_workdir,
+    reconcile_metrics,
+    translate_os_errors,
+)
 
-METRICS_FILENAME = "metrics.jsonl"
 # Keys that may change between a run and its resumption (they do not change what an epoch does).
 RESUMABLE_KEYS = ("num_epochs", "evaluate", "progress")
 
@@ -146,12 +153,15 @@ def train_and_evaluate(
     workdir = Path(workdir)
     config = resolve_config(config)  # every default filled; unknown keys refused
     check_buildable(config)  # every model, before anything is written or trained
-    _check_resumable(config, workdir)
-    save_config(config, workdir)
-    mesh = data_mesh(devices)
-    summary = {}
-    for name in config.models:
-        summary[name] = _train_model(config, workdir, name, mesh, hooks)
+    prepare_workdir(workdir)  # a directory we can write to (WorkdirError otherwise)
+    with WorkdirLock(workdir, purpose="train"):  # one writer at a time
+        _check_resumable(config, workdir)  # nothing rewritten before this passes
+        with translate_os_errors(workdir / "config.json", "write the config"):
+            save_config(config, workdir)
+        mesh = data_mesh(devices)
+        summary = {}
+        for name in config.models:
+            summary[name] = _train_model(config, workdir, name, mesh, hooks)
     return summary
 
 
@@ -218,6 +228,17 @@ def _train_model(config, workdir: Path, name: str, mesh, hooks) -> dict:
             state = TrainState(step, params, model_state, opt_state)
             state = jax.device_put(state, state_sharding)
 
+    # One row per (model, epoch): rows of epochs after the one restored (logged, then killed
+    # before their checkpoint) and duplicates are removed; the next row records the resume.
+    dropped = reconcile_metrics(workdir, name, start_epoch)
+    resume_marker = {}
+    if start_epoch or dropped:
+        resume_marker = {
+            "resumed_from_epoch": start_epoch,
+            "dropped_rows": len(dropped),
+            "dropped_epoch_seconds": sum(float(r.get("epoch_seconds", 0.0)) for r in dropped),
+        }
+
     train_epoch = make_train_epoch(
         model, optimizer, preprocess, batch_size, mesh, num_runs, shard_runs
     )
@@ -267,17 +288,20 @@ def _train_model(config, workdir: Path, name: str, mesh, hooks) -> dict:
             row["images_per_second"] = steps * batch_size * (num_runs or 1) / seconds
             if epoch == start_epoch + 1:
                 row["compile_seconds"] = compile_seconds
-            _append_jsonl(workdir / METRICS_FILENAME, row)
+                row.update(resume_marker)
+            append_jsonl(workdir / METRICS_FILENAME, row, fsync=True)
             meta = {"epoch": epoch, "step": row["step"], "kind": model.kind, "num_runs": num_runs}
             variables = merge_variables(state.params, state.model_state)
-            checkpoints.save(epoch, variables, state.opt_state, meta, row)
+            with translate_os_errors(checkpoints.directory, f"save checkpoint epoch {epoch}"):
+                checkpoints.save(epoch, variables, state.opt_state, meta, row)
             bar.set_postfix(
                 loss=f"{row['train/loss']:.4g}",
                 val=f"{row.get(checkpoints.best_metric, float('nan')):.4g}",
                 img_s=f"{row['images_per_second']:.0f}",
             )
             last = row
-            checkpoints.wait()
+            with translate_os_errors(checkpoints.directory, f"save checkpoint epoch {epoch}"):
+                checkpoints.wait()
             for hook in hooks:
                 hook(name, epoch, state)
     finally:
@@ -290,7 +314,8 @@ def _train_model(config, workdir: Path, name: str, mesh, hooks) -> dict:
         def train_batch(n: int) -> dict:
             return {"image": preprocess(train_images[:n]), "label": train_labels[:n]}
 
-        path = _save_posterior(posterior, state, train_batch, config.seed, workdir, name)
+        with translate_os_errors(posterior_dir(workdir, name), "save the posterior samples"):
+            path = _save_posterior(posterior, state, train_batch, config.seed, workdir, name)
         last["posterior"] = str(path)
     return last
 
@@ -417,11 +442,6 @@ def _raise_if_not_finite(losses: np.ndarray, name: str, epoch: int, steps: int, 
     )
 
 
-def _append_jsonl(path: Path, row: dict) -> None:
-    with open(path, "a") as f:
-        f.write(json.dumps(row) + "\n")
-
-
 def _strip(tree: Any) -> Any:
     if isinstance(tree, dict):
         return {k: _strip(v) for k, v in tree.items() if k not in RESUMABLE_KEYS}
@@ -429,7 +449,10 @@ def _strip(tree: Any) -> Any:
 
 
 def _check_resumable(config: ml_collections.ConfigDict, workdir: Path) -> None:
-    """A workdir holds one experiment: refuse a config that trains something else there."""
+    """A workdir holds one experiment: refuse a config that trains something else there, or
+    fewer epochs than a model's checkpoints already have (config.json would then claim a
+    provenance no checkpoint has)."""
+    _check_epochs_not_reduced(config, workdir)
     path = workdir / "config.json"
     if not path.is_file():
         return
@@ -442,6 +465,33 @@ def _check_resumable(config: ml_collections.ConfigDict, workdir: Path) -> None:
             "Use a new --workdir, or delete the old one to start over. Only "
             f"{list(RESUMABLE_KEYS)} may change when resuming."
         )
+
+
+def _trained_epoch(workdir: Path, name: str) -> int:
+    """The newest epoch checkpointed for model ``name`` (0 when none)."""
+    directory = checkpoint_dir(workdir, name)
+    if not directory.is_dir():
+        return 0
+    checkpoints = ModelCheckpoints(directory)
+    try:
+        return max(checkpoints.epochs(), default=0)
+    finally:
+        checkpoints.close()
+
+
+def _check_epochs_not_reduced(config: ml_collections.ConfigDict, workdir: Path) -> None:
+    for name in config.models:
+        num_epochs = config.models[name].training.num_epochs
+        reached = _trained_epoch(workdir, name)
+        if reached > num_epochs:
+            raise ConfigError(
+                f"config.models.{name}.training.num_epochs={num_epochs}, but model {name!r} in "
+                f"{workdir} is already trained to epoch {reached}: resuming would record a "
+                f"config of {num_epochs} epochs that no checkpoint was trained with. Fix: use "
+                f"num_epochs >= {reached} (--config.models.{name}.training.num_epochs="
+                f"{reached}), or evaluate an earlier epoch with `jaxrobust evaluate --workdir "
+                f"{workdir} --config.evaluate.checkpoint=N` (kept epochs: the last and the best)."
+            )
 
 
 def _diff_keys(old: Any, new: Any, prefix: str = "") -> list[str]:
