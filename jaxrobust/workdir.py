@@ -33,7 +33,6 @@ from __future__ import annotations
 import contextlib
 import datetime
 import errno
-import fcntl
 import json
 import os
 import shlex
@@ -48,6 +47,11 @@ from pathlib import Path
 from typing import Any
 
 from jaxrobust.errors import JaxrobustError, WorkdirError, WorkdirLockedError
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover (Windows): the lock falls back on pid checks alone
+    fcntl = None
 
 METRICS_FILENAME = "metrics.jsonl"
 LOCK_FILENAME = ".lock"
@@ -530,7 +534,9 @@ def _process_start(pid: int) -> str | None:
     return stat.rsplit(")", 1)[1].split()[19]
 
 
-def _pid_alive(pid: int) -> bool:
+def _pid_alive(pid: object) -> bool:
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -672,9 +678,10 @@ class WorkdirLock:
 
     def _try_lock(self, fd: int) -> bool:
         host = socket.gethostname()
-        flocked = True
+        flocked = fcntl is not None
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if flocked:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise self._refuse(self._read_holder(fd)) from None
         except OSError as err:  # a filesystem without flock: fall back on pid checks alone
@@ -691,9 +698,10 @@ class WorkdirLock:
         if old is not None:
             if old.get("host") != host:
                 raise self._refuse(old, other_host=True)
-            alive = _pid_alive(int(old.get("pid", -1))) and old.get("pid") != os.getpid()
-            same_process = old.get("pid_start") in (None, _process_start(int(old["pid"])))
-            if not flocked and alive and same_process:
+            pid = old.get("pid")
+            alive = _pid_alive(pid) and pid != os.getpid()
+            same_process = alive and old.get("pid_start") in (None, _process_start(pid))
+            if not flocked and same_process:
                 raise self._refuse(old)
         if old is not None or size:
             warnings.warn(

@@ -284,7 +284,7 @@ def test_evaluation_results_are_one_generation(evaluated, tmp_path):
     assert generation_of(workdir)[0] == 1
     evaluate(workdir, eval_config())
     generation, markdown = generation_of(workdir)
-    assert generation == 2 and "Evaluation 2." in markdown
+    assert generation == 2 and "Folder: evaluations/2." in markdown
     for name in ("results.json", "results.md", "plots"):
         assert (workdir / name).is_symlink()
         assert (workdir / name).resolve() == (workdir / "evaluations" / "2" / name).resolve()
@@ -361,7 +361,7 @@ def test_old_layout_is_migrated_to_generations(evaluated, tmp_path):
     (workdir / "plots" / "old.png").write_bytes(b"\x89PNG old")
     evaluate(workdir, eval_config())
     generation, markdown = generation_of(workdir)
-    assert generation == 2 and "Evaluation 2." in markdown
+    assert generation == 2 and "Folder: evaluations/2." in markdown
     assert (workdir / "plots").is_symlink() and not (workdir / "plots" / "old.png").exists()
     assert (workdir / "evaluations" / "1" / "results.json").read_text() == '{"old": true}\n'
     assert (workdir / "evaluations" / "1" / "plots" / "old.png").is_file()

@@ -220,3 +220,25 @@ def test_lock_of_a_terminated_process_is_taken_over(tmp_path):
     holder.wait(timeout=60)
     with pytest.warns(UserWarning, match="stale lock"):
         WorkdirLock(tmp_path).acquire().release()
+
+
+def test_without_flock_a_live_holder_is_refused_and_a_dead_one_taken_over(tmp_path, monkeypatch):
+    """A filesystem (or platform) without flock: the pid and its start time decide."""
+    from jaxrobust import workdir
+
+    monkeypatch.setattr(workdir, "fcntl", None)
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    try:
+        write_lock(tmp_path, pid=sleeper.pid, pid_start=workdir._process_start(sleeper.pid))
+        with pytest.raises(WorkdirLockedError, match=rf"pid {sleeper.pid} on host"):
+            workdir.WorkdirLock(tmp_path).acquire()
+        # The same pid with another start time is a new process that reused the pid.
+        write_lock(tmp_path, pid=sleeper.pid, pid_start="1")
+        with pytest.warns(UserWarning, match="stale lock"):
+            workdir.WorkdirLock(tmp_path).acquire().release()
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    write_lock(tmp_path)
+    with pytest.warns(UserWarning, match="stale lock"):
+        workdir.WorkdirLock(tmp_path).acquire().release()

@@ -19,7 +19,7 @@ def results_markdown(results: dict) -> str:
             f"Device: {meta.get('device', '?')}. Checkpoints: "
             + ", ".join(f"{k} epoch {v}" for k, v in meta.get("checkpoints", {}).items())
             + "."
-            + (f" Evaluation {meta['generation']}." if "generation" in meta else "")
+            + (f" Folder: evaluations/{meta['generation']}." if "generation" in meta else "")
         )
         lines.append("")
     for name, result in results.items():
