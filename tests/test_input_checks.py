@@ -335,3 +335,143 @@ def test_duplicate_tpr_keys_are_refused():
 def test_metric_input_errors_are_jaxrobust_errors(call):
     with pytest.raises(JaxrobustError):
         call()
+
+
+# ---------------------------------------------------------------------------------------------
+# Scores: NaN, shapes and dtypes refused where an eager check is possible
+
+from jaxrobust import scores  # noqa: E402
+from jaxrobust.scores._checks import NonFiniteScoreError  # noqa: E402
+
+LOGITS = jnp.array([[2.0, 0.0, -1.0], [0.0, 0.0, 0.0]])
+STACK = jnp.stack([LOGITS, -LOGITS])
+
+
+@pytest.mark.parametrize(
+    "fn", [scores.max_softmax, scores.predictive_entropy], ids=["max_softmax", "entropy"]
+)
+@pytest.mark.parametrize("value", [np.nan, np.inf])
+def test_predictive_scores_refuse_nan_and_inf_logits(fn, value):
+    logits = np.asarray(LOGITS).copy()
+    logits[1, 2] = value
+    with pytest.raises(InputError, match=r"NaN/\+inf values \(first at \(1, 2\)\)"):
+        fn(logits)
+
+
+STACKED_FNS = {
+    "bma_log_probabilities": scores.bma_log_probabilities,
+    "expected_entropy": scores.expected_entropy,
+    "mutual_information": scores.mutual_information,
+    "variation_ratio": scores.variation_ratio,
+    "classifier_stack_scores": scores.classifier_stack_scores,
+}
+
+
+@pytest.mark.parametrize("name", sorted(STACKED_FNS))
+def test_stacked_classifier_scores_refuse_nan_and_wrong_ranks(name):
+    stack = np.asarray(STACK).copy()
+    stack[1, 0, 1] = np.nan
+    with pytest.raises(InputError, match=r"first at \(1, 0, 1\)"):
+        STACKED_FNS[name](stack)
+    with pytest.raises(InputError, match=r"must be \[S, N, C\]"):
+        STACKED_FNS[name](LOGITS)  # [N, C] where a stack is expected
+    with pytest.raises(InputError, match="empty"):
+        STACKED_FNS[name](np.zeros((2, 0, 3), np.float32))
+
+
+def test_a_masked_class_gives_a_finite_entropy():
+    logits = jnp.array([[0.0, 0.0, -jnp.inf]])
+    np.testing.assert_allclose(scores.predictive_entropy(logits), [np.log(2.0)], rtol=1e-6)
+    np.testing.assert_allclose(scores.expected_entropy(logits[None]), [np.log(2.0)], rtol=1e-6)
+
+
+def test_predictive_scores_refuse_wrong_rank_and_dtype():
+    with pytest.raises(InputError, match=r"must be \[N, C\]"):
+        scores.max_softmax(jnp.zeros(3))
+    with pytest.raises(InputError, match="real numbers"):
+        scores.predictive_entropy(np.array([["a", "b"]]))
+
+
+LOG_LIK = jnp.array([[-1.0, -10.0], [-3.0, -10.0]])
+
+
+@pytest.mark.parametrize("name", ["waic", "disagreement", "entropy", "std_ll"])
+def test_stacked_scores_refuse_minus_inf_where_they_would_be_nan(name):
+    log_lik = np.asarray(LOG_LIK).copy()
+    log_lik[1, 0] = -np.inf
+    with pytest.raises(InputError, match=r"inf values \(first at sample 1, input 0\)"):
+        scores.STACKED_SCORES[name].fn(log_lik)
+    with pytest.raises(InputError, match="inf values"):
+        scores.stacked_scores(log_lik, names=(name,))
+
+
+def test_stacked_scores_that_stay_defined_accept_minus_inf():
+    log_lik = np.asarray(LOG_LIK).copy()
+    log_lik[:, 0] = -np.inf  # zero likelihood under every sample
+    out = scores.stacked_scores(
+        log_lik, entropy=6.0, names=("expected_ll", "log_predictive", "typicality")
+    )
+    assert out["expected_ll"][0] == -np.inf and out["log_predictive"][0] == -np.inf
+    assert out["typicality"][0] == np.inf and not any(np.isnan(v).any() for v in out.values())
+
+
+def test_stacked_scores_refuse_plus_inf_bad_entropy_and_dtype():
+    log_lik = np.asarray(LOG_LIK).copy()
+    log_lik[0, 1] = np.inf
+    with pytest.raises(InputError, match=r"\+inf"):
+        scores.expected_log_likelihood(log_lik)
+    with pytest.raises(InputError, match="entropy H must be finite"):
+        scores.typicality(LOG_LIK, np.nan)
+    with pytest.raises(InputError, match="real numbers"):
+        scores.waic(np.array([[1 + 1j, 2], [3, 4]]))
+    with pytest.raises(InputError, match="sequence of score names"):
+        scores.stacked_scores(LOG_LIK, names="waic")
+
+
+def test_importance_sampling_refuses_nan_log_weights_and_bad_keys():
+    def nan_weights(key):
+        return jnp.array([0.0, jnp.nan]) + jax.random.normal(key, (2,))
+
+    with pytest.raises(NonFiniteScoreError, match=r"first at \(1,\)\).*log_weight_fn"):
+        scores.importance_weighted_log_likelihood(nan_weights, key=KEY, num_samples=4, chunk_size=2)
+    with pytest.raises(NonFiniteScoreError):
+        scores.repeated_log_likelihood_std(
+            nan_weights, key=KEY, num_samples=2, num_repeats=2, chunk_size=2
+        )
+    # Inside a jit the value is unknown: NaN, never a plausible number.
+    jitted = jax.jit(
+        lambda k: (
+            scores.importance_weighted_log_likelihood(
+                nan_weights, key=k, num_samples=4, chunk_size=2
+            ).log_likelihood
+        )
+    )
+    out = jitted(KEY)
+    assert np.isfinite(out[0]) and np.isnan(out[1])
+    with pytest.raises(InputError, match="PRNG key"):
+        scores.importance_weighted_log_likelihood(nan_weights, key=7, num_samples=4, chunk_size=2)
+    with pytest.raises(InputError, match="key is required"):
+        scores.repeated_log_likelihoods(
+            nan_weights, key=None, num_samples=2, num_repeats=2, chunk_size=2
+        )
+    with pytest.raises(InputError, match=r"shape \[N\]"):
+        scores.importance_weighted_log_likelihood(
+            lambda k: jnp.zeros((0,)), key=KEY, num_samples=2, chunk_size=2
+        )
+
+
+def test_compute_scores_checks_what_each_score_returns():
+    table = {
+        "ok": scores.Score(lambda o: o["x"].sum(-1), False, "sum", ("x",)),
+        "pooled": scores.Score(lambda o: o["x"].sum(), False, "total", ("x",)),
+        "nan": scores.Score(lambda o: o["x"].sum(-1) * jnp.nan, False, "nan", ("x",)),
+    }
+    outputs = lambda v, x, *, key, names: {"x": x}  # noqa: E731
+    x = jnp.ones((2, 3))
+    assert scores.compute_scores(table, outputs, None, x, ["ok"], key=None)["ok"].shape == (2,)
+    with pytest.raises(InputError, match=r"'pooled' returned shape \(\)"):
+        scores.compute_scores(table, outputs, None, x, ["pooled"], key=None)
+    with pytest.raises(NonFiniteScoreError, match="'nan'"):
+        scores.compute_scores(table, outputs, None, x, ["nan"], key=None)
+    with pytest.raises(JaxrobustError, match="Unknown score 'nope'"):
+        scores.compute_scores(table, outputs, None, x, ["nope"], key=None)

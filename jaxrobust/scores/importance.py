@@ -35,6 +35,9 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from jaxrobust.errors import InputError
+from jaxrobust.scores._checks import check_key, refuse_non_finite_result
+
 LogWeightFn = Callable[[jax.Array], jax.Array]
 
 __all__ = [
@@ -72,20 +75,23 @@ class _Running(NamedTuple):
 
 def _check_positive(name: str, value, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}.")
+        raise InputError(f"{name} must be an int >= {minimum}, got {value!r}.")
     return value
 
 
 def _output_shape(log_weight_fn: LogWeightFn, key: jax.Array):
+    check_key(key)
+    if not callable(log_weight_fn):
+        raise InputError(f"log_weight_fn must be a function key -> [N], got {log_weight_fn!r}.")
     shape = jax.eval_shape(log_weight_fn, key)
-    if not hasattr(shape, "shape") or len(shape.shape) != 1:
+    if not hasattr(shape, "shape") or len(shape.shape) != 1 or shape.shape[0] == 0:
         got = getattr(shape, "shape", type(shape).__name__)
-        raise ValueError(
+        raise InputError(
             f"log_weight_fn(key) must return one log-weight per input, shape [N]; got {got}."
         )
     dtype = jnp.promote_types(shape.dtype, jnp.float32)
     if not jnp.issubdtype(dtype, jnp.floating):
-        raise ValueError(f"log_weight_fn(key) must return floats, got dtype {shape.dtype}.")
+        raise InputError(f"log_weight_fn(key) must return floats, got dtype {shape.dtype}.")
     return shape.shape[0], dtype
 
 
@@ -129,6 +135,12 @@ def importance_weighted_log_likelihood(
       ``std_log_weights`` (ddof 1, NaN for K = 1) and ``elbo = mean_k log w_k``, each ``[N]``.
       Inputs whose log-weights are all -inf get log_likelihood -inf.
 
+    Raises:
+      InputError: a bad ``num_samples``/``chunk_size`` (int >= 1), ``key`` (not a PRNG key) or
+        ``log_weight_fn`` (not returning floats ``[N]``, N >= 1).
+      NonFiniteScoreError: (eagerly) ``log_weight_fn`` returned NaN or +inf, so the estimate
+        is NaN / +inf for some input; inside a caller's ``jit`` that input's estimate is NaN.
+
     Examples:
         Log-weights log w ~ N(0, 1): log E[w] = 1/2 (the IWAE estimate for large K), while
         E[log w] = 0 (the ELBO) and the log-weights' std is 1.
@@ -169,6 +181,7 @@ def importance_weighted_log_likelihood(
         std = jnp.sqrt(state.m2 / (num_samples - 1))
     else:
         std = jnp.full((num_inputs,), jnp.nan, dtype)
+    refuse_non_finite_result("the IWAE log-likelihood", log_likelihood, "log_weight_fn")
     return IWAEResult(log_likelihood, std, state.mean)
 
 
@@ -198,6 +211,7 @@ def repeated_log_likelihoods(
         [[-1.0, -2.0], [-1.0, -2.0], [-1.0, -2.0]]
     """
     _check_positive("num_repeats", num_repeats, 1)
+    check_key(key)
     keys = jax.random.split(key, num_repeats)
 
     def one(repeat_key):
@@ -205,7 +219,9 @@ def repeated_log_likelihoods(
             log_weight_fn, key=repeat_key, num_samples=num_samples, chunk_size=chunk_size
         ).log_likelihood
 
-    return jax.vmap(one)(keys)
+    estimates = jax.vmap(one)(keys)
+    refuse_non_finite_result("the repeated IWAE log-likelihoods", estimates, "log_weight_fn")
+    return estimates
 
 
 def repeated_log_likelihood_std(

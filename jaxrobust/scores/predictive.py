@@ -13,7 +13,10 @@ model average p_bar = mean_s p_s (the BDL slides' predictive distribution):
 - max probability       max_c p_bar_c                                           (larger = in-dist.)
 - variation ratio       1 - (count of the modal argmax over s) / S              (larger = OOD)
 
-All work in log space (``log_softmax``, ``logsumexp`` over s), in float32.
+All work in log space (``log_softmax``, ``logsumexp`` over s), in float32. Inputs are checked
+(:class:`~jaxrobust.errors.InputError`): logits ``[N, C]`` or stacks ``[S, N, C]`` (exactly
+that rank, none of the axes empty), real dtype, and eagerly no NaN or +inf and at least one
+finite logit per row (a -inf logit, a masked class, is fine: its ``p log p`` counts as 0).
 
 Example:
     >>> import jax.numpy as jnp
@@ -31,13 +34,16 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from jaxrobust.scores._checks import check_logits
+
 
 def _log_probs(logits) -> jax.Array:
     return jax.nn.log_softmax(jnp.asarray(logits, jnp.float32), axis=-1)
 
 
 def _entropy(log_p: jax.Array) -> jax.Array:
-    return -jnp.sum(jnp.exp(log_p) * log_p, axis=-1)
+    """-sum p log p with 0 log 0 = 0 (a -inf log-probability adds nothing, not NaN)."""
+    return -jnp.sum(jnp.where(jnp.isneginf(log_p), 0.0, jnp.exp(log_p) * log_p), axis=-1)
 
 
 def max_softmax(logits) -> jax.Array:
@@ -48,7 +54,7 @@ def max_softmax(logits) -> jax.Array:
         >>> max_softmax(jnp.log(jnp.array([[0.2, 0.8]])))
         Array([0.8], dtype=float32)
     """
-    return jnp.max(jax.nn.softmax(jnp.asarray(logits), axis=-1), axis=-1)
+    return jnp.max(jax.nn.softmax(check_logits(logits, stacked=False), axis=-1), axis=-1)
 
 
 def predictive_entropy(logits) -> jax.Array:
@@ -59,7 +65,7 @@ def predictive_entropy(logits) -> jax.Array:
         >>> round(float(predictive_entropy(jnp.zeros((1, 4)))[0]), 4)  # uniform: log 4
         1.3863
     """
-    return _entropy(_log_probs(logits))
+    return _entropy(_log_probs(check_logits(logits, stacked=False)))
 
 
 def bma_log_probabilities(logits_stack) -> jax.Array:
@@ -71,7 +77,7 @@ def bma_log_probabilities(logits_stack) -> jax.Array:
         >>> [round(float(p), 4) for p in jnp.exp(bma_log_probabilities(stack))[0]]
         [0.7, 0.3]
     """
-    log_p = _log_probs(logits_stack)
+    log_p = _log_probs(check_logits(logits_stack, stacked=True))
     return jax.nn.logsumexp(log_p, axis=0) - jnp.log(log_p.shape[0])
 
 
@@ -83,7 +89,7 @@ def expected_entropy(logits_stack) -> jax.Array:
         >>> round(float(expected_entropy(jnp.zeros((3, 1, 2)))[0]), 4)  # log 2
         0.6931
     """
-    return jnp.mean(_entropy(_log_probs(logits_stack)), axis=0)
+    return jnp.mean(_entropy(_log_probs(check_logits(logits_stack, stacked=True))), axis=0)
 
 
 def mutual_information(logits_stack) -> jax.Array:
@@ -94,6 +100,7 @@ def mutual_information(logits_stack) -> jax.Array:
         >>> float(mutual_information(jnp.zeros((3, 1, 2)))[0])  # members agree: no MI
         0.0
     """
+    logits_stack = check_logits(logits_stack, stacked=True)
     total = _entropy(bma_log_probabilities(logits_stack))
     return jnp.maximum(total - expected_entropy(logits_stack), 0.0)
 
@@ -107,7 +114,7 @@ def variation_ratio(logits_stack) -> jax.Array:
         >>> round(float(variation_ratio(stack)[0]), 4)
         0.3333
     """
-    logits_stack = jnp.asarray(logits_stack)
+    logits_stack = check_logits(logits_stack, stacked=True)
     votes = jax.nn.one_hot(jnp.argmax(logits_stack, -1), logits_stack.shape[-1]).sum(0)
     return 1.0 - jnp.max(votes, axis=-1) / logits_stack.shape[0]
 
@@ -158,10 +165,5 @@ def classifier_stack_scores(logits_stack) -> dict[str, jax.Array]:
         >>> sorted(classifier_stack_scores(jnp.zeros((2, 3, 4))))[:2]
         ['expected_entropy', 'max_probability']
     """
-    logits_stack = jnp.asarray(logits_stack)
-    if logits_stack.ndim != 3:
-        raise ValueError(
-            "logits_stack must be [S, N, C] (samples x inputs x classes), got "
-            f"{logits_stack.shape}."
-        )
+    logits_stack = check_logits(logits_stack, stacked=True)
     return {name: score.fn(logits_stack) for name, score in STACKED_CLASSIFIER_SCORES.items()}

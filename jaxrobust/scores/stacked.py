@@ -15,6 +15,11 @@ the expected LL is the mean of log-likelihoods and WAIC = expected LL - std**2.
 
 Every function is jittable, reduces over axis 0 in float32 with two-pass moments, and works in
 log space (weights via log-softmax), so log-likelihoods of -10^4 nats do not underflow.
+
+Inputs (eagerly, :class:`~jaxrobust.errors.InputError`): ``log_lik`` must be a real ``[S, N]``
+array without NaN or +inf; -inf (zero likelihood) is accepted only by the scores that stay
+defined there (``expected_ll``, ``log_predictive``, ``typicality``: -inf / +inf results), the
+others (moments and weights) refuse it instead of returning NaN.
 """
 
 from __future__ import annotations
@@ -25,29 +30,46 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxrobust.arrays import is_traced
+from jaxrobust.errors import InputError
+from jaxrobust.scores._checks import real_array
 
 
-def _check_log_lik(log_lik, min_samples: int = 1) -> jax.Array:
-    log_lik = jnp.asarray(log_lik)
+def _check_log_lik(log_lik, min_samples: int = 1, *, allow_neg_inf: bool = True) -> jax.Array:
+    """``log_lik [S, N]``: real dtype, at least ``min_samples`` samples and one input; eagerly
+    no NaN or +inf, and no -inf unless the score is defined there (``allow_neg_inf``)."""
+    log_lik = real_array("log_lik", log_lik, what="[S, N]")
     if log_lik.ndim != 2:
-        raise ValueError(
+        raise InputError(
             f"log_lik must be [S, N] (samples or members x inputs), got shape {log_lik.shape}."
         )
     if log_lik.shape[0] < min_samples or log_lik.shape[1] == 0:
-        raise ValueError(
+        raise InputError(
             f"log_lik has shape {log_lik.shape}; this score needs at least {min_samples} "
             "samples (axis 0) and one input (axis 1)."
         )
-    if not jnp.issubdtype(log_lik.dtype, jnp.floating):
-        log_lik = log_lik.astype(jnp.float32)
-    if not is_traced(log_lik) and bool(jnp.any(jnp.isnan(log_lik))):
-        bad = jnp.argwhere(jnp.isnan(log_lik))[0]
-        raise ValueError(
-            f"log_lik has NaN (first at sample {int(bad[0])}, input {int(bad[1])}); a sample's "
-            "likelihood estimate failed, fix it or drop that sample."
-        )
+    if not is_traced(log_lik):
+        values = np.asarray(log_lik)
+        nan = np.isnan(values)
+        if nan.any():
+            bad = np.argwhere(nan)[0]
+            raise InputError(
+                f"log_lik has NaN (first at sample {int(bad[0])}, input {int(bad[1])}); a "
+                "sample's likelihood estimate failed, fix it or drop that sample."
+            )
+        bad_inf = values == np.inf if allow_neg_inf else np.isinf(values)
+        if bad_inf.any():
+            bad = np.argwhere(bad_inf)[0]
+            what = "+inf" if allow_neg_inf else "inf"
+            raise InputError(
+                f"log_lik has {int(bad_inf.sum())} {what} values (first at sample "
+                f"{int(bad[0])}, input {int(bad[1])}). +inf is never a log-likelihood; -inf "
+                "(zero likelihood) leaves the moments and weights of that input undefined (NaN), "
+                "so only expected_ll, log_predictive and typicality accept it: clip it (e.g. "
+                "jnp.maximum(log_lik, -1e30)) or drop that input."
+            )
     return log_lik
 
 
@@ -106,7 +128,7 @@ def waic(log_lik) -> jax.Array:
         >>> waic(jnp.array([[-1.0, -10.0], [-3.0, -10.0]])).tolist()
         [-4.0, -10.0]
     """
-    log_lik = _check_log_lik(log_lik, min_samples=2)
+    log_lik = _check_log_lik(log_lik, min_samples=2, allow_neg_inf=False)
     return _mean(log_lik) - _variance(log_lik)
 
 
@@ -122,7 +144,7 @@ def disagreement(log_lik) -> jax.Array:
         >>> round(1 / (0.880797**2 + 0.119203**2), 4)
         1.2658
     """
-    log_w = _log_weights(_check_log_lik(log_lik))
+    log_w = _log_weights(_check_log_lik(log_lik, allow_neg_inf=False))
     return jnp.exp(-jax.nn.logsumexp(2.0 * log_w, axis=0))
 
 
@@ -138,7 +160,7 @@ def weight_entropy(log_lik) -> jax.Array:
         >>> round(-w * math.log(w) - (1 - w) * math.log(1 - w), 4), round(math.log(2), 4)
         (0.3653, 0.6931)
     """
-    log_w = _log_weights(_check_log_lik(log_lik))
+    log_w = _log_weights(_check_log_lik(log_lik, allow_neg_inf=False))
     return -jnp.sum(jnp.exp(log_w) * log_w, axis=0)
 
 
@@ -150,7 +172,7 @@ def std_log_likelihood(log_lik) -> jax.Array:
         >>> [round(v, 4) for v in std_log_likelihood(log_lik).tolist()]  # sqrt(2), 0
         [1.4142, 0.0]
     """
-    return jnp.sqrt(_variance(_check_log_lik(log_lik, min_samples=2)))
+    return jnp.sqrt(_variance(_check_log_lik(log_lik, min_samples=2, allow_neg_inf=False)))
 
 
 def typicality_entropy(log_lik_in) -> jax.Array:
@@ -160,7 +182,7 @@ def typicality_entropy(log_lik_in) -> jax.Array:
         >>> float(typicality_entropy(jnp.array([[-1.0, -10.0], [-3.0, -10.0]])))  # (2 + 10) / 2
         6.0
     """
-    return -jnp.mean(_mean(_check_log_lik(log_lik_in)))
+    return -jnp.mean(_mean(_check_log_lik(log_lik_in, allow_neg_inf=False)))
 
 
 def typicality(log_lik, entropy) -> jax.Array:
@@ -173,10 +195,20 @@ def typicality(log_lik, entropy) -> jax.Array:
         >>> typicality(log_lik, typicality_entropy(log_lik)).tolist()
         [4.0, 4.0]
     """
-    entropy = jnp.asarray(entropy)
-    if entropy.ndim:
-        raise ValueError(f"entropy H must be a scalar, got shape {entropy.shape}.")
+    entropy = _check_entropy(entropy)
     return jnp.abs(-_mean(_check_log_lik(log_lik)) - entropy)
+
+
+def _check_entropy(entropy) -> jax.Array:
+    entropy = real_array("entropy", entropy, what="(a scalar H)")
+    if entropy.ndim:
+        raise InputError(f"entropy H must be a scalar, got shape {entropy.shape}.")
+    if not is_traced(entropy) and not bool(jnp.isfinite(entropy)):
+        raise InputError(
+            f"entropy H must be finite, got {float(entropy)}; compute it with "
+            "typicality_entropy(log_lik_in) on the in-distribution stack."
+        )
+    return entropy
 
 
 class StackedScore(NamedTuple):
@@ -227,17 +259,26 @@ def stacked_scores(
         names = tuple(
             n for n, s in STACKED_SCORES.items() if entropy is not None or not s.needs_entropy
         )
+    if isinstance(names, str):
+        raise InputError(f"names must be a sequence of score names, got the string {names!r}.")
     names = tuple(names)
     unknown = [n for n in names if n not in STACKED_SCORES]
     if unknown:
-        raise ValueError(f"Unknown scores {unknown}; known: {sorted(STACKED_SCORES)}.")
+        raise InputError(f"Unknown scores {unknown}; known: {sorted(STACKED_SCORES)}.")
     if entropy is None and any(STACKED_SCORES[n].needs_entropy for n in names):
-        raise ValueError(
+        raise InputError(
             "typicality needs entropy=H; compute it with typicality_entropy(log_lik_in) on the "
             "in-distribution stack."
         )
-    log_lik = _check_log_lik(log_lik, min_samples=2)
+    if entropy is not None:
+        entropy = _check_entropy(entropy)
+    allow_neg_inf = all(n in _NEG_INF_OK for n in names)
+    log_lik = _check_log_lik(log_lik, min_samples=2, allow_neg_inf=allow_neg_inf)
     return _stacked_jit(log_lik, entropy, names)
+
+
+# Scores defined (not NaN) where a log-likelihood is -inf.
+_NEG_INF_OK = frozenset({"expected_ll", "log_predictive", "typicality"})
 
 
 @functools.partial(jax.jit, static_argnames="names")

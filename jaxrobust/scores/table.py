@@ -28,8 +28,11 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NamedTuple
 
 import jax
+import numpy as np
 
-from jaxrobust.registry import unknown_name_message
+from jaxrobust.errors import InputError
+from jaxrobust.registry import UnknownNameError, unknown_name_message
+from jaxrobust.scores._checks import refuse_non_finite_result
 
 OutputsFn = Callable[..., Mapping[str, Any]]  # outputs(variables, x, *, key, names) -> {name: ..}
 
@@ -62,7 +65,7 @@ def needed_outputs(table: Mapping[str, Score], names: Iterable[str]) -> frozense
     needs: set[str] = set()
     for name in names:
         if name not in table:
-            raise KeyError(unknown_name_message("score", name, table))
+            raise UnknownNameError(unknown_name_message("score", name, table))
         needs.update(table[name].needs)
     return frozenset(needs)
 
@@ -84,7 +87,21 @@ def compute_scores(
         >>> compute_scores(table, lambda v, x, *, key, names: {"x": v * x}, 2.0,
         ...                jnp.ones((2, 3)), ["sum"], key=None)
         {'sum': Array([6., 6.], dtype=float32)}
+
+    Raises ``InputError`` when a score does not return ``[N]`` and (eagerly)
+    ``NonFiniteScoreError`` when it returns NaN or +inf.
     """
+    if isinstance(names, str):
+        raise InputError(f"names must be a sequence of score names, got the string {names!r}.")
     names = list(names)
     outputs = outputs_fn(variables, x, key=key, names=needed_outputs(table, names))
-    return {name: table[name].fn(outputs) for name in names}
+    scores = {name: table[name].fn(outputs) for name in names}
+    batch = np.shape(x)[:1]
+    for name, value in scores.items():
+        if np.shape(value) != batch:
+            raise InputError(
+                f"score {name!r} returned shape {np.shape(value)}; every score must return one "
+                f"value per input, shape {batch} for inputs of shape {np.shape(x)}."
+            )
+        refuse_non_finite_result(f"score {name!r}", value, "the model's outputs")
+    return scores
