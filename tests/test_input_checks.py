@@ -475,3 +475,113 @@ def test_compute_scores_checks_what_each_score_returns():
         scores.compute_scores(table, outputs, None, x, ["nan"], key=None)
     with pytest.raises(JaxrobustError, match="Unknown score 'nope'"):
         scores.compute_scores(table, outputs, None, x, ["nope"], key=None)
+
+
+# ---------------------------------------------------------------------------------------------
+# Data helpers: sizes, shapes, dtypes and ranges
+
+from jaxrobust.data.batching import padded_batches, shuffled_batches, steps_per_epoch  # noqa: E402
+from jaxrobust.data.preprocess import Preprocess  # noqa: E402
+from jaxrobust.data.splits import carve_validation  # noqa: E402
+from jaxrobust.errors import ConfigError  # noqa: E402
+
+UINT8 = np.arange(2 * 4 * 4 * 1, dtype=np.uint8).reshape(2, 4, 4, 1)
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: padded_batches(10, 0), "batch_size must be >= 1, got 0"),  # was ZeroDivision
+        (lambda: padded_batches(10, -2), "batch_size must be >= 1"),  # was an empty plan
+        (lambda: padded_batches(0, 4), "num_examples must be >= 1"),
+        (lambda: padded_batches(10, 2.5), "batch_size must be an integer"),
+        (lambda: steps_per_epoch(-5, 2), "num_examples must be >= 0"),
+        (lambda: steps_per_epoch(10, True), "batch_size must be an integer"),
+        (lambda: steps_per_epoch(3, 4), "at most 3"),
+        (lambda: steps_per_epoch(0, 4), "dataset is empty"),
+        (lambda: shuffled_batches(None, 10, 2), "PRNG key"),
+    ],
+)
+def test_batching_refuses_bad_sizes(call, message):
+    with pytest.raises(InputError, match=message):
+        call()
+
+
+def test_padded_batches_with_a_negative_size_no_longer_returns_an_empty_plan():
+    with pytest.raises(InputError):
+        padded_batches(-3, 2)
+
+
+@pytest.mark.parametrize(
+    ("size", "message"),
+    [
+        (20, r"gives 20 of 20 .* count in \[1, 19\]"),  # carve larger than / equal to the data
+        (50, r"gives 50 of 20"),
+        (-3, r"gives -3 of 20"),
+        (0, r"gives 0 of 20"),
+        (1.5, "integer count or a fraction"),
+        (float("nan"), "integer count or a fraction"),
+        (True, "integer count or a fraction"),
+        ("100", "integer count or a fraction"),
+    ],
+)
+def test_carve_validation_refuses_bad_sizes(size, message):
+    images, labels = np.zeros((20, 2, 2, 1), np.uint8), np.zeros(20, np.int32)
+    with pytest.raises(InputError, match=message):
+        carve_validation(images, labels, size=size, seed=0)
+
+
+def test_carve_validation_refuses_mismatched_labels_bad_seed_and_tiny_splits():
+    images = np.zeros((5, 2, 2, 1), np.uint8)
+    with pytest.raises(InputError, match="5 images but 4 labels"):
+        carve_validation(images, np.zeros(4), size=1, seed=0)
+    with pytest.raises(InputError, match="seed must be an integer >= 0"):
+        carve_validation(images, np.zeros(5), size=1, seed=-1)
+    with pytest.raises(InputError, match="fewer than the 2 needed"):
+        carve_validation(images[:1], np.zeros(1), size=1, seed=0)
+    with pytest.raises(InputError, match="leading example axis"):
+        carve_validation(None, np.zeros(5), size=1, seed=0)
+    (tr, _), (va, _) = carve_validation(images, np.zeros(5), size=np.int64(2), seed=0)
+    assert len(tr) == 3 and len(va) == 2  # NumPy integers are counts too
+
+
+def test_preprocess_refuses_float_images_where_uint8_is_expected():
+    already_scaled = UINT8.astype(np.float32) / 255.0
+    with pytest.raises(InputError, match=r"scale=True.*float32 images \(already scaled\?\)"):
+        Preprocess()(already_scaled)  # before: divided by 255 a second time, silently
+    with pytest.raises(InputError, match="already scaled"):
+        jax.jit(lambda x: Preprocess()(x))(already_scaled)  # dtypes are static: also in a jit
+    np.testing.assert_allclose(Preprocess(scale=False)(already_scaled), already_scaled)
+
+
+def test_preprocess_refuses_bad_ranks_ranges_nan_and_channel_counts():
+    with pytest.raises(InputError, match=r"\[B, H, W, C\].*images\[\.\.\., None\]"):
+        Preprocess()(UINT8[..., 0])
+    with pytest.raises(InputError, match=r"pixels in \[0, 255\]"):
+        Preprocess()(UINT8.astype(np.int32) * 100)
+    with pytest.raises(InputError, match="NaN/inf"):
+        Preprocess(scale=False)(np.full((1, 2, 2, 1), np.nan, np.float32))
+    rgb_stats = Preprocess.from_config({"mean": [0.5, 0.5, 0.5], "std": [0.2, 0.2, 0.2]})
+    with pytest.raises(InputError, match="mean has 3 entries for 1-channel images"):
+        rgb_stats(UINT8)  # before: broadcast to 3 channels silently
+    with pytest.raises(InputError, match="needs a random key"):
+        Preprocess(horizontal_flip=True)(UINT8, train=True)
+
+
+@pytest.mark.parametrize(
+    ("cfg", "message"),
+    [
+        ({"resize_to": 0}, "resize_to must be an integer >= 1"),
+        ({"resize_to": -32}, "resize_to must be an integer >= 1"),
+        ({"crop_padding": -4}, "crop_padding must be an integer >= 0"),
+        ({"crop_padding": 2.5}, "crop_padding must be an integer"),
+        ({"mean": 0.5, "std": 0.5}, "list of per-channel numbers"),
+        ({"mean": [np.nan], "std": [1.0]}, "finite numbers"),
+        ({"mean": [0.5, 0.5], "std": [0.2, 0.2, 0.2]}, "mean has 2 entries but std 3"),
+        ({"scale": "yes"}, "scale must be True or False"),
+        ({"resize": 32}, "Unknown preprocessing option"),
+    ],
+)
+def test_preprocess_config_values_are_checked(cfg, message):
+    with pytest.raises(ConfigError, match=message):
+        Preprocess.from_config(cfg)

@@ -9,6 +9,16 @@ from __future__ import annotations
 import jax
 import numpy as np
 
+from jaxrobust.errors import InputError
+
+
+def _count(name: str, value, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise InputError(f"{name} must be an integer, got {value!r}.")
+    if value < minimum:
+        raise InputError(f"{name} must be >= {minimum}, got {value}.")
+    return int(value)
+
 
 def steps_per_epoch(num_examples: int, batch_size: int) -> int:
     """Number of full batches (the remainder of the shuffled epoch is dropped).
@@ -19,14 +29,18 @@ def steps_per_epoch(num_examples: int, batch_size: int) -> int:
         >>> steps_per_epoch(3, 4)
         Traceback (most recent call last):
         ...
-        ValueError: batch_size 4 is larger than the dataset (3 examples).
+        jaxrobust.errors.InputError: batch_size 4 is larger than the dataset (3 examples); use ...
     """
-    if batch_size <= 0:
-        raise ValueError(f"batch_size must be positive, got {batch_size}.")
+    num_examples = _count("num_examples", num_examples, 0)
+    batch_size = _count("batch_size", batch_size, 1)
     steps = num_examples // batch_size
     if steps == 0:
-        raise ValueError(
-            f"batch_size {batch_size} is larger than the dataset ({num_examples} examples)."
+        raise InputError(
+            f"batch_size {batch_size} is larger than the dataset ({num_examples} examples); use "
+            f"a batch_size of at most {num_examples} (or more training data)."
+            if num_examples
+            else "The dataset is empty (0 examples): nothing to train on; check the data split "
+            "and train_limit."
         )
     return steps
 
@@ -42,6 +56,8 @@ def shuffled_batches(key: jax.Array, num_examples: int, batch_size: int) -> jax.
         ((2, 4), 8, True)
     """
     steps = steps_per_epoch(num_examples, batch_size)
+    if key is None:
+        raise InputError("shuffled_batches needs a PRNG key: pass jax.random.key(seed).")
     perm = jax.random.permutation(key, num_examples)
     return perm[: steps * batch_size].reshape(steps, batch_size)
 
@@ -56,7 +72,13 @@ def padded_batches(num_examples: int, batch_size: int) -> tuple[np.ndarray, np.n
         >>> idx, mask = padded_batches(5, 2)
         >>> idx.tolist(), mask.tolist()
         ([[0, 1], [2, 3], [4, 0]], [[True, True], [True, True], [True, False]])
+        >>> padded_batches(5, 0)
+        Traceback (most recent call last):
+        ...
+        jaxrobust.errors.InputError: batch_size must be >= 1, got 0.
     """
+    num_examples = _count("num_examples", num_examples, 1)
+    batch_size = _count("batch_size", batch_size, 1)
     steps = -(-num_examples // batch_size)
     idx = np.arange(steps * batch_size)
     mask = idx < num_examples

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from jaxrobust.errors import InputError
+
 
 def carve_validation(
     images: np.ndarray, labels: np.ndarray, *, size: int | float, seed: int
@@ -40,23 +42,32 @@ def carve_validation(
         >>> carve_validation(images, labels, size=20, seed=0)
         Traceback (most recent call last):
         ...
-        ValueError: validation size 20 gives 20 of 20 training examples; it must leave ...
+        jaxrobust.errors.InputError: validation size 20 gives 20 of 20 training examples; it ...
     """
+    for name, array in (("images", images), ("labels", labels)):
+        if not hasattr(array, "shape") or len(np.shape(array)) < 1:
+            raise InputError(f"{name} must be an array with a leading example axis, got {array!r}.")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise InputError(f"seed must be an integer >= 0, got {seed!r}.")
     num = len(images)
     if len(labels) != num:
-        raise ValueError(f"{num} images but {len(labels)} labels.")
-    if isinstance(size, float) and not isinstance(size, bool) and 0.0 < size < 1.0:
+        raise InputError(f"{num} images but {len(labels)} labels; pass the labels of these images.")
+    if isinstance(size, (float, np.floating)) and 0.0 < size < 1.0:
         count = int(round(size * num))
-    elif isinstance(size, int) and not isinstance(size, bool):
-        count = size
+    elif isinstance(size, (int, np.integer)) and not isinstance(size, (bool, np.bool_)):
+        count = int(size)
     else:
-        raise ValueError(
+        raise InputError(
             f"validation size must be an integer count or a fraction in (0, 1), got {size!r}."
         )
     if not 1 <= count < num:
-        raise ValueError(
+        raise InputError(
             f"validation size {size!r} gives {count} of {num} training examples; it must leave "
-            "at least one example on each side."
+            f"at least one example on each side: use a count in [1, {num - 1}] or a fraction "
+            "that rounds into that range."
+            if num >= 2
+            else f"validation size {size!r}: the training split has {num} examples, fewer than "
+            "the 2 needed to carve a validation set from it; load more data."
         )
     held_out = np.zeros(num, bool)
     held_out[np.random.default_rng(seed).permutation(num)[:count]] = True
