@@ -328,3 +328,13 @@ def test_a_failed_config_write_keeps_the_old_file_and_leaves_no_temporary(
     assert caught.value.errno == errno.ENOSPC or isinstance(caught.value, JaxrobustError)
     assert (tmp_path / "config.json").read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json"]
+
+
+@pytest.mark.parametrize("key", ["num_chains", "num_samples"])
+@pytest.mark.parametrize("value", ["2", [2], {"a": 1}, 0])
+def test_a_wrongly_typed_posterior_number_is_a_config_error(tiny, key, value):
+    # (found by tests/test_fuzz_config.py: the method's own check did `num_samples % num_chains`
+    # on the raw values and raised TypeError, or ZeroDivisionError for num_chains=0)
+    posterior = {"method": "hmc", "num_samples": 2, "num_warmup": 2, key: value}
+    with pytest.raises(ConfigError, match=rf"posterior\.{key} must be"):
+        resolve_config(with_value(tiny, "models.vae.training.posterior", posterior))

@@ -61,6 +61,8 @@ def _posterior_field(posterior: Any, where: str) -> Field:
             raise
         except ValueError as err:
             raise ConfigError(str(err)) from None
+        except (TypeError, ArithmeticError):
+            pass  # a value of the wrong type or range (num_chains="2" or 0): the schema names it
     method = posterior.get("method")
     if method is None and closest_match("method", list(posterior)) is None:
         raise ConfigError(

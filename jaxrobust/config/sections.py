@@ -115,6 +115,19 @@ def _preprocess(value: dict, path: str) -> dict:
     return value
 
 
+def _data_section(value: dict, path: str) -> dict:
+    """The preprocessing fits the dataset's images (e.g. no zero-padding down to a smaller size)."""
+    try:
+        Preprocess.from_config(value["preprocess"]).output_shape(
+            dataset_info(value["name"]).image_shape
+        )
+    except (ValueError, TypeError) as err:
+        raise ConfigError(
+            f"{path}.preprocess does not fit {value['name']!r} images: {err}"
+        ) from None
+    return value
+
+
 def _registered_network(value: str, path: str) -> str:
     NETWORKS.get(value, where=path)
     return value
@@ -445,7 +458,7 @@ CONFIG: Schema = {
     "name": Field(str, ""),
     "seed": seed_field(help="training seed; run r of num_runs uses seed + r"),
     "progress": Field(bool, True),
-    "data": Field(dict, REQUIRED, schema=DATA),
+    "data": Field(dict, REQUIRED, schema=DATA, check=_data_section),
     "models": Field(dict, REQUIRED, check=_at_least_one, help="name -> model section"),
     "evaluate": Field(dict, {}, schema=EVALUATE),
 }
