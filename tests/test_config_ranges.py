@@ -338,3 +338,24 @@ def test_a_wrongly_typed_posterior_number_is_a_config_error(tiny, key, value):
     posterior = {"method": "hmc", "num_samples": 2, "num_warmup": 2, key: value}
     with pytest.raises(ConfigError, match=rf"posterior\.{key} must be"):
         resolve_config(with_value(tiny, "models.vae.training.posterior", posterior))
+
+
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        ({"domain": [1.0, 0.0]}, "low < high"),
+        ({"seed": 2**32}, "<= 2147483647"),
+        (
+            {"attacks": {"pgd": {"attack": "pgd", "step_size": 0.0}}},
+            "step_size must be a number > 0",
+        ),
+    ],
+)
+def test_the_attacks_task_section_has_ranges(bad, match):
+    """A seed jax would truncate to 32 bits, an empty domain or a zero PGD step is refused."""
+    from jaxrobust.config.schema import validate_section
+    from jaxrobust.evaluate import robustness
+
+    section = {"models": ["cnn"], "attacks": {"fgsm": {"attack": "fgsm"}}, **bad}
+    with pytest.raises(ConfigError, match=match):
+        validate_section(section, robustness.SCHEMA, "evaluate.attacks")

@@ -149,7 +149,7 @@ def _score_ref(value: str, path: str) -> str:
     return value
 
 
-def _domain(value, path: str):
+def check_domain(value, path: str):
     if value is None:
         return None
     if len(value) != 2 or not float(value[0]) < float(value[1]):
@@ -271,7 +271,7 @@ ADVERSARIAL_TRAINING: Schema = {
     "random_start": Field(bool, True),
     "norm": Field(str, "linf", choices=("linf", "l2")),
     "domain": Field(
-        (list, tuple, type(None)), (0.0, 1.0), items=Field(float), check=_domain,
+        (list, tuple, type(None)), (0.0, 1.0), items=Field(float), check=check_domain,
         help="input range after preprocessing; None = unbounded",
     ),
     "fraction": Field(float, 1.0, minimum=0.0, maximum=1.0, help="share of a batch attacked"),

@@ -35,6 +35,7 @@ import numpy as np
 
 from jaxrobust import attacks as attack_lib
 from jaxrobust.config.schema import Field, validate_section
+from jaxrobust.config.sections import check_domain, seed_field
 from jaxrobust.errors import ConfigError
 from jaxrobust.evaluate.task import register_evaluation
 
@@ -43,7 +44,7 @@ ATTACK_SCHEMA = {
     "norm": Field(str, "linf", choices=("linf", "l2")),
     "loss": Field(str, "cross_entropy", choices=("cross_entropy", "margin")),
     "num_steps": Field(int, 40, minimum=0),
-    "step_size": Field(float, 0.01, minimum=0.0),
+    "step_size": Field(float, 0.01, above=0.0),
     "random_start": Field(bool, True),
 }
 
@@ -61,11 +62,11 @@ SCHEMA = {
     "models": Field(list, items=Field(str), help="classifiers to attack"),
     "num_images": Field(int, 1000, minimum=0, help="first N test images (0 = all)"),
     "chunk_size": Field(int, 250, minimum=1),
-    "seed": Field(int, 0, minimum=0),
+    "seed": seed_field(),
     "epsilons": Field(
         list, [0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3], items=Field(float, minimum=0.0)
     ),
-    "domain": Field((list, type(None)), [0.0, 1.0], items=Field(float)),
+    "domain": Field((list, type(None)), [0.0, 1.0], items=Field(float), check=check_domain),
     "attacks": Field(dict, check=_check_attacks),
 }
 
