@@ -31,13 +31,15 @@ settings.register_profile(
 )
 FUZZ_SETTINGS = settings.get_profile("jaxrobust-fuzz")
 
-OUTCOMES = ("ok", "refused", "traceback", "nan_result", "wrong_result")
+OUTCOMES = ("ok", "undefined", "refused", "traceback", "nan_result", "wrong_result")
 
 
 class Outcomes:
-    """Per-input-class counts of outcomes: ``ok`` (correct, finite result), ``refused`` (a
-    jaxrobust error), and the failures ``traceback`` (another exception), ``nan_result`` and
-    ``wrong_result``; a fuzz test records every case and fails on the failures."""
+    """Per-input-class counts of outcomes: ``ok`` (correct, finite result), ``undefined`` (the
+    documented NaN of a quantity that does not exist, e.g. accuracy when nothing is accepted),
+    ``refused`` (a jaxrobust error), and the failures ``traceback`` (another exception),
+    ``nan_result`` and ``wrong_result``; a fuzz test records every case and fails on the
+    failures."""
 
     def __init__(self, module: str) -> None:
         self.module = module

@@ -112,6 +112,8 @@ def _merge_chunk(state: _Running, log_w: jax.Array, valid: jax.Array) -> _Runnin
     count = state.count + n_b
     delta = mean_b - state.mean
     mean = state.mean + delta * (n_b / count)
+    # Two -inf means (log-weights of a zero likelihood) merge to -inf, not -inf - -inf = NaN.
+    mean = jnp.where(jnp.isinf(mean_b) & (state.mean == mean_b), mean_b, mean)
     m2 = state.m2 + m2_b + delta**2 * (state.count * n_b / count)
     return _Running(new_max, sum_exp, count, mean, m2)
 
