@@ -73,15 +73,6 @@ class PartialLineWarning(UserWarning):
     """
 
 
-class JsonlError(JaxrobustError, ValueError):
-    """A JSON-lines file holds a line that is not a JSON object and cannot be recovered.
-
-    Examples:
-        >>> issubclass(JsonlError, ValueError)
-        True
-    """
-
-
 # ---------------------------------------------------------------------------- errors
 
 
