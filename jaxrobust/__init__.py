@@ -39,6 +39,7 @@ _SUBPACKAGES = (
     "registry",
     "scores",
     "train",
+    "workdir",
 )
 _REGISTRATIONS = {
     "register_evaluation": "jaxrobust.evaluate.task",

@@ -29,7 +29,7 @@ from jaxrobust.config.schema import plain
 from jaxrobust.data.batching import steps_per_epoch
 from jaxrobust.data.preprocess import Preprocess
 from jaxrobust.data.splits import carve_validation
-from jaxrobust.errors import ConfigError, NonFiniteLossError
+from jaxrobust.errors import ConfigError, JaxrobustError, NonFiniteLossError
 from jaxrobust.inference.methods import build_posterior, check_posterior_config
 from jaxrobust.inference.samples import save_posterior
 from jaxrobust.models import Model, build_model
@@ -75,7 +75,10 @@ def run_keys(seed: int, name: str, num_runs: int | None) -> jax.Array:
     """
     if num_runs is None:
         return model_key(seed, name)
-    return jnp.stack([model_key(seed + r, name) for r in range(num_runs)])
+    seeds = seed + jnp.arange(num_runs, dtype=jnp.uint32)
+    return jax.vmap(lambda s: jax.random.fold_in(jax.random.key(s), zlib.crc32(name.encode())))(
+        seeds
+    )
 
 
 def _per_run(fn: Callable, keys: jax.Array, num_runs: int | None):
@@ -124,10 +127,20 @@ def check_buildable(config: ml_collections.ConfigDict) -> None:
     """Build every model of ``config`` (shapes only, ``jax.eval_shape``), check its posterior
     and optimizer sections: a mistake in the last model surfaces before the first trains."""
     for name in config.models:
-        model, preprocess = build_from_config(config, name)
         training = config.models[name].training
-        abstract_variables(model, preprocess, config, num_runs=training.get("num_runs"))
-        build_optimizer(plain(training.optimizer), steps_per_epoch=1)
+        try:
+            model, preprocess = build_from_config(config, name)
+            abstract_variables(model, preprocess, config, num_runs=training.get("num_runs"))
+            build_optimizer(plain(training.optimizer), steps_per_epoch=1)
+        except JaxrobustError:
+            raise
+        except (ValueError, TypeError) as err:
+            # A network that cannot take these options or this image size (e.g. a decoder
+            # whose size is not divisible by its strides) is a config mistake, not a bug.
+            raise ConfigError(
+                f"config.models.{name} cannot be built: {err} Change its architecture section "
+                "(or data.preprocess) so the network fits the images."
+            ) from err
         if training.get("posterior"):
             try:
                 check_posterior_config(plain(training.posterior), name)
