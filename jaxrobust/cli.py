@@ -247,18 +247,25 @@ def _data(args) -> int:
         for row in data.fetch(args.names):
             print(_fetch_line(row))
         return 0
-    rows = data.cached_entries()
+    rows = data.cached_entries(verify=True)  # hash and size checked, not read from sidecars
     print(f"Data directory: {data.data_dir()}")
     print(f"Known datasets: {', '.join(data.known_datasets())}")
     if not rows:
         print("Nothing cached yet. Fetch with: jaxrobust data fetch NAME...")
         return 0
-    print(f"{'dataset':<16}{'split':<8}{'examples':>10}{'size (MB)':>12}  source")
+    print(f"{'dataset':<16}{'split':<8}{'examples':>10}{'size (MB)':>12}  {'source':<10}status")
     for row in rows:
+        examples = row.get("n_examples")
         print(
-            f"{row['dataset']:<16}{row['split']:<8}{row.get('n_examples', 0):>10}"
-            f"{row['size_bytes'] / 1e6:>12.1f}  {row.get('source', '?')}"
+            f"{row['dataset']:<16}{row['split']:<8}{'?' if examples is None else examples:>10}"
+            f"{row['size_bytes'] / 1e6:>12.1f}  {row.get('source', '?'):<10}"
+            f"{row.get('status', '?')}"
         )
+    damaged = [row for row in rows if str(row.get("status", "")).startswith("damaged")]
+    if damaged:
+        names = " ".join(sorted({row["dataset"] for row in damaged}))
+        print(f"{len(damaged)} damaged file(s): re-fetch with `jaxrobust data fetch {names}`.")
+        return 1
     return 0
 
 

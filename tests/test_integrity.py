@@ -404,3 +404,19 @@ def test_fetch_replaces_a_damaged_cache_with_a_warning(tmp_path, monkeypatch):
     assert any("is damaged" in str(w.message) for w in caught)
     loaded, _ = data.load("mnist", "test", data_dir=tmp_path, sources=["cache"])
     assert len(loaded) == 40 and loaded.max() == 3
+
+
+def test_data_list_command_reports_a_damaged_cache(tmp_path, monkeypatch, capsys):
+    from jaxrobust.cli import main
+
+    for split in ("train", "test"):
+        cache.write(tmp_path, "mnist", split, *images(40), source="synthetic")
+    replace_npz(cache.cache_file(tmp_path, "mnist", "train"), 7)
+    monkeypatch.setenv("JAXROBUST_DATA", str(tmp_path))
+    assert main(["data", "list"]) == 1
+    out = capsys.readouterr().out
+    train_line = next(
+        line for line in out.splitlines() if line.startswith("mnist") and " train" in line
+    )
+    assert " 7 " in train_line and "damaged" in train_line  # what the file holds, not 40
+    assert "jaxrobust data fetch mnist" in out
