@@ -178,8 +178,9 @@ def test_deepfool_and_latent_refuse_nan_inputs():
 
 def test_nan_from_the_model_on_finite_inputs_is_refused():
     huge = jnp.array([[3e38, -3e38]] * 3)  # logits overflow to inf
-    with pytest.raises(attacks._checks.NonFiniteAttackError, match="from finite inputs"):
+    with pytest.raises(JaxrobustError, match="from finite inputs") as err:
         attacks.fgsm(CE, huge, jnp.array([0, 1, 2]), epsilon=0.1, domain=None)
+    assert isinstance(err.value, FloatingPointError)  # NonFiniteAttackError
 
 
 def test_attack_errors_are_jaxrobust_errors_and_value_errors():
@@ -294,9 +295,7 @@ def test_precision_loss_of_float32_conversion_warns(scores_in, scores_out):
     for name in ("average_precision", "fpr_at_tpr", "detection_summary"):
         with pytest.warns(PrecisionWarning):
             DETECTION[name](scores_in, scores_out)
-
-
-def test_exact_conversions_do_not_warn():
+    # Conversions that keep every value distinct (or ties that were there) do not warn.
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         metrics.auroc(np.array([1, 3], np.int64), np.array([2], np.int64), higher_is_ood=False)
@@ -341,7 +340,9 @@ def test_metric_input_errors_are_jaxrobust_errors(call):
 # Scores: NaN, shapes and dtypes refused where an eager check is possible
 
 from jaxrobust import scores  # noqa: E402
-from jaxrobust.scores._checks import NonFiniteScoreError  # noqa: E402
+
+# NonFiniteScoreError (jaxrobust.scores._checks): a JaxrobustError and a FloatingPointError.
+NonFiniteScoreError = JaxrobustError
 
 LOGITS = jnp.array([[2.0, 0.0, -1.0], [0.0, 0.0, 0.0]])
 STACK = jnp.stack([LOGITS, -LOGITS])
@@ -403,9 +404,7 @@ def test_stacked_scores_refuse_minus_inf_where_they_would_be_nan(name):
         scores.STACKED_SCORES[name].fn(log_lik)
     with pytest.raises(InputError, match="inf values"):
         scores.stacked_scores(log_lik, names=(name,))
-
-
-def test_stacked_scores_that_stay_defined_accept_minus_inf():
+    # The scores that stay defined at -inf accept it.
     log_lik = np.asarray(LOG_LIK).copy()
     log_lik[:, 0] = -np.inf  # zero likelihood under every sample
     out = scores.stacked_scores(

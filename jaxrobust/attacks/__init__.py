@@ -25,6 +25,16 @@ Conventions:
   after the epsilons, ``latent_attack`` after ``x``) still accept it there through one shim,
   :func:`jaxrobust.attacks._checks.positional_key`, which moves it to ``key=`` and emits a
   ``DeprecationWarning``; pass ``key=`` instead.
+- Input checks (:mod:`jaxrobust.attacks._checks`): bad input raises
+  :class:`~jaxrobust.errors.InputError`. Inputs with NaN or inf are refused (how many, and
+  where); the domain check uses the finite values. Labels and targets are checked against the
+  model's class count (read from ``logits_fn``'s output shape; the gradient attacks read it from
+  a loss built by ``cross_entropy_loss`` / ``margin_loss`` or EOT with ``num_classes=``, or
+  take ``num_classes=``): out of range raises eagerly. Inside the caller's ``jit``, where the
+  values are unknown, the examples with out-of-range labels come back as NaN adversarial inputs
+  (search attacks: ``success=False``, NaN distances), and the two losses give a NaN value and
+  gradient there: accuracy computed from them is NaN, never a plausible number. An attack whose
+  result is NaN from finite inputs raises ``NonFiniteAttackError`` (a ``FloatingPointError``).
 - Results. The fixed-budget attacks (``fgsm``, ``pgd``, ``fgsm_sweep``, ``pgd_sweep``,
   ``latent_attack``) return the adversarial inputs themselves, an array shaped like ``x``
   (``[E, B, ...]`` for the sweeps over ``E`` epsilons); ``expectation_over_transformation``
