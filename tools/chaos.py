@@ -9,7 +9,11 @@ tests/synthetic.py): ``point`` (a VAE and a CNN, two models in one workdir), ``r
 stacked runs) and the posterior methods ``ensemble``, ``swag``, ``sghmc``, ``bbb``, ``hmc``.
 
 Per target, one uninterrupted reference: ``jaxrobust train``, then a *decoy* evaluation (the same
-workdir evaluated on fewer test images, so its numbers differ) and the reference evaluation.
+workdir evaluated with other settings, so its numbers differ) and the reference evaluation.
+Training runs twice; the two must be bitwise equal (or the target is not deterministic and the
+harness stops), and the second, which finds the compilation cache warm like the trials do, sets
+the time scale of the kills and the number of changes they aim at. A target's config file may
+say what its decoy changes (``DECOY_OVERRIDES``, e.g. the last checkpoint instead of the best).
 Per trial (targets round-robin; every choice drawn from ``--seed`` and the trial number):
 
 1. ``jaxrobust train`` as a subprocess, sent SIGKILL (in some trials SIGINT or SIGTERM) at a
@@ -67,7 +71,7 @@ SIGNALS = {"KILL": signal.SIGKILL, "INT": signal.SIGINT, "TERM": signal.SIGTERM}
 #: markers. Removed (at any depth) before JSON artifacts are compared.
 VOLATILE = re.compile(
     r"seconds|time|date|host|pid|device|parallelism|images_per_second|compile|resum"
-    r"|generation|created|started|lock",
+    r"|dropped|generation|created|started|lock",
     re.IGNORECASE,
 )
 #: Names that are temporaries or bookkeeping, never compared (listed as leftovers if found).
@@ -228,8 +232,11 @@ def compare_artifacts(reference: dict, got: dict) -> tuple[int, int, list[str]]:
         elif "rows" in a and "rows" in b:
             if len(b["rows"]) != 1:
                 differences.append(f"{name}: {len(b['rows'])} rows (one expected)")
-            if any(row != a["rows"][0] for row in b["rows"]):
-                differences.append(f"{name}: row differs: {b['rows']} vs {a['rows']}"[:400])
+            for row in b["rows"]:
+                keys = sorted(k for k in set(row) | set(a["rows"][0]) if row.get(k, "?") !=
+                              a["rows"][0].get(k, "?"))  # fmt: skip
+                if keys:
+                    differences.append(f"{name}: row differs in {keys}: {_short(row)}")
         elif a != b:
             differences.append(f"{name}: differs: {_short(b)} vs reference {_short(a)}")
     return len(set(ref) | set(new)), arrays, differences
@@ -535,36 +542,66 @@ def _say(text: str) -> None:
     print(text, flush=True)
 
 
+def decoy_overrides(target: str) -> list[str]:
+    """What the decoy evaluation of ``target`` changes: its config file's ``DECOY_OVERRIDES``,
+    else ``evaluate.test_limit`` (other numbers, but new shapes to compile)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"chaos_{target}", CONFIGS / f"{target}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return list(getattr(module, "DECOY_OVERRIDES", [f"evaluate.test_limit={DECOY_TEST_LIMIT}"]))
+
+
 def reference(target: str, root: Path, env: dict, timeout: float) -> dict:
-    """Train, decoy-evaluate and evaluate ``target`` uninterrupted; its artifacts and timings."""
-    workdir = root / target / "reference"
-    shutil.rmtree(workdir, ignore_errors=True)
+    """Train, decoy-evaluate and evaluate ``target`` uninterrupted; its artifacts and timings.
+
+    Training runs twice: the second run (with the compilation cache warm, as in the trials)
+    gives the time scale and the change counts the kills aim at, and must equal the first
+    bitwise, or there is nothing to compare the trials with. The decoy evaluation runs before
+    the reference one (so, with same-shaped decoys, the reference evaluation's cache is warm).
+    """
+    workdir, again = root / target / "reference", root / target / "reference-again"
+    for directory in (workdir, again):
+        shutil.rmtree(directory, ignore_errors=True)
     workdir.parent.mkdir(parents=True, exist_ok=True)
     log = root / target / "reference.log"
     log.unlink(missing_ok=True)
     config = str(CONFIGS / f"{target}.py")
-    train_args = ["train", "--config", config, "--workdir", str(workdir.absolute())]
     eval_args = ["evaluate", "--workdir", str(workdir.absolute())]
-    train = run_cli(train_args, env, log, observe=("checkpoint", "log"), workdir=workdir,
-                    timeout=timeout)  # fmt: skip
-    if train["returncode"] != 0:
-        raise SystemExit(f"reference training of {target} failed; see {log}")
+
+    def run(args: list[str], where: Path, what: str, observe: tuple = ()) -> dict:
+        record = run_cli(args, env, log, observe=observe, workdir=where, timeout=timeout)
+        if record["returncode"] != 0:
+            raise SystemExit(f"{what} of {target} failed (rc {record['returncode']}); see {log}")
+        return record
+
+    def same(reference_artifacts: dict, artifacts: dict, what: str) -> None:
+        differences = compare_artifacts(reference_artifacts, artifacts)[2]
+        if differences:
+            raise SystemExit(
+                f"{target}: two uninterrupted {what} runs differ, so interrupted ones cannot be "
+                f"compared bitwise (is the run deterministic?): {differences[:5]}"
+            )
+
+    train_args = ["train", "--config", config, "--workdir", str(workdir.absolute())]
+    run(train_args, workdir, "reference training")
+    train_args_again = ["train", "--config", config, "--workdir", str(again.absolute())]
+    train = run(train_args_again, again, "reference training", ("checkpoint", "log"))
+    trained = training_artifacts(workdir)
+    same(trained, training_artifacts(again), "training")
+    shutil.rmtree(again, ignore_errors=True)
+
     before = set(_result_entries(workdir))
-    decoy_args = [*eval_args, f"--config.evaluate.test_limit={DECOY_TEST_LIMIT}"]
-    decoy_run = run_cli(decoy_args, env, log, workdir=workdir, timeout=timeout)
-    if decoy_run["returncode"] != 0:
-        raise SystemExit(f"decoy evaluation of {target} failed; see {log}")
+    decoy_args = [*eval_args, *(f"--config.{o}" for o in decoy_overrides(target))]
+    decoy_run = run(decoy_args, workdir, "decoy evaluation")
     names = sorted(set(_result_entries(workdir)) - before)
     decoy_dir = root / target / "decoy"
     shutil.rmtree(decoy_dir, ignore_errors=True)
     decoy_dir.mkdir()
     _copy_entries(workdir, names, decoy_dir)
     decoy = evaluation_artifacts(workdir)
-    evaluation = run_cli(eval_args, env, log, observe=("commit", "plots"), workdir=workdir,
-                         timeout=timeout)  # fmt: skip
-    if evaluation["returncode"] != 0:
-        raise SystemExit(f"reference evaluation of {target} failed; see {log}")
-    trained = training_artifacts(workdir)
+    evaluation = run(eval_args, workdir, "reference evaluation", ("commit", "plots"))
     evaluated = evaluation_artifacts(workdir)
     if decoy["artifacts"].get("results.json") == evaluated["artifacts"].get("results.json"):
         _say(f"  warning: {target}: the decoy's numbers equal the reference's")
@@ -594,10 +631,15 @@ def _plan(rng: random.Random, modes: tuple, mode: str | None, signal_name: str, 
           phase: str, done: float) -> dict:  # fmt: skip
     mode = mode or rng.choice(modes)
     run = ref[phase]
+    if mode == "log" and round(ref["rows"] * (1.0 - done)) < 1:
+        mode = "time"  # every row is written: the next run only finishes (posterior, close)
     if mode == "time":
         return {"mode": mode, "signal": signal_name, "at": round(rng.uniform(0, run["seconds"]), 3)}
-    expected = max(1, round(run["events"].get(mode, 1) * (1.0 - done)))
-    return {"mode": mode, "signal": signal_name, "skip": rng.randrange(expected)}
+    if mode == "log":  # every row still to come changes metrics.jsonl at least once
+        expected = round(ref["rows"] * (1.0 - done))
+    else:  # a margin for changes the poll loop may merge or miss
+        expected = round(0.8 * run["events"].get(mode, 1) * (1.0 - done))
+    return {"mode": mode, "signal": signal_name, "skip": rng.randrange(max(1, expected))}
 
 
 def _signal_name(rng: random.Random, trial: int, first: bool) -> str:
@@ -635,15 +677,13 @@ def run_trial(trial: int, target: str, ref: dict, args, root: Path, env: dict) -
                      done)  # fmt: skip
         record = run_cli(train_args, env, log, plan=plan, workdir=workdir, timeout=args.timeout)
         record.update(phase="train", plan=plan)
-        if k > 0:
-            resumes += 1
+        resumes += "fired" in record  # the next process resumes what this one left
         check_run(record, f"train kill {k + 1}")
         if "fired" not in record and record["returncode"] != 0:
             failures.append(f"train run {k + 1} failed before its kill (rc {record['returncode']})")
         kills.append(record)
         _say(f"  trial {trial} {target}: train {_kill_text(record)}")
     final = run_cli(train_args, env, log, workdir=workdir, timeout=args.timeout)
-    resumes += 1
     check_run(final, "final train")
     if final["returncode"] != 0:
         failures.append(f"resumed training failed (rc {final['returncode']}; see {log})")
