@@ -63,10 +63,11 @@ class CompileCounter:
         >>> import jax, jax.numpy as jnp
         >>> counter = CompileCounter()
         >>> f = jax.jit(lambda x: x * 3 + 1)
+        >>> x3, x4 = jnp.ones(3), jnp.ones(4)
         >>> with counter.listening():
-        ...     _ = f(jnp.ones(3)); first = counter.compiles
-        ...     _ = f(jnp.ones(3)); same = counter.compiles
-        ...     _ = f(jnp.ones(4)); new_shape = counter.compiles
+        ...     _ = f(x3); first = counter.compiles
+        ...     _ = f(x3); same = counter.compiles
+        ...     _ = f(x4); new_shape = counter.compiles
         >>> (same - first, new_shape - same)
         (0, 1)
     """
