@@ -138,3 +138,9 @@ def test_every_target_config_resolves(target):
 
     config = load_config(chaos.CONFIGS / f"{target}.py")
     assert config.models and config.progress is False
+
+
+def test_doctests_of_the_harness():
+    import doctest
+
+    assert doctest.testmod(chaos).failed == 0

@@ -65,3 +65,9 @@ def test_counter_counts_recompilations_and_the_verdict_reports_them():
         "m: 3 compilations after epoch 1",
         "m: RSS grew 80.0 MiB during training (limit 50.0)",
     ]
+
+
+def test_doctests_of_the_check():
+    import doctest
+
+    assert doctest.testmod(longrun_check).failed == 0
