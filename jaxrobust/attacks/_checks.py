@@ -315,6 +315,14 @@ def finish_search(x: jax.Array, result, attack: str, num_classes: int, *labels):
     if labels:
         result = poison_result(result, labels[0], num_classes, *labels[1:])
     check_finite_result(x, result.adversarial, attack)
+    for field, value in result._asdict().items():  # distances (l2) that overflowed
+        if field != "adversarial" and jnp.issubdtype(value.dtype, jnp.inexact):
+            if is_concrete(value) and is_concrete(x) and not np.isfinite(np.asarray(value)).all():
+                raise NonFiniteAttackError(
+                    f"{attack}: {field} is not finite for some inputs (overflow: the inputs or "
+                    "the perturbations are too large for float32); scale the inputs down or "
+                    "bound the domain."
+                )
     return result
 
 
