@@ -433,13 +433,16 @@ def run_cli(
                 break
             if fired is None and plan is not None:
                 if plan["mode"] == "time" and now >= plan["at"]:
-                    fired = {"at_s": round(now, 3), "event": "time"}
+                    fired = {"at_s": round(now, 3), "event": f"{now:.2f} s after start"}
                 for mode, fn in watches.items():
                     state = fn()
                     if state != last[mode]:
                         events[mode] += 1
                         if fired is None and mode == plan["mode"] and events[mode] > plan["skip"]:
-                            fired = {"at_s": round(now, 3), "event": _describe(last[mode], state)}
+                            fired = {
+                                "at_s": round(now, 3),
+                                "event": _describe(mode, last[mode], state),
+                            }
                         last[mode] = state
                 if fired is not None:
                     proc.send_signal(SIGNALS[plan["signal"]])
@@ -467,9 +470,25 @@ def run_cli(
     return record
 
 
-def _describe(before: tuple, after: tuple) -> str:
-    """What changed first between two watcher states, for the record."""
-    for a, b in zip(before, after, strict=False):
+#: What each component of a watcher's state is (for the record of what a kill hit).
+LABELS = {
+    "checkpoint": ("checkpoints/", "posterior/"),
+    "log": ("metrics.jsonl",),
+    "commit": ("results.json", "results.md", "evaluations/current", "evaluations/"),
+    "plots": ("plots/",),
+}
+
+
+def _describe(mode: str, before: tuple, after: tuple) -> str:
+    """What changed first between two watcher states, for the record.
+
+    Examples:
+        >>> _describe("log", ((7, 100, 1),), ((7, 180, 2),))
+        'metrics.jsonl grew 100 -> 180 bytes'
+        >>> _describe("checkpoint", ({"w/c/m/1"}, set()), ({"w/c/m/1", "w/c/m/2.tmp"}, set()))
+        'new c/m/2.tmp'
+    """
+    for label, a, b in zip(LABELS[mode], before, after, strict=False):
         if a == b:
             continue
         if isinstance(a, (set, frozenset)) and isinstance(b, (set, frozenset)):
@@ -478,7 +497,13 @@ def _describe(before: tuple, after: tuple) -> str:
                     item = sorted(items, key=str)[0]
                     name = item[0] if isinstance(item, tuple) else item
                     return f"{sign} {'/'.join(Path(name).parts[-3:])}"
-        return f"changed {a} -> {b}"
+        if a is None:
+            return f"{label} created"
+        if b is None:
+            return f"{label} removed"
+        if a[0] != b[0]:
+            return f"{label} replaced"
+        return f"{label} grew {a[1]} -> {b[1]} bytes" if b[1] > a[1] else f"{label} rewritten"
     return "changed"
 
 
@@ -506,6 +531,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--data", type=Path, default=None, help="JAXROBUST_DATA to use")
     parser.add_argument("--no-compile-cache", action="store_true")
     parser.add_argument("--keep", action="store_true", help="keep passing trials' workdirs")
+    parser.add_argument(
+        "--report-from",
+        type=Path,
+        default=None,
+        help="rewrite the RELIABILITY.md section from this --out file of an earlier run; no run",
+    )
     parser.add_argument(
         "--write-report",
         nargs="?",
@@ -819,14 +850,41 @@ def report_section(report: dict) -> str:
             f"**{'yes' if report['all_equal'] else 'no'}**. Per-trial details (each kill's "
             f"moment, what the poll loop saw when it fired, return codes, the results' generation "
             f"after every evaluate kill): `{report['out']}`.",
+            *_findings(report["trials"]),
             "",
             REPORT_END,
         ]
     )
 
 
+def _findings(trials: list[dict]) -> list[str]:
+    """One bullet per trial that failed: what its kills did and what differed."""
+    lines = []
+    for t in trials:
+        if t["equal"]:
+            continue
+        kills = "; ".join(
+            f"{k['phase']} SIG{k['plan']['signal']} ({k['plan']['mode']}: {k['fired']['event']})"
+            for k in t["kills"]
+            if "fired" in k
+        )
+        found = t["failures"] + t["differences"]
+        shown = "; ".join(found[:4]) + (f"; and {len(found) - 4} more" if len(found) > 4 else "")
+        lines.append(f"- trial {t['trial']} ({t['target']}; {kills}): {shown}")
+    return ["", "Trials that failed:", "", *lines] if lines else []
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.report_from is not None:  # only rewrite the section from an earlier run's details
+        sys.path.insert(0, str(HERE))
+        from bench_report import write_section
+
+        report = json.loads(args.report_from.read_text())
+        path = args.write_report or REPO / "RELIABILITY.md"
+        write_section(path, REPORT_BEGIN, REPORT_END, report_section(report), "## Chaos harness")
+        _say(f"Rewrote the chaos section of {path} from {args.report_from}")
+        return 0 if report["all_equal"] else 1
     targets = [t.strip() for t in args.targets.split(",") if t.strip()]
     unknown = sorted(set(targets) - set(TARGETS))
     if unknown or not targets:
