@@ -276,5 +276,22 @@ def _fetch_line(row: dict) -> str:
     )
 
 
+def console_main() -> None:
+    """The ``jaxrobust`` program: :func:`main`, then exit with its status.
+
+    After Ctrl-C the process exits at once (``os._exit``) instead of through the interpreter's
+    shutdown: an Orbax save interrupted mid-write leaves a background thread waiting on an
+    executor that the shutdown has closed, and the process would hang. Nothing on disk needs
+    that thread: a checkpoint step is committed by a rename, and the next run sets an
+    unfinished one aside (``tools/chaos.py`` kills with SIGINT too).
+    """
+    status = main()
+    if status == EXIT_INTERRUPTED:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+    sys.exit(status)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    console_main()

@@ -420,3 +420,34 @@ def test_data_list_command_reports_a_damaged_cache(tmp_path, monkeypatch, capsys
     )
     assert " 7 " in train_line and "damaged" in train_line  # what the file holds, not 40
     assert "jaxrobust data fetch mnist" in out
+
+
+def test_a_step_whose_deletion_was_killed_is_set_aside_when_training_reopens(tmp_path):
+    """Orbax deletes an old step file by file, _CHECKPOINT_METADATA first; a kill in between
+    left ``<epoch>/`` with its items, listed by Orbax ever after (found by tools/chaos.py)."""
+    directory = tmp_path / "ck"
+    saved(directory, epochs=(1, 2, 3), losses=[0.5, 2.0, 1.0]).close()  # kept: 1 (best), 3
+    half_deleted = directory / "2"
+    for item in ("variables", "opt_state", "meta"):
+        (half_deleted / item).mkdir(parents=True)
+    (half_deleted / "variables" / "d").write_bytes(b"left over")
+    with pytest.warns(UserWarning, match=r"checkpoint step .*/2 was incomplete"):
+        reopened = ModelCheckpoints(directory, discard_incomplete=True)
+    assert reopened.epochs() == [1, 3]
+    assert [p.name.split("-")[:2] for p in (directory / ".damaged").iterdir()] == [
+        ["2", "incomplete"]
+    ]
+    reopened.close()
+
+
+def test_the_program_exits_at_once_after_ctrl_c(monkeypatch):
+    """After an interrupted Orbax save the interpreter's shutdown hangs (a thread waits on a
+    closed executor; tools/chaos.py saw it): the program leaves through os._exit(130)."""
+    from jaxrobust import cli
+
+    exits = []
+    monkeypatch.setattr(cli, "main", lambda: cli.EXIT_INTERRUPTED)
+    monkeypatch.setattr(cli.os, "_exit", lambda status: exits.append(status))
+    monkeypatch.setattr(cli.sys, "exit", lambda status: exits.append(("sys.exit", status)))
+    cli.console_main()
+    assert exits[0] == 130

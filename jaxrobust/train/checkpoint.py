@@ -98,12 +98,19 @@ class ModelCheckpoints:
     """
 
     def __init__(
-        self, directory: str | os.PathLike, best_metric: str = "val/loss", best_mode: str = "min"
+        self,
+        directory: str | os.PathLike,
+        best_metric: str = "val/loss",
+        best_mode: str = "min",
+        *,
+        discard_incomplete: bool = False,
     ):
         if best_mode not in ("min", "max"):
             raise ValueError(f"best_mode must be 'min' or 'max', got {best_mode!r}.")
         self.directory = Path(directory).absolute()
         self.best_metric = best_metric
+        if discard_incomplete:  # training only: evaluation must not silently skip a step
+            set_aside_incomplete_steps(self.directory)
 
         def metric(metrics):
             return metrics[best_metric]
@@ -386,6 +393,58 @@ class ModelCheckpoints:
             os.replace(source, dest)
         self._manager.reload()
         return dest
+
+
+STEP_ITEMS = ("variables", "opt_state", "meta")
+
+
+def set_aside_incomplete_steps(directory: str | os.PathLike) -> list[Path]:
+    """Move step directories that Orbax never finished (or was deleting) into ``.damaged/``.
+
+    Orbax commits a step by renaming its temporary directory, with ``_CHECKPOINT_METADATA``
+    inside; it deletes an old step file by file, ``_CHECKPOINT_METADATA`` first. A kill during
+    that deletion leaves ``<epoch>/`` with its items but no metadata, which Orbax would go on
+    listing (with no metrics, so never pruned). Such a directory, or one missing an item, is
+    moved to ``<directory>/.damaged/<epoch>-incomplete-<time>`` with a warning. Returns the new
+    paths.
+
+    Examples:
+        >>> import tempfile
+        >>> root = Path(tempfile.mkdtemp())
+        >>> for item in STEP_ITEMS:
+        ...     (root / "2" / item).mkdir(parents=True)
+        >>> with warnings.catch_warnings(record=True):
+        ...     warnings.simplefilter("always")
+        ...     moved = set_aside_incomplete_steps(root)
+        >>> [p.name.split("-")[:2] for p in moved], (root / "2").exists()
+        ([['2', 'incomplete']], False)
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    moved = []
+    for step in sorted(directory.iterdir()):
+        if not (step.is_dir() and step.name.isdigit()):
+            continue
+        complete = (step / "_CHECKPOINT_METADATA").is_file() and all(
+            (step / item).is_dir() for item in STEP_ITEMS
+        )
+        if complete:
+            continue
+        stamp = time.strftime("%Y%m%dT%H%M%S")
+        dest = directory / DAMAGED_DIRNAME / f"{step.name}-incomplete-{stamp}"
+        dest.parent.mkdir(exist_ok=True)
+        if dest.exists():
+            shutil.rmtree(dest)
+        os.replace(step, dest)
+        warnings.warn(
+            f"The checkpoint step {step} was incomplete (a save or a deletion interrupted by a "
+            f"kill); moved it to {dest}. Training goes on from the complete steps.",
+            DamagedCheckpointWarning,
+            stacklevel=3,
+        )
+        moved.append(dest)
+    return moved
 
 
 def _first(err: BaseException) -> str:

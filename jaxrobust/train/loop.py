@@ -223,6 +223,7 @@ def _train_model(config, workdir: Path, name: str, mesh, hooks) -> dict:
         checkpoint_dir(workdir, name),
         best_metric=cfg.get("best_metric", "val/loss"),
         best_mode=cfg.get("best_mode", "min"),
+        discard_incomplete=True,  # a step whose save or deletion a kill interrupted
     )
     start_epoch = 0
     if checkpoints.epochs():
