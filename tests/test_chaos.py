@@ -144,3 +144,21 @@ def test_doctests_of_the_harness():
     import doctest
 
     assert doctest.testmod(chaos).failed == 0
+
+
+def test_fuzz_report_table_counts_every_outcome():
+    """tools/fuzz_report.py renders the fuzz counters RELIABILITY.md shows; a traceback or a
+    NaN result must show up in its columns (and its doctest)."""
+    import doctest
+
+    import fuzz_report
+
+    assert doctest.testmod(fuzz_report).failed == 0
+    entry = {
+        "examples_per_property": 1,
+        "cases": 4,
+        "totals": {},
+        "classes": {"x": {"ok": 1, "refused": 1, "traceback": 1, "nan_result": 1}},
+    }
+    row = fuzz_report.fuzz_table({"m": entry}).splitlines()[2]
+    assert row == "| m | x | 4 | 1 | 1 | 0 | 1 | 1 |"
