@@ -60,7 +60,12 @@ Examples:
   (2, 2) [ True  True] ['l2']
 """
 
-from jaxrobust.attacks._checks import DEFAULT_DOMAIN, cross_entropy_loss, margin_loss
+from jaxrobust.attacks._checks import (
+    DEFAULT_DOMAIN,
+    NonFiniteAttackError,
+    cross_entropy_loss,
+    margin_loss,
+)
 from jaxrobust.attacks.boundary import BoundaryResult, boundary_attack
 from jaxrobust.attacks.cw import CWResult, carlini_wagner_l2
 from jaxrobust.attacks.deepfool import DeepFoolResult, deepfool
@@ -77,6 +82,7 @@ from jaxrobust.attacks.local_search import LocalSearchResult, local_search_attac
 
 __all__ = [
     "DEFAULT_DOMAIN",
+    "NonFiniteAttackError",
     "BoundaryResult",
     "CWResult",
     "DeepFoolResult",

@@ -9,6 +9,7 @@
 - :mod:`~jaxrobust.scores.importance`: the chunked importance-weighted likelihood estimator.
 """
 
+from jaxrobust.scores._checks import NonFiniteScoreError
 from jaxrobust.scores.importance import (
     IWAEResult,
     importance_weighted_log_likelihood,
@@ -42,6 +43,7 @@ from jaxrobust.scores.stacked import (
 from jaxrobust.scores.table import Score, compute_scores, needed_outputs
 
 __all__ = [
+    "NonFiniteScoreError",
     "IWAEResult",
     "STACKED_CLASSIFIER_SCORES",
     "STACKED_SCORES",
