@@ -87,6 +87,22 @@ def _parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--config", required=True, help="Python config file with get_config()")
     train.add_argument("--workdir", required=True, help="output directory")
+    group = train.add_argument_group(
+        "several processes (jax.distributed)",
+        "Run the same command once per process. Under SLURM (srun), Open MPI (mpirun) or on a "
+        "TPU pod slice the processes find each other from the environment; elsewhere give all "
+        "three flags. Process 0 writes the logs and metrics; all write the checkpoint.",
+    )
+    group.add_argument("--coordinator", help="host:port of process 0, e.g. 10.0.0.1:12345")
+    group.add_argument("--num-processes", type=int, help="how many processes take part")
+    group.add_argument("--process-id", type=int, help="this process's index, 0..N-1")
+    group.add_argument(
+        "--heartbeat-timeout",
+        type=int,
+        default=None,
+        metavar="SECONDS",
+        help="declare a silent process dead after this long (default 60)",
+    )
 
     evaluate = sub.add_parser(
         "evaluate",
@@ -208,11 +224,26 @@ def os_error_message(err: OSError) -> str:
 
 
 def _train(args, overrides) -> int:
+    from jaxrobust import distributed
+
+    # Before anything touches a device: join the other processes, if any.
+    distributed.initialize(
+        args.coordinator,
+        args.num_processes,
+        args.process_id,
+        heartbeat_timeout_s=args.heartbeat_timeout or distributed.HEARTBEAT_TIMEOUT_S,
+    )
+
     from jaxrobust.config import load_config
     from jaxrobust.train import train_and_evaluate
 
     config = load_config(args.config, overrides)
+    distributed.start_watchdog()  # a peer that dies makes this process stop with a message
     summary = train_and_evaluate(config, args.workdir)
+    distributed.sync("jaxrobust train done")
+    distributed.finish_watchdog()
+    if not distributed.is_main_process():
+        return 0
     for name, row in summary.items():
         shown = {
             k: v
@@ -279,18 +310,26 @@ def _fetch_line(row: dict) -> str:
 def console_main() -> None:
     """The ``jaxrobust`` program: :func:`main`, then exit with its status.
 
-    After Ctrl-C the process exits at once (``os._exit``) instead of through the interpreter's
-    shutdown: an Orbax save interrupted mid-write leaves a background thread waiting on an
-    executor that the shutdown has closed, and the process would hang. Nothing on disk needs
-    that thread: a checkpoint step is committed by a rename, and the next run sets an
-    unfinished one aside (``tools/chaos.py`` kills with SIGINT too).
+    After Ctrl-C, and after an error in a multi-process run, the process exits at once
+    (``os._exit``) instead of through the interpreter's shutdown: an Orbax save interrupted mid-
+    write leaves a background thread waiting on an executor that the shutdown has closed, and
+    the process would hang. Nothing on disk needs that thread: a checkpoint step is committed by
+    a rename, and the next run sets an unfinished one aside (``tools/chaos.py`` kills with
+    SIGINT too).
     """
     status = main()
-    if status == EXIT_INTERRUPTED:
+    if status == EXIT_INTERRUPTED or (status != EXIT_OK and _in_multiprocess_run()):
+        # After an error in a multi-process run, JAX's shutdown would wait at a barrier for the
+        # other processes (one of which may be gone) and then abort; the message is printed.
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(status)
     sys.exit(status)
+
+
+def _in_multiprocess_run() -> bool:
+    module = sys.modules.get("jaxrobust.distributed")
+    return module is not None and module.is_initialized()
 
 
 if __name__ == "__main__":

@@ -63,6 +63,10 @@ def host_array(leaf: Any) -> np.ndarray:
     """
     if isinstance(leaf, jax.Array) and jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
         leaf = jax.random.key_data(leaf)
+    if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:
+        from jaxrobust.distributed import host_value  # shards held by other processes
+
+        leaf = host_value(leaf)
     return np.ascontiguousarray(np.asarray(leaf))
 
 

@@ -41,6 +41,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers
 
+from jaxrobust import distributed
 from jaxrobust.errors import (
     CheckpointCorruptError,
     CheckpointMismatchError,
@@ -111,6 +112,7 @@ class ModelCheckpoints:
         self.best_metric = best_metric
         if discard_incomplete:  # training only: evaluation must not silently skip a step
             set_aside_incomplete_steps(self.directory)
+        distributed.sync(f"jaxrobust checkpoints {self.directory}")  # process 0 has tidied up
 
         def metric(metrics):
             return metrics[best_metric]
@@ -325,9 +327,23 @@ class ModelCheckpoints:
         """
         epoch = self.resolve(which)
         self._check_files(epoch, ARRAY_ITEMS)
+        # Read every item onto one local device, whatever topology wrote it (e.g. a
+        # multi-process run's mesh): the saved shapes and dtypes, with this process's sharding.
+        try:
+            saved = self._manager.item_metadata(epoch)
+        except Exception as err:
+            raise self._corrupt(epoch, f"its metadata is unreadable ({_first(err)})") from None
+        here = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+
+        def target(item: str):
+            tree = getattr(saved[item], "tree", saved[item])
+            return jax.tree.map(
+                lambda m: jax.ShapeDtypeStruct(tuple(m.shape), m.dtype, sharding=here), tree
+            )
+
         args = ocp.args.Composite(
-            variables=ocp.args.StandardRestore(),
-            opt_state=ocp.args.StandardRestore(),
+            variables=ocp.args.StandardRestore(target("variables")),
+            opt_state=ocp.args.StandardRestore(target("opt_state")),
             meta=ocp.args.JsonRestore(),
         )
         self._verify(epoch, self._restore(epoch, args), ARRAY_ITEMS)
@@ -387,15 +403,40 @@ class ModelCheckpoints:
         dest = self.directory / DAMAGED_DIRNAME / f"{epoch}-{time.strftime('%Y%m%dT%H%M%S')}"
         dest.parent.mkdir(exist_ok=True)
         source = self.step_path(epoch)
-        if dest.exists():
-            shutil.rmtree(dest)
-        if source.exists():
-            os.replace(source, dest)
+        if distributed.is_main_process():  # one process moves; the others wait for it
+            if dest.exists():
+                shutil.rmtree(dest)
+            if source.exists():
+                os.replace(source, dest)
+        distributed.sync(f"jaxrobust set aside {source}")
         self._manager.reload()
         return dest
 
 
 STEP_ITEMS = ("variables", "opt_state", "meta")
+
+
+def committed_epochs(directory: str | os.PathLike) -> list[int]:
+    """The epochs whose steps Orbax committed under ``directory``, read off the file system
+    alone (no Orbax manager, so no cross-process barrier: safe after another process died).
+
+    Examples:
+        >>> import tempfile
+        >>> root = Path(tempfile.mkdtemp())
+        >>> (root / "3").mkdir(); (root / "3" / "_CHECKPOINT_METADATA").write_text("{}")
+        2
+        >>> (root / "4.orbax-checkpoint-tmp").mkdir()
+        >>> committed_epochs(root), committed_epochs(root / "absent")
+        ([3], [])
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    return sorted(
+        int(step.name)
+        for step in directory.iterdir()
+        if step.name.isdigit() and (step / "_CHECKPOINT_METADATA").is_file()
+    )
 
 
 def set_aside_incomplete_steps(directory: str | os.PathLike) -> list[Path]:

@@ -9,6 +9,7 @@ resumed run ends with exactly the parameters of an uninterrupted one.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -24,9 +25,10 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from jaxrobust import data as datasets
+from jaxrobust import distributed
 from jaxrobust.config import config_to_dict, resolve_config, save_config
 from jaxrobust.config.schema import plain
-from jaxrobust.data.batching import steps_per_epoch
+from jaxrobust.data.batching import padded_batches, steps_per_epoch
 from jaxrobust.data.preprocess import Preprocess
 from jaxrobust.data.splits import carve_validation
 from jaxrobust.errors import ConfigError, JaxrobustError, NonFiniteLossError
@@ -37,8 +39,10 @@ from jaxrobust.models.base import merge_variables, split_variables
 from jaxrobust.nn.conv_ops import cpu_compiler_options
 from jaxrobust.registry import unknown_name_message
 from jaxrobust.train.adversarial import adversarial_training
-from jaxrobust.train.checkpoint import ModelCheckpoints
+from jaxrobust.train.checkpoint import ModelCheckpoints, committed_epochs
 from jaxrobust.train.epoch import TrainState, make_eval_pass, make_train_epoch
+from jaxrobust.train.feed import batch_spec as feed_batch_spec
+from jaxrobust.train.feed import host_epoch_indices, resolve_feed, shard_batches
 from jaxrobust.train.optim import build_optimizer
 from jaxrobust.train.sharding import (
     check_batch_divisible,
@@ -161,21 +165,52 @@ def train_and_evaluate(
       config: experiment config (see ``experiments/quickstart.py`` for the fields).
       workdir: output directory: ``config.json``, ``metrics.jsonl``, ``checkpoints/<model>/``.
       hooks: ``hook(model_name, epoch, state)`` called after each epoch's checkpoint is written.
-      devices: devices of the data-parallel mesh (default: all local devices).
+      devices: devices of the data-parallel mesh (default: all devices, of every process).
     """
     workdir = Path(workdir)
     config = resolve_config(config)  # every default filled; unknown keys refused
     check_buildable(config)  # every model, before anything is written or trained
+    _check_multiprocess(config)
     prepare_workdir(workdir)  # a directory we can write to (WorkdirError otherwise)
-    with WorkdirLock(workdir, purpose="train"):  # one writer at a time
+    main = distributed.is_main_process()  # process 0 writes the side files and logs
+    lock = WorkdirLock(workdir, purpose="train") if main else contextlib.nullcontext()
+    with lock:  # one writer at a time
         _check_resumable(config, workdir)  # nothing rewritten before this passes
-        with translate_os_errors(workdir / "config.json", "write the config"):
-            save_config(config, workdir)
+        if main:
+            with translate_os_errors(workdir / "config.json", "write the config"):
+                save_config(config, workdir)
+        distributed.sync("jaxrobust config written")
         mesh = data_mesh(devices)
         summary = {}
         for name in config.models:
-            summary[name] = _train_model(config, workdir, name, mesh, hooks)
+            distributed.set_resume_hint(_resume_hint(workdir, name))
+            try:
+                summary[name] = _train_model(config, workdir, name, mesh, hooks)
+            except Exception as err:
+                peer = distributed.peer_failure(err, resume_hint=_resume_hint(workdir, name))
+                if peer is not None:
+                    raise peer from err
+                raise
     return summary
+
+
+def _check_multiprocess(config: ml_collections.ConfigDict) -> None:
+    """What several processes cannot train yet is refused before anything is written."""
+    if distributed.process_count() == 1:
+        return
+    for name in config.models:
+        if config.models[name].training.get("posterior"):
+            raise ConfigError(
+                f"config.models.{name} has a posterior section: posterior methods (SWAG, "
+                "SG-MCMC, BBB, HMC) train in one process only for now. Train it with a single "
+                "process (several devices of one host are used), or drop the section."
+            )
+
+
+def _resume_hint(workdir: Path, name: str) -> str:
+    epoch = max(committed_epochs(checkpoint_dir(workdir, name)), default=0)
+    where = f"epoch {epoch}" if epoch else "the start (no checkpoint was written yet)"
+    return f"training resumes from {where} of model {name!r} in {workdir}"
 
 
 def _train_model(config, workdir: Path, name: str, mesh, hooks) -> dict:
@@ -184,6 +219,9 @@ def _train_model(config, workdir: Path, name: str, mesh, hooks) -> dict:
     model, preprocess = build_from_config(config, name)
     progress = config.get("progress", True)
     (train_images, train_labels), (val_images, val_labels) = training_data(config, progress)
+    main = distributed.is_main_process()
+    progress = progress and main
+    feed = resolve_feed(config.data.get("feed", "auto"), distributed.process_count())
 
     batch_size = cfg.batch_size
     eval_batch_size = cfg.get("eval_batch_size", 1000)
@@ -193,18 +231,20 @@ def _train_model(config, workdir: Path, name: str, mesh, hooks) -> dict:
     negatives = _auxiliary_negatives(section, name, train_images.shape[1:], progress)
     on_devices = replicated(mesh)
     negatives = None if negatives is None else jax.device_put(negatives, on_devices)
-    train_images, train_labels, val_images, val_labels = jax.device_put(
-        (train_images, train_labels.astype(np.int32), val_images, val_labels.astype(np.int32)),
-        on_devices,
-    )
+    train_labels, val_labels = train_labels.astype(np.int32), val_labels.astype(np.int32)
+    if feed == "device":  # put on the devices once; the jitted epoch gathers its batches
+        train_images, train_labels, val_images, val_labels = jax.device_put(
+            (train_images, train_labels, val_images, val_labels), on_devices
+        )
 
     num_runs = _num_runs(cfg, name)
-    example = preprocess(train_images[:1])
+    example = preprocess(jnp.asarray(train_images[:1]))
     posterior = _posterior(cfg, name, model, optimizer, example, steps, len(train_images), config)
     if posterior is not None:
         model, optimizer = posterior.model, posterior.optimizer
         num_runs = posterior.num_runs if posterior.num_runs is not None else num_runs
-    keys = run_keys(config.seed, name, num_runs)
+    # Made under jit with a replicated output: the same global array in every process.
+    keys = jax.jit(lambda: run_keys(config.seed, name, num_runs), out_shardings=on_devices)()
     shard_runs = shards_runs(num_runs, mesh)
     if not shard_runs:
         check_batch_divisible(batch_size, mesh)
@@ -223,7 +263,7 @@ def _train_model(config, workdir: Path, name: str, mesh, hooks) -> dict:
         checkpoint_dir(workdir, name),
         best_metric=cfg.get("best_metric", "val/loss"),
         best_mode=cfg.get("best_mode", "min"),
-        discard_incomplete=True,  # a step whose save or deletion a kill interrupted
+        discard_incomplete=main,  # a step whose save or deletion a kill interrupted
     )
     start_epoch = 0
     if checkpoints.epochs():
@@ -244,7 +284,7 @@ def _train_model(config, workdir: Path, name: str, mesh, hooks) -> dict:
 
     # One row per (model, epoch): rows of epochs after the one restored (logged, then killed
     # before their checkpoint) and duplicates are removed; the next row records the resume.
-    dropped = reconcile_metrics(workdir, name, start_epoch)
+    dropped = reconcile_metrics(workdir, name, start_epoch) if main else []
     resume_marker = {}
     if start_epoch or dropped:
         resume_marker = {
@@ -254,19 +294,41 @@ def _train_model(config, workdir: Path, name: str, mesh, hooks) -> dict:
         }
 
     train_epoch = make_train_epoch(
-        model, optimizer, preprocess, batch_size, mesh, num_runs, shard_runs
+        model, optimizer, preprocess, batch_size, mesh, num_runs, shard_runs, feed
     )
-    eval_pass = make_eval_pass(model, preprocess, eval_batch_size, mesh, num_runs, shard_runs)
-    parallelism = f"{'runs' if shard_runs else 'data'} over {mesh.devices.size} device(s)"
+    eval_pass = make_eval_pass(model, preprocess, eval_batch_size, mesh, num_runs, shard_runs, feed)
+    processes = distributed.process_count()
+    parallelism = f"{'runs' if shard_runs else 'data'} over {mesh.devices.size} device(s)" + (
+        f" in {processes} processes" if processes > 1 else ""
+    )
+    derive_keys = jax.jit(
+        lambda root, stream, epoch: _per_run(
+            lambda k: jax.random.fold_in(jax.random.fold_in(k, stream), epoch), root, num_runs
+        ),
+        out_shardings=on_devices,
+    )
 
     def epoch_keys(stream: int, epoch: int) -> jax.Array:
-        derive = lambda k: jax.random.fold_in(jax.random.fold_in(k, stream), epoch)  # noqa: E731
-        return _per_run(derive, keys, num_runs)
+        return derive_keys(keys, stream, epoch)
+
+    feeder = _Feeder(feed, mesh, shard_runs, num_runs, batch_size, eval_batch_size)
+
+    def epoch_data(epoch: int):
+        """(images, labels) of one epoch as the jitted epoch takes them."""
+        if feed == "device":
+            return train_images, train_labels
+        return feeder.train_batches(train_images, train_labels, epoch_keys(1, epoch))
+
+    validation = (
+        (val_images, val_labels, None)
+        if feed == "device"
+        else feeder.eval_batches(val_images, val_labels)
+    )
 
     compile_start = time.perf_counter()
-    train_epoch = train_epoch.lower(
-        state, train_images, train_labels, epoch_keys(1, 0), negatives
-    ).compile(compiler_options=cpu_compiler_options() or None)
+    train_epoch = train_epoch.lower(state, *epoch_data(0), epoch_keys(1, 0), negatives).compile(
+        compiler_options=cpu_compiler_options() or None
+    )
     compile_seconds = time.perf_counter() - compile_start
 
     num_epochs = cfg.num_epochs
@@ -283,14 +345,20 @@ def _train_model(config, workdir: Path, name: str, mesh, hooks) -> dict:
         for epoch in bar:
             tic = time.perf_counter()
             state, step_metrics = train_epoch(
-                state, train_images, train_labels, epoch_keys(1, epoch), negatives
+                state, *epoch_data(epoch), epoch_keys(1, epoch), negatives
             )
-            losses = np.asarray(step_metrics["loss"])
+            step_metrics = distributed.host_value(step_metrics)
+            losses = step_metrics["loss"]
             seconds = time.perf_counter() - tic
             _raise_if_not_finite(losses, name, epoch, steps, checkpoints)
             val = eval_pass(
-                state.params, state.model_state, val_images, val_labels, epoch_keys(2, epoch)
+                state.params,
+                state.model_state,
+                *validation[:2],
+                epoch_keys(2, epoch),
+                validation[2],
             )
+            val = distributed.host_value(val)
             row = {"model": name, "epoch": epoch, "step": int(np.ravel(state.step)[0])}
             row.update({f"train/{k}": float(np.mean(v)) for k, v in step_metrics.items()})
             row.update({f"val/{k}": float(np.mean(v)) for k, v in val.items()})
@@ -303,7 +371,8 @@ def _train_model(config, workdir: Path, name: str, mesh, hooks) -> dict:
             if epoch == start_epoch + 1:
                 row["compile_seconds"] = compile_seconds
                 row.update(resume_marker)
-            append_jsonl(workdir / METRICS_FILENAME, row, fsync=True)
+            if main:
+                append_jsonl(workdir / METRICS_FILENAME, row, fsync=True)
             meta = {"epoch": epoch, "step": row["step"], "kind": model.kind, "num_runs": num_runs}
             variables = merge_variables(state.params, state.model_state)
             with translate_os_errors(checkpoints.directory, f"save checkpoint epoch {epoch}"):
@@ -316,6 +385,9 @@ def _train_model(config, workdir: Path, name: str, mesh, hooks) -> dict:
             last = row
             with translate_os_errors(checkpoints.directory, f"save checkpoint epoch {epoch}"):
                 checkpoints.wait()
+            distributed.set_resume_hint(
+                f"training resumes from epoch {epoch} of model {name!r} in {workdir}"
+            )
             for hook in hooks:
                 hook(name, epoch, state)
     finally:
@@ -326,12 +398,34 @@ def _train_model(config, workdir: Path, name: str, mesh, hooks) -> dict:
     if posterior is not None:
 
         def train_batch(n: int) -> dict:
-            return {"image": preprocess(train_images[:n]), "label": train_labels[:n]}
+            images = jnp.asarray(train_images[:n])
+            return {"image": preprocess(images), "label": jnp.asarray(train_labels[:n])}
 
         with translate_os_errors(posterior_dir(workdir, name), "save the posterior samples"):
             path = _save_posterior(posterior, state, train_batch, config.seed, workdir, name)
         last["posterior"] = str(path)
     return last
+
+
+class _Feeder:
+    """Host-fed batches of one model (``feed="host"``, :mod:`jaxrobust.train.feed`)."""
+
+    def __init__(self, feed, mesh, shard_runs, num_runs, batch_size, eval_batch_size):
+        self.feed, self.mesh, self.shard_runs = feed, mesh, shard_runs
+        self.num_runs, self.batch_size, self.eval_batch_size = num_runs, batch_size, eval_batch_size
+
+    def train_batches(self, images, labels, epoch_keys):
+        idx = host_epoch_indices(epoch_keys, len(images), self.batch_size, self.num_runs)
+        sharding = feed_batch_spec(self.mesh, idx.ndim, shard_runs=self.shard_runs)
+        return shard_batches(images, idx, sharding), shard_batches(labels, idx, sharding)
+
+    def eval_batches(self, images, labels):
+        idx, mask = padded_batches(len(images), self.eval_batch_size)
+        sharding = feed_batch_spec(self.mesh, idx.ndim)
+        fed_mask = shard_batches(
+            mask.reshape(-1), np.arange(mask.size).reshape(mask.shape), sharding
+        )
+        return shard_batches(images, idx, sharding), shard_batches(labels, idx, sharding), fed_mask
 
 
 def training_data(config, progress: bool = False):

@@ -1,11 +1,12 @@
-"""Parallelism through ``jax.sharding``: one mesh axis ``"data"`` over all local devices.
+"""Parallelism through ``jax.sharding``: one mesh axis ``"data"`` over all devices.
 
 Data parallelism (one model, or runs that do not divide over the devices): parameters and the
 device-resident dataset are replicated; each step's batch is constrained to be split along its
 leading axis, and XLA (GSPMD) inserts the gradient all-reduce. Run parallelism (R stacked runs or
 ensemble members, R a multiple of the device count): the training state is split along its
 leading run axis, each device trains R / N runs on the replicated dataset, no communication. The
-same program runs on 1 device and on N.
+same program runs on 1 device and on N, and on the devices of several processes
+(:mod:`jaxrobust.distributed`): the mesh then spans every process's devices.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ DATA_AXIS = "data"
 
 
 def data_mesh(devices=None) -> Mesh:
-    """A 1-D mesh over ``devices`` (default: all local devices)."""
-    devices = jax.local_devices() if devices is None else devices
+    """A 1-D mesh over ``devices`` (default: every device of every process; in a single
+    process, its local devices)."""
+    devices = jax.devices() if devices is None else devices
     return Mesh(np.asarray(devices), (DATA_AXIS,))
 
 
