@@ -163,3 +163,18 @@ def bytes_hash(data: bytes | memoryview) -> str:
         True
     """
     return hashlib.blake2b(data, digest_size=32).hexdigest()
+
+
+def short_error(err: BaseException) -> str:
+    """``"Type: first line"`` of an error, without TensorStore's long spec tail (for messages
+    about a damaged file).
+
+    Examples:
+        >>> short_error(ValueError("Truncated [tensorstore_spec='...']" + chr(10) + "more"))
+        'ValueError: Truncated'
+    """
+    lines = str(err).strip().splitlines()
+    text = lines[0] if lines else ""
+    for noise in (" See full TensorStore details", " [tensorstore_spec="):
+        text = text.split(noise)[0]
+    return f"{type(err).__name__}: {text[:300]}"

@@ -44,7 +44,7 @@ from jaxrobust.errors import (
     NonFiniteLossError,
 )
 from jaxrobust.inference.subset import combine
-from jaxrobust.integrity import check_digest, tree_digest
+from jaxrobust.integrity import check_digest, short_error, tree_digest
 
 PyTree = Any
 META_FILENAME = "posterior.json"
@@ -217,7 +217,9 @@ def restore_posterior(directory: str | os.PathLike) -> tuple[PosteriorSamples, d
     except JaxrobustError:
         raise
     except Exception as err:
-        raise _corrupt(directory, f"a file is truncated or unreadable ({_first(err)})") from None
+        raise _corrupt(
+            directory, f"a file is truncated or unreadable ({short_error(err)})"
+        ) from None
     samples = arrays.get("samples") or {}
     fixed = arrays.get("fixed") or {}
     digests = meta.pop(INTEGRITY_KEY, None)  # None: written before digests were recorded
@@ -271,14 +273,6 @@ def _corrupt(directory: Path, problem: str) -> CheckpointCorruptError:
         "train` on the same workdir (it restores the last kept epoch and writes the posterior "
         f"again), or delete {directory} and retrain."
     )
-
-
-def _first(err: BaseException) -> str:
-    lines = str(err).strip().splitlines()
-    text = lines[0] if lines else ""
-    for noise in (" See full TensorStore details", " [tensorstore_spec="):
-        text = text.split(noise)[0]
-    return f"{type(err).__name__}: {text[:300]}"
 
 
 def _json_default(value):

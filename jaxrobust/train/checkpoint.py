@@ -49,7 +49,7 @@ from jaxrobust.errors import (
     JaxrobustError,
     NonFiniteLossError,
 )
-from jaxrobust.integrity import check_digest, tree_digest
+from jaxrobust.integrity import check_digest, short_error, tree_digest
 
 PyTree = Any
 INTEGRITY_KEY = "integrity"  # key of the digests in the step's meta item
@@ -221,7 +221,7 @@ class ModelCheckpoints:
         except JaxrobustError:
             raise
         except Exception as err:
-            raise self._corrupt(epoch, f"its metadata is unreadable ({_first(err)})") from None
+            raise self._corrupt(epoch, f"its metadata is unreadable ({short_error(err)})") from None
         saved = getattr(saved, "tree", saved)
         saved_shapes = _shapes_by_path(saved) if saved is not None else {}
         expected = _shapes_by_path(abstract_variables)
@@ -332,7 +332,7 @@ class ModelCheckpoints:
         try:
             saved = self._manager.item_metadata(epoch)
         except Exception as err:
-            raise self._corrupt(epoch, f"its metadata is unreadable ({_first(err)})") from None
+            raise self._corrupt(epoch, f"its metadata is unreadable ({short_error(err)})") from None
         here = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
 
         def target(item: str):
@@ -366,7 +366,7 @@ class ModelCheckpoints:
             raise
         except Exception as err:
             raise self._corrupt(
-                epoch, f"a file is truncated or unreadable ({_first(err)})"
+                epoch, f"a file is truncated or unreadable ({short_error(err)})"
             ) from None
 
     def _verify(self, epoch: int, restored: Any, items: tuple[str, ...]) -> None:
@@ -486,14 +486,6 @@ def set_aside_incomplete_steps(directory: str | os.PathLike) -> list[Path]:
         )
         moved.append(dest)
     return moved
-
-
-def _first(err: BaseException) -> str:
-    lines = str(err).strip().splitlines()
-    text = lines[0] if lines else ""
-    for noise in (" See full TensorStore details", " [tensorstore_spec="):
-        text = text.split(noise)[0]
-    return f"{type(err).__name__}: {text[:300]}"
 
 
 def _shapes_by_path(tree: PyTree) -> dict[str, tuple]:
