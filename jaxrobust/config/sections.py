@@ -219,6 +219,16 @@ NEGATIVES: Schema = {
 
 _FEATURES = Field(int, minimum=1, maximum=MAX_SIZE)
 
+#: ``architecture.compute_dtype`` names (``jaxrobust.nn.COMPUTE_DTYPES`` maps them to dtypes).
+COMPUTE_DTYPES = ("float32", "bfloat16")
+_COMPUTE_DTYPE = Field(
+    str,
+    "float32",
+    choices=COMPUTE_DTYPES,
+    help="bfloat16: convolutions and dense layers in bfloat16, parameters, batch-norm "
+    "statistics and the loss in float32",
+)
+
 #: ``architecture`` of model kind ``vae`` (what ``make_vae`` takes).
 VAE_ARCHITECTURE: Schema = {
     "latent_dim": Field(int, REQUIRED, minimum=1, maximum=MAX_SIZE),
@@ -233,12 +243,14 @@ VAE_ARCHITECTURE: Schema = {
     "iwae_samples": Field(int, 100, minimum=1),
     "iwae_chunk": Field(int, 50, minimum=1),
     "iwae_repeats": Field(int, 5, minimum=1),
+    "compute_dtype": _COMPUTE_DTYPE,
 }
 
 #: ``architecture`` of model kind ``classifier``.
 CLASSIFIER_ARCHITECTURE: Schema = {
     "network": Field(str, REQUIRED, check=_registered_network, help="a registered network"),
     "network_options": Field(dict, {}),
+    "compute_dtype": _COMPUTE_DTYPE,
 }
 
 # --- models: training --------------------------------------------------------------------------

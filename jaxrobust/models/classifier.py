@@ -27,6 +27,7 @@ import optax
 
 from jaxrobust import scores
 from jaxrobust.models.base import Model, Score, split_variables
+from jaxrobust.nn.precision import as_float32
 
 
 def _has_features(network: nn.Module) -> bool:
@@ -34,7 +35,11 @@ def _has_features(network: nn.Module) -> bool:
 
 
 def make_classifier(network: nn.Module) -> Model:
-    """Wrap a Flax network ``network(x, train) -> logits`` (dropout, batch norm allowed)."""
+    """Wrap a Flax network ``network(x, train) -> logits`` (dropout, batch norm allowed).
+
+    Logits and features of a lower-precision network (e.g. bfloat16) are cast to float32
+    before the loss and scores.
+    """
 
     def init(key, images):
         return network.init(key, images, train=False)
@@ -51,15 +56,16 @@ def make_classifier(network: nn.Module) -> Model:
                 network.apply(variables, batch["image"], train=train, rngs=rngs),
                 state,
             )
+        logits = as_float32(logits)
         ce = optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"])
         accuracy = (jnp.argmax(logits, -1) == batch["label"]).astype(jnp.float32)
         return ce, ({"loss": ce, "accuracy": accuracy}, new_state)
 
     def logits_fn(variables, images):
-        return network.apply(variables, images, train=False)
+        return as_float32(network.apply(variables, images, train=False))
 
     def features_fn(variables, images):
-        return network.apply(variables, images, train=False, return_features=True)
+        return as_float32(network.apply(variables, images, train=False, return_features=True))
 
     def outputs(variables, images, *, key=None, names=frozenset({"logits"})):
         del key

@@ -18,18 +18,23 @@ Example:
     >>> model = build_model("classifier", {"network": "small_cnn"}, (28, 28, 1), 10)
     >>> model.capabilities()
     ('logits', 'features', 'outputs')
+
+Both built-in kinds take ``compute_dtype`` ("float32" or "bfloat16", :mod:`jaxrobust.nn.precision`):
+in bfloat16 the network computes in bfloat16 with float32 parameters and float32 outputs.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from jaxrobust.config import sections
+from jaxrobust.errors import ConfigError
 from jaxrobust.models.base import Model
 from jaxrobust.models.classifier import make_classifier
 from jaxrobust.models.vae import make_vae
-from jaxrobust.nn import SmallCNN, resnet18
+from jaxrobust.nn import SmallCNN, compute_dtype, resnet18
 from jaxrobust.registry import MODELS, NETWORKS
 
 Builder = Callable[[Mapping[str, Any], Sequence[int], int], Model]
@@ -99,8 +104,53 @@ def build_model(
     return entry.build(dict(architecture), tuple(image_shape), num_classes)
 
 
+def _network_options(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    options = dict(cfg.get("network_options") or {})
+    if "dtype" in options:
+        raise ConfigError(
+            f"architecture.network_options.dtype={options['dtype']!r} is not an option: set "
+            f"architecture.compute_dtype (one of {list(sections.COMPUTE_DTYPES)}) instead."
+        )
+    return options
+
+
+def _compute_dtype(name: str) -> Any:
+    try:
+        return compute_dtype(name)
+    except ValueError as err:
+        raise ConfigError(f"architecture.compute_dtype: {err}") from None
+
+
+def with_compute_dtype(network: Any, name: str, where: str = "architecture.network") -> Any:
+    """``network`` (a Flax module) computing in compute dtype ``name`` ("float32": unchanged).
+
+    The module must have a ``dtype`` field that it hands to its layers, as the networks of
+    :mod:`jaxrobust.nn` do; one without is a ``ConfigError`` for "bfloat16".
+
+    Example:
+        >>> with_compute_dtype(SmallCNN(10), "bfloat16").dtype
+        <class 'jax.numpy.bfloat16'>
+        >>> with_compute_dtype(SmallCNN(10), "float32").dtype is None
+        True
+    """
+    dtype = _compute_dtype(name)
+    if dtype is None:
+        return network
+    if "dtype" not in {f.name for f in dataclasses.fields(network)}:
+        raise ConfigError(
+            f"{where}: {type(network).__name__} has no dtype attribute, so it cannot compute in "
+            f"{name}; set architecture.compute_dtype='float32', or give the module a Flax "
+            "dtype field that it passes to its layers."
+        )
+    return network.clone(dtype=dtype)
+
+
 def _build_vae(cfg: Mapping[str, Any], image_shape: Sequence[int], num_classes: int) -> Model:
     del num_classes
+    options = _network_options(cfg)
+    dtype = _compute_dtype(cfg.get("compute_dtype", "float32"))
+    if dtype is not None:
+        options["dtype"] = dtype  # make_vae_networks hands it to the encoder and the decoder
     return make_vae(
         image_shape,
         latent_dim=cfg["latent_dim"],
@@ -108,7 +158,7 @@ def _build_vae(cfg: Mapping[str, Any], image_shape: Sequence[int], num_classes: 
         decoder_features=cfg.get("decoder_features", (64, 32)),
         latent=cfg.get("latent", "gaussian"),
         network=cfg.get("network", "conv"),
-        network_options=cfg.get("network_options", {}),
+        network_options=options,
         observation=cfg.get("observation", "bernoulli"),
         observation_options=cfg.get("observation_options", {}),
         negatives=cfg.get("negatives", {}),
@@ -123,7 +173,9 @@ def _build_classifier(
 ) -> Model:
     del image_shape
     factory = NETWORKS.get(cfg["network"], where="architecture.network")
-    return make_classifier(factory(num_classes, **dict(cfg.get("network_options") or {})))
+    network = factory(num_classes, **_network_options(cfg))
+    compute = cfg.get("compute_dtype", "float32")
+    return make_classifier(with_compute_dtype(network, compute, f"network {cfg['network']!r}"))
 
 
 register_network("small_cnn", lambda num_classes, **options: SmallCNN(num_classes, **options))

@@ -3,6 +3,7 @@
 from jaxrobust.nn.conv import ConvDecoder, ConvEncoder, SmallCNN
 from jaxrobust.nn.conv_ops import conv_general_dilated
 from jaxrobust.nn.layers import Conv, ConvTranspose, max_pool_2x2
+from jaxrobust.nn.precision import COMPUTE_DTYPES, as_float32, compute_dtype
 from jaxrobust.nn.resnet import ResNet, resnet18
 from jaxrobust.nn.vae_networks import (
     VAE_NETWORKS,
@@ -18,6 +19,7 @@ from jaxrobust.nn.vae_networks import (
 )
 
 __all__ = [
+    "COMPUTE_DTYPES",
     "VAE_NETWORKS",
     "Ch3GrayDecoder",
     "Ch3GrayEncoder",
@@ -33,6 +35,8 @@ __all__ = [
     "MLPEncoder",
     "ResNet",
     "SmallCNN",
+    "as_float32",
+    "compute_dtype",
     "resnet18",
     "conv_general_dilated",
     "make_vae_networks",

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax.numpy as jnp
 
 from jaxrobust.nn.layers import Conv, ConvTranspose, max_pool_2x2
+from jaxrobust.nn.precision import as_float32
 
 
 class ConvEncoder(nn.Module):
@@ -32,15 +34,17 @@ class ConvEncoder(nn.Module):
     latent_dim: int
     features: Sequence[int] = (32, 64)
     head_width: int | None = None
+    dtype: Any = None  # compute dtype (None: float32); the head is returned in float32
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
         del train  # no batch statistics; accepted for the common encoder interface
         h = x
         for width in self.features:
-            h = nn.relu(Conv(width, (4, 4), strides=(2, 2), padding="SAME")(h))
+            conv = Conv(width, (4, 4), strides=(2, 2), padding="SAME", dtype=self.dtype)
+            h = nn.relu(conv(h))
         h = h.reshape(h.shape[:-3] + (-1,))
-        return nn.Dense(self.head_width or 2 * self.latent_dim)(h)
+        return as_float32(nn.Dense(self.head_width or 2 * self.latent_dim, dtype=self.dtype)(h))
 
 
 class ConvDecoder(nn.Module):
@@ -63,6 +67,7 @@ class ConvDecoder(nn.Module):
     image_shape: Sequence[int]
     features: Sequence[int] = (64, 32)
     out_channels: int | None = None
+    dtype: Any = None  # compute dtype (None: float32); the output is returned in float32
 
     def check_image_shape(self) -> None:
         """Raise ``ValueError`` unless H and W are divisible by ``2 ** len(features)``.
@@ -90,11 +95,14 @@ class ConvDecoder(nn.Module):
         height, width, channels = self.image_shape
         out_channels = channels if self.out_channels is None else self.out_channels
         scale = 2 ** len(self.features)
-        h = nn.relu(nn.Dense(height // scale * width // scale * self.features[0])(z))
+        dense = nn.Dense(height // scale * width // scale * self.features[0], dtype=self.dtype)
+        h = nn.relu(dense(z))
         h = h.reshape(z.shape[:-1] + (height // scale, width // scale, self.features[0]))
         for width_out in self.features[1:]:
-            h = nn.relu(ConvTranspose(width_out, (4, 4), strides=(2, 2), padding="SAME")(h))
-        return ConvTranspose(out_channels, (4, 4), strides=(2, 2), padding="SAME")(h)
+            up = ConvTranspose(width_out, (4, 4), strides=(2, 2), padding="SAME", dtype=self.dtype)
+            h = nn.relu(up(h))
+        out = ConvTranspose(out_channels, (4, 4), strides=(2, 2), padding="SAME", dtype=self.dtype)
+        return as_float32(out(h))
 
 
 class SmallCNN(nn.Module):
@@ -119,6 +127,7 @@ class SmallCNN(nn.Module):
     num_classes: int
     features: Sequence[int] = (32, 64)
     hidden: int = 128
+    dtype: Any = None  # compute dtype (None: float32); logits and features returned in float32
 
     @nn.compact
     def __call__(
@@ -126,10 +135,10 @@ class SmallCNN(nn.Module):
     ) -> jnp.ndarray:
         h = x
         for width in self.features:
-            h = nn.relu(Conv(width, (3, 3), padding="SAME")(h))
+            h = nn.relu(Conv(width, (3, 3), padding="SAME", dtype=self.dtype)(h))
             h = max_pool_2x2(h)  # = nn.max_pool(h, (2, 2), strides=(2, 2)), faster gradient
         h = h.reshape(h.shape[:-3] + (-1,))
-        h = nn.relu(nn.Dense(self.hidden)(h))
+        h = nn.relu(nn.Dense(self.hidden, dtype=self.dtype)(h))
         if return_features:
-            return h
-        return nn.Dense(self.num_classes)(h)
+            return as_float32(h)
+        return as_float32(nn.Dense(self.num_classes, dtype=self.dtype)(h))

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import partial
+from typing import Any
 
 import flax.linen as nn
 import jax.numpy as jnp
 
 from jaxrobust.nn.layers import Conv
+from jaxrobust.nn.precision import as_float32
 
 
 class BasicBlock(nn.Module):
@@ -32,11 +34,18 @@ class BasicBlock(nn.Module):
 
     features: int
     strides: int = 1
+    dtype: Any = None  # compute dtype (None: float32); parameters and BN statistics float32
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, train: bool) -> jnp.ndarray:
-        norm = partial(nn.BatchNorm, use_running_average=not train, momentum=0.9, epsilon=1e-5)
-        conv = partial(Conv, use_bias=False)
+        norm = partial(
+            nn.BatchNorm,
+            use_running_average=not train,
+            momentum=0.9,
+            epsilon=1e-5,
+            dtype=self.dtype,
+        )
+        conv = partial(Conv, use_bias=False, dtype=self.dtype)
         h = conv(self.features, (3, 3), strides=self.strides, padding=1)(x)
         h = nn.relu(norm()(h))
         h = conv(self.features, (3, 3), padding=1)(h)
@@ -49,6 +58,9 @@ class BasicBlock(nn.Module):
 
 class ResNet(nn.Module):
     """CIFAR ResNet; returns logits, or pooled features when ``num_classes`` is None.
+
+    ``dtype`` is the compute dtype (None: float32; ``jnp.bfloat16``: mixed precision, see
+    :mod:`jaxrobust.nn.precision`); parameters stay float32 and the output is float32.
 
     Examples:
         A small two-stage ResNet; without a classifier it returns the pooled 32 features:
@@ -64,26 +76,37 @@ class ResNet(nn.Module):
     stage_sizes: Sequence[int]
     num_classes: int | None = 10
     widths: Sequence[int] = (64, 128, 256, 512)
+    dtype: Any = None
 
     @nn.compact
     def __call__(
         self, x: jnp.ndarray, train: bool = False, return_features: bool = False
     ) -> jnp.ndarray:
-        h = Conv(self.widths[0], (3, 3), padding=1, use_bias=False)(x)
-        h = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5)(h)
+        h = Conv(self.widths[0], (3, 3), padding=1, use_bias=False, dtype=self.dtype)(x)
+        h = nn.BatchNorm(
+            use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=self.dtype
+        )(h)
         h = nn.relu(h)
         for stage, (blocks, width) in enumerate(zip(self.stage_sizes, self.widths, strict=True)):
             for block in range(blocks):
                 strides = 2 if stage > 0 and block == 0 else 1
-                h = BasicBlock(width, strides)(h, train)
+                h = BasicBlock(width, strides, dtype=self.dtype)(h, train)
         h = jnp.mean(h, axis=(-3, -2))
         if self.num_classes is None or return_features:
-            return h
-        return nn.Dense(self.num_classes)(h)
+            return as_float32(h)
+        return as_float32(nn.Dense(self.num_classes, dtype=self.dtype)(h))
 
 
-def resnet18(num_classes: int | None = 10) -> ResNet:
-    """ResNet-18 for 32x32 inputs: BasicBlocks [2, 2, 2, 2].
+def resnet18(
+    num_classes: int | None = 10,
+    *,
+    widths: Sequence[int] = (64, 128, 256, 512),
+    dtype: Any = None,
+) -> ResNet:
+    """ResNet-18 for 32x32 inputs: BasicBlocks [2, 2, 2, 2] at ``widths`` (four stages).
+
+    ``dtype`` is the compute dtype (None: float32, ``jnp.bfloat16``: mixed precision);
+    ``widths`` other than the default make a narrower/wider network of the same depth.
 
     Examples:
         The 11.17M parameters of the CIFAR ResNet-18:
@@ -95,5 +118,18 @@ def resnet18(num_classes: int | None = 10) -> ResNet:
         11173962
         >>> jax.eval_shape(model.apply, variables, x).shape
         (1, 10)
+
+        In bfloat16 the parameters stay float32, and so do the logits:
+
+        >>> model = resnet18(num_classes=10, widths=(8, 8, 16, 16), dtype=jnp.bfloat16)
+        >>> variables = jax.eval_shape(model.init, jax.random.key(0), x)
+        >>> {p.dtype.name for p in jax.tree.leaves(variables)}
+        {'float32'}
+        >>> jax.eval_shape(model.apply, variables, x).dtype
+        dtype('float32')
     """
-    return ResNet(stage_sizes=(2, 2, 2, 2), num_classes=num_classes)
+    if len(widths) != 4:
+        raise ValueError(f"resnet18 has four stages: widths needs 4 entries, got {widths!r}.")
+    return ResNet(
+        stage_sizes=(2, 2, 2, 2), num_classes=num_classes, widths=tuple(widths), dtype=dtype
+    )

@@ -49,6 +49,7 @@ import jax.numpy as jnp
 
 from jaxrobust.nn.conv import ConvDecoder, ConvEncoder
 from jaxrobust.nn.layers import Conv, ConvTranspose, max_pool_2x2
+from jaxrobust.nn.precision import as_float32
 
 #: PyTorch ``BatchNorm2d`` default (running <- 0.9 running + 0.1 batch); Flax's default is 0.99.
 BN_MOMENTUM = 0.9
@@ -78,17 +79,23 @@ def _out_channels(decoder: Any) -> int:
     return channels if decoder.out_channels is None else decoder.out_channels
 
 
-def _batch_norm(train: bool, momentum: float, name: str | None = None) -> nn.BatchNorm:
-    return nn.BatchNorm(use_running_average=not train, momentum=momentum, name=name)
+def _batch_norm(
+    train: bool, momentum: float, name: str | None = None, dtype: Any = None
+) -> nn.BatchNorm:
+    # statistics are reduced in float32 whatever ``dtype`` (Flax's force_float32_reductions)
+    return nn.BatchNorm(use_running_average=not train, momentum=momentum, name=name, dtype=dtype)
 
 
-def _mu_log_sigma_head(h: jnp.ndarray, latent_dim: int, head_width: int | None) -> jnp.ndarray:
+def _mu_log_sigma_head(
+    h: jnp.ndarray, latent_dim: int, head_width: int | None, dtype: Any = None
+) -> jnp.ndarray:
     """Linear ``mu`` and linear ``log_sigma`` (the dissertation's parametrisation), called inside
     a compact method; returns ``concat(mu, 2 * log_sigma)`` (``head_width - latent_dim`` scale
-    features, doubled: for the Gaussian family the second half is ``log_var = 2 log sigma``)."""
+    features, doubled: for the Gaussian family the second half is ``log_var = 2 log sigma``),
+    in float32 whatever the compute ``dtype``."""
     width = head_width or 2 * latent_dim
-    mu = nn.Dense(latent_dim, name="mu")(h)
-    log_sigma = nn.Dense(width - latent_dim, name="log_sigma")(h)
+    mu = as_float32(nn.Dense(latent_dim, name="mu", dtype=dtype)(h))
+    log_sigma = as_float32(nn.Dense(width - latent_dim, name="log_sigma", dtype=dtype)(h))
     return jnp.concatenate([mu, 2.0 * log_sigma], axis=-1)
 
 
@@ -116,14 +123,15 @@ class Ch3GrayEncoder(nn.Module):
 
     latent_dim: int
     head_width: int | None = None
+    dtype: Any = None
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
         del train
-        h = nn.relu(Conv(32, (3, 3), padding="VALID")(x))
-        h = nn.relu(Conv(16, (3, 3), padding="VALID")(h))
+        h = nn.relu(Conv(32, (3, 3), padding="VALID", dtype=self.dtype)(x))
+        h = nn.relu(Conv(16, (3, 3), padding="VALID", dtype=self.dtype)(h))
         h = max_pool_2x2(h)
-        return _mu_log_sigma_head(_flatten(h), self.latent_dim, self.head_width)
+        return _mu_log_sigma_head(_flatten(h), self.latent_dim, self.head_width, self.dtype)
 
 
 class Ch3GrayDecoder(nn.Module):
@@ -152,6 +160,7 @@ class Ch3GrayDecoder(nn.Module):
 
     image_shape: Sequence[int]
     out_channels: int | None = None
+    dtype: Any = None
 
     def check_image_shape(self) -> None:
         height, width, _ = _split_shape(self.image_shape, "Ch3GrayDecoder")
@@ -167,11 +176,12 @@ class Ch3GrayDecoder(nn.Module):
         self.check_image_shape()
         height, width, _ = self.image_shape
         map_shape = ((height - 4) // 2, (width - 4) // 2, 16)
-        h = nn.relu(nn.Dense(map_shape[0] * map_shape[1] * map_shape[2])(z))
+        h = nn.relu(nn.Dense(map_shape[0] * map_shape[1] * map_shape[2], dtype=self.dtype)(z))
         h = h.reshape(z.shape[:-1] + map_shape)
         h = jnp.repeat(jnp.repeat(h, 2, axis=-3), 2, axis=-2)  # nearest-neighbour upsampling
-        h = nn.relu(ConvTranspose(32, (3, 3), padding="VALID")(h))
-        return ConvTranspose(_out_channels(self), (3, 3), padding="VALID")(h)
+        h = nn.relu(ConvTranspose(32, (3, 3), padding="VALID", dtype=self.dtype)(h))
+        out = ConvTranspose(_out_channels(self), (3, 3), padding="VALID", dtype=self.dtype)
+        return as_float32(out(h))
 
 
 # --------------------------------------------------------------------------------------------
@@ -199,16 +209,24 @@ class Ch3RGBEncoder(nn.Module):
     latent_dim: int
     bn_momentum: float = BN_MOMENTUM
     head_width: int | None = None
+    dtype: Any = None
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
         h = x
         for features, stride in ((16, 1), (32, 2), (32, 1), (16, 2)):
-            h = Conv(features, (3, 3), strides=(stride, stride), padding=_PAD1, use_bias=False)(h)
-            h = nn.relu(_batch_norm(train, self.bn_momentum)(h))
-        h = nn.Dense(512)(_flatten(h))
-        h = nn.relu(_batch_norm(train, self.bn_momentum)(h))
-        return _mu_log_sigma_head(h, self.latent_dim, self.head_width)
+            conv = Conv(
+                features,
+                (3, 3),
+                strides=(stride, stride),
+                padding=_PAD1,
+                use_bias=False,
+                dtype=self.dtype,
+            )
+            h = nn.relu(_batch_norm(train, self.bn_momentum, dtype=self.dtype)(conv(h)))
+        h = nn.Dense(512, dtype=self.dtype)(_flatten(h))
+        h = nn.relu(_batch_norm(train, self.bn_momentum, dtype=self.dtype)(h))
+        return _mu_log_sigma_head(h, self.latent_dim, self.head_width, self.dtype)
 
 
 class Ch3RGBDecoder(nn.Module):
@@ -232,6 +250,7 @@ class Ch3RGBDecoder(nn.Module):
     image_shape: Sequence[int]
     out_channels: int | None = None
     bn_momentum: float = BN_MOMENTUM
+    dtype: Any = None
 
     def check_image_shape(self) -> None:
         height, width, _ = _split_shape(self.image_shape, "Ch3RGBDecoder")
@@ -246,17 +265,25 @@ class Ch3RGBDecoder(nn.Module):
         self.check_image_shape()
         height, width, _ = self.image_shape
         map_shape = (height // 4, width // 4, 16)
-        h = nn.relu(_batch_norm(train, self.bn_momentum)(nn.Dense(512)(z)))
-        h = nn.Dense(map_shape[0] * map_shape[1] * map_shape[2])(h)
-        h = nn.relu(_batch_norm(train, self.bn_momentum)(h))
+        dtype = self.dtype
+        h = nn.Dense(512, dtype=dtype)(z)
+        h = nn.relu(_batch_norm(train, self.bn_momentum, dtype=dtype)(h))
+        h = nn.Dense(map_shape[0] * map_shape[1] * map_shape[2], dtype=dtype)(h)
+        h = nn.relu(_batch_norm(train, self.bn_momentum, dtype=dtype)(h))
         h = h.reshape(z.shape[:-1] + map_shape)
         for features, stride in ((32, 2), (32, 1), (16, 2)):
             pads = _PAD_UP2 if stride == 2 else _PAD1
             h = ConvTranspose(
-                features, (3, 3), strides=(stride, stride), padding=pads, use_bias=False
+                features,
+                (3, 3),
+                strides=(stride, stride),
+                padding=pads,
+                use_bias=False,
+                dtype=dtype,
             )(h)
-            h = nn.relu(_batch_norm(train, self.bn_momentum)(h))
-        return ConvTranspose(_out_channels(self), (3, 3), padding=_PAD1, use_bias=False)(h)
+            h = nn.relu(_batch_norm(train, self.bn_momentum, dtype=dtype)(h))
+        out = ConvTranspose(_out_channels(self), (3, 3), padding=_PAD1, use_bias=False, dtype=dtype)
+        return as_float32(out(h))
 
 
 # --------------------------------------------------------------------------------------------
@@ -286,14 +313,18 @@ class DCGANEncoder(nn.Module):
     features: Sequence[int] = (32, 64, 128)
     bn_momentum: float = BN_MOMENTUM
     head_width: int | None = None
+    dtype: Any = None
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
         h = x
         for width in self.features:
-            h = Conv(width, (4, 4), strides=(2, 2), padding="SAME", use_bias=False)(h)
-            h = nn.relu(_batch_norm(train, self.bn_momentum)(h))
-        return nn.Dense(self.head_width or 2 * self.latent_dim)(_flatten(h))
+            conv = Conv(
+                width, (4, 4), strides=(2, 2), padding="SAME", use_bias=False, dtype=self.dtype
+            )
+            h = nn.relu(_batch_norm(train, self.bn_momentum, dtype=self.dtype)(conv(h)))
+        head = nn.Dense(self.head_width or 2 * self.latent_dim, dtype=self.dtype)
+        return as_float32(head(_flatten(h)))
 
 
 class DCGANDecoder(nn.Module):
@@ -318,6 +349,7 @@ class DCGANDecoder(nn.Module):
     features: Sequence[int] = (128, 64)
     base_features: int = 128
     bn_momentum: float = BN_MOMENTUM
+    dtype: Any = None
 
     def check_image_shape(self) -> None:
         height, width, _ = _split_shape(self.image_shape, "DCGANDecoder")
@@ -334,13 +366,19 @@ class DCGANDecoder(nn.Module):
         height, width, _ = self.image_shape
         scale = 2 ** (len(self.features) + 1)
         map_shape = (height // scale, width // scale, self.base_features)
-        h = nn.Dense(map_shape[0] * map_shape[1] * map_shape[2], use_bias=False)(z)
+        dtype = self.dtype
+        h = nn.Dense(map_shape[0] * map_shape[1] * map_shape[2], use_bias=False, dtype=dtype)(z)
         h = h.reshape(z.shape[:-1] + map_shape)
-        h = nn.relu(_batch_norm(train, self.bn_momentum)(h))
+        h = nn.relu(_batch_norm(train, self.bn_momentum, dtype=dtype)(h))
         for features in self.features:
-            h = ConvTranspose(features, (4, 4), strides=(2, 2), padding="SAME", use_bias=False)(h)
-            h = nn.relu(_batch_norm(train, self.bn_momentum)(h))
-        return ConvTranspose(_out_channels(self), (4, 4), strides=(2, 2), padding="SAME")(h)
+            up = ConvTranspose(
+                features, (4, 4), strides=(2, 2), padding="SAME", use_bias=False, dtype=dtype
+            )
+            h = nn.relu(_batch_norm(train, self.bn_momentum, dtype=dtype)(up(h)))
+        out = ConvTranspose(
+            _out_channels(self), (4, 4), strides=(2, 2), padding="SAME", dtype=dtype
+        )
+        return as_float32(out(h))
 
 
 # --------------------------------------------------------------------------------------------
@@ -365,14 +403,15 @@ class MLPEncoder(nn.Module):
     latent_dim: int
     hidden: Sequence[int] = (512, 256)
     head_width: int | None = None
+    dtype: Any = None
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
         del train
         h = _flatten(x)
         for width in self.hidden:
-            h = nn.relu(nn.Dense(width)(h))
-        return nn.Dense(self.head_width or 2 * self.latent_dim)(h)
+            h = nn.relu(nn.Dense(width, dtype=self.dtype)(h))
+        return as_float32(nn.Dense(self.head_width or 2 * self.latent_dim, dtype=self.dtype)(h))
 
 
 class MLPDecoder(nn.Module):
@@ -393,6 +432,7 @@ class MLPDecoder(nn.Module):
     image_shape: Sequence[int]
     out_channels: int | None = None
     hidden: Sequence[int] = (512, 256)
+    dtype: Any = None
 
     def check_image_shape(self) -> None:
         _split_shape(self.image_shape, "MLPDecoder")
@@ -405,8 +445,8 @@ class MLPDecoder(nn.Module):
         out_channels = _out_channels(self)
         h = z
         for units in reversed(tuple(self.hidden)):
-            h = nn.relu(nn.Dense(units)(h))
-        h = nn.Dense(height * width * out_channels)(h)
+            h = nn.relu(nn.Dense(units, dtype=self.dtype)(h))
+        h = as_float32(nn.Dense(height * width * out_channels, dtype=self.dtype)(h))
         return h.reshape(z.shape[:-1] + (height, width, out_channels))
 
 
@@ -429,7 +469,7 @@ _NOT_AVAILABLE = {
     "when this module was written; use 'ch3_gray' (dissertation Table 3.5) for 28x28 grayscale",
 }
 
-_RESERVED = ("latent_dim", "head_width", "image_shape", "out_channels", "parent", "name")
+_RESERVED = ("latent_dim", "head_width", "image_shape", "out_channels", "dtype", "parent", "name")
 
 
 def _option_fields(cls: type) -> set[str]:
@@ -443,9 +483,13 @@ def make_vae_networks(
     out_channels: int,
     *,
     head_width: int | None = None,
+    dtype: Any = None,
     **options: Any,
 ) -> tuple[nn.Module, nn.Module]:
     """``(encoder, decoder)`` modules of architecture ``name`` for ``image_shape`` (H, W, C).
+
+    ``dtype`` is the compute dtype of both (None: float32; ``jnp.bfloat16``: mixed precision,
+    float32 parameters, heads and outputs; see :mod:`jaxrobust.nn.precision`).
 
     ``options`` go to every module with an attribute of that name (e.g. ``hidden`` for "mlp",
     ``bn_momentum`` for the batch-norm architectures); prefix ``encoder_`` / ``decoder_`` to
@@ -463,6 +507,9 @@ def make_vae_networks(
         ... )
         >>> encoder.features, decoder.features
         ((16, 32), (32, 16))
+        >>> encoder, decoder = make_vae_networks("mlp", (28, 28, 1), 8, 1, dtype=jnp.bfloat16)
+        >>> encoder.dtype == decoder.dtype == jnp.bfloat16
+        True
         >>> make_vae_networks("dcgan", (28, 28, 1), 16, 1)
         Traceback (most recent call last):
         ...
@@ -502,6 +549,15 @@ def make_vae_networks(
             if isinstance(value, list):
                 value = tuple(value)
             kwargs[side_name][field] = value
+    if dtype is not None:
+        for side, cls in (("encoder", encoder_cls), ("decoder", decoder_cls)):
+            if "dtype" not in {f.name for f in dataclasses.fields(cls)}:
+                raise ValueError(
+                    f"VAE network {name!r}: its {side} {cls.__name__} has no dtype attribute, so "
+                    f"it cannot compute in {jnp.dtype(dtype).name}; use compute dtype float32 "
+                    "or give the module a Flax dtype field."
+                )
+            kwargs[side]["dtype"] = dtype
     encoder = encoder_cls(latent_dim=latent_dim, head_width=head_width, **kwargs["encoder"])
     decoder = decoder_cls(image_shape=image_shape, out_channels=out_channels, **kwargs["decoder"])
     decoder.check_image_shape()
