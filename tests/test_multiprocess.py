@@ -25,16 +25,16 @@ import numpy as np
 import pytest
 from conftest import TESTS, subprocess_env
 
-from jaxrobust.config import load_config
+from jaxrobust.config import load_config, resolve_config
 from jaxrobust.distributed import detected_cluster, initialize
 from jaxrobust.errors import ConfigError
 from jaxrobust.evaluate.restore import restore_model
 from jaxrobust.train import train_and_evaluate
 from jaxrobust.train.checkpoint import ModelCheckpoints, committed_epochs
-from jaxrobust.train.feed import resolve_feed
+from jaxrobust.train.feed import FEEDS, resolve_feed
 
 CONFIG = TESTS / "configs" / "tiny_vae.py"
-EPOCHS = 3
+EPOCHS = 2
 RTOL, ATOL = 2e-4, 1e-5
 PEER_STOPPED = "stops too. Fix: restart all processes with the same command"
 
@@ -148,7 +148,7 @@ def test_two_processes_train_the_parameters_of_one(runs):
     assert {r["parallelism"] for r in metric_rows(runs["four"])} == {"data over 4 device(s)"}
     # Progress and the summary come from process 0 only.
     p0, p1 = (log_text(runs["root"], runs["two"], rank) for rank in (0, 1))
-    assert "vae: epoch 3" in p0 and "vae: epoch" not in p1
+    assert f"vae: epoch {EPOCHS}" in p0 and "vae: epoch" not in p1
 
 
 @pytest.mark.slow
@@ -246,8 +246,14 @@ def test_host_feed_trains_like_device_feed(tmp_path, synthetic_data, num_runs):
     assert_close(results["host"], results["device"], f"host vs device feed, num_runs={num_runs}")
 
 
-def test_feed_names_are_checked():
+def test_feed_names_are_checked(tiny_config):
+    from jaxrobust.config.sections import DATA
+
+    assert DATA["feed"].choices == FEEDS  # the config schema offers what train.feed knows
     assert resolve_feed("auto", 1) == "device" and resolve_feed("auto", 3) == "host"
+    tiny_config.data.feed = "disk"
+    with pytest.raises(ConfigError, match="feed"):
+        resolve_config(tiny_config)
     with pytest.raises(ValueError, match="feed must be one of"):
         resolve_feed("disk", 1)
 

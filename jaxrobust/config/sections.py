@@ -201,6 +201,14 @@ DATA: Schema = {
     "train_limit": Field(int, 0, minimum=0, help="0 = all"),
     "validation_limit": Field(int, 0, minimum=0, help="0 = all"),
     "preprocess": Field(dict, {}, schema=PREPROCESS, check=_preprocess),
+    "feed": Field(
+        str,
+        "auto",
+        choices=("auto", "device", "host"),
+        help="device: the dataset on the devices, batches gathered in the jitted epoch; host: "
+        "each process puts only its shard of every batch on its devices; auto: host with "
+        "several processes (jaxrobust.train.feed)",
+    ),
 }
 
 # --- models: architectures ---------------------------------------------------------------------
