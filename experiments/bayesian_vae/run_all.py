@@ -6,21 +6,25 @@ Each cell is ``jaxrobust train`` + ``jaxrobust evaluate`` of its config in its o
 (finished cells are skipped when run again), with the reduced-budget overrides of
 :func:`overrides` (stated in RESULTS.md). RESULTS.md puts our AUROC / AUPR / FPR80 (x100) beside
 the dissertation's (Tables 3.1 and 3.3, transcribed from seed 001; the fixture test checks the
-same numbers against the author's score files).
+same numbers against the author's score files). ``--pairs``, ``--methods`` and ``--cells``
+(cell names, e.g. ``table3_1_fmnist_mnist_bbb``, ``table5_2_classical_vae``) select cells;
+``--print-commands`` prints one shell command per cell still to run, for a cluster scheduler,
+and exits (then run again without it to write RESULTS.md; see ``experiments/cells.py``).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
+from jaxrobust.config import import_file
 from jaxrobust.workdir import read_metrics
 
 HERE = Path(__file__).resolve().parent
+cells = import_file(HERE.parent / "cells.py")
+CLASSICAL_CELL = "table5_2_classical_vae"
 SCORES = ("expected_ll", "waic", "disagreement", "entropy", "std_ll", "typicality")
 SCORE_NAMES = {"expected_ll": "Expected LL", "waic": "WAIC", "disagreement": "Disagreement",
                "entropy": "Entropy", "std_ll": "Stds of LLs", "typicality": "Typicality test",
@@ -83,18 +87,25 @@ def overrides(method: str, epochs: int, samples: int, importance: int, test_limi
     return out
 
 
-def jaxrobust(*args: str) -> None:
-    subprocess.run([sys.executable, "-m", "jaxrobust.cli", *args], check=True)
-
-
-def run_cell(config: Path, workdir: Path, settings: dict) -> dict:
-    results = workdir / "results.json"
-    if results.is_file():
-        return json.loads(results.read_text())
-    flags = [f"--config.{k}={v}" for k, v in settings.items()]
-    jaxrobust("train", "--config", str(config), "--workdir", str(workdir), *flags)
-    jaxrobust("evaluate", "--workdir", str(workdir))
-    return json.loads(results.read_text())
+def make_cells(args) -> dict[tuple[str, str], object]:
+    """``{(pair, method): Cell}`` of ``--pairs`` x ``--methods`` (those with a config), then
+    ``("classical", "classical")``: the classical VAE of Table 5.2."""
+    root = Path(args.workdir).absolute()
+    budget = (args.epochs, args.samples, args.importance, args.test_limit)
+    out = {}
+    for stem in args.pairs.split(","):
+        for method in args.methods.split(","):
+            config = HERE / f"{stem}_{method}.py"
+            if config.is_file():
+                name = f"{stem}_{method}"
+                out[stem, method] = cells.Cell(
+                    name, config, root / name, overrides(method, *budget)
+                )
+    classical = overrides("classical", args.epochs, args.samples, 100, args.test_limit)
+    out["classical", "classical"] = cells.Cell(
+        CLASSICAL_CELL, HERE / f"{CLASSICAL_CELL}.py", root / CLASSICAL_CELL, classical
+    )
+    return out
 
 
 def wall_seconds(workdir: Path, result: dict) -> float:
@@ -183,26 +194,33 @@ def main(argv=None) -> int:
     parser.add_argument("--pairs", default=",".join(PUBLISHED))
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--output", default=str(HERE / "RESULTS.md"))
+    cells.add_arguments(parser)
     args = parser.parse_args(argv)
+    every = make_cells(args)
+    chosen = {c.name for c in cells.select(list(every.values()), args.cells)}
+    selected = {key: cell for key, cell in every.items() if cell.name in chosen}
+    if args.print_commands:
+        cells.print_commands(selected.values())
+        return 0
     sections = []
     for stem in args.pairs.split(","):
         results = {}
         for method in args.methods.split(","):
-            config = HERE / f"{stem}_{method}.py"
-            if not config.is_file():
+            cell = selected.get((stem, method))
+            if cell is None:
                 continue
-            workdir = Path(args.workdir) / f"{stem}_{method}"
-            settings = overrides(
-                method, args.epochs, args.samples, args.importance, args.test_limit
-            )
-            result = run_cell(config, workdir, settings)
+            result = cell.run()
             result["epochs"] = args.epochs
-            results[method] = (result, wall_seconds(workdir, result))
+            results[method] = (result, wall_seconds(cell.workdir, result))
             write_results(sections + pair_section(stem, results), args, Path(args.output))
-        sections += pair_section(stem, results)
-    workdir = Path(args.workdir) / "table5_2_classical_vae"
-    settings = overrides("classical", args.epochs, args.samples, 100, args.test_limit)
-    result = run_cell(HERE / "table5_2_classical_vae.py", workdir, settings)
+        if results:
+            sections += pair_section(stem, results)
+    cell = selected.get(("classical", "classical"))
+    if cell is None:
+        write_results(sections, args, Path(args.output))
+        return 0
+    workdir = cell.workdir
+    result = cell.run()
     (pair,) = result["ood"].values()
     sections += [
         "## Classical VAE, MNIST in, FMNIST out (Tables 5.2 and 5.11)",

@@ -5,20 +5,23 @@
 Each cell is ``jaxrobust train`` + ``jaxrobust evaluate`` of its config (5 runs as one
 program), in its own workdir (finished cells are skipped when run again). RESULTS.md puts our
 mean (sample std) over the 5 runs beside the paper's numbers (transcribed from seed 004).
+``--cells`` selects cells by name; ``--print-commands`` prints one shell command per cell still
+to run, for a cluster scheduler, and exits (then run again without it to write RESULTS.md; see
+``experiments/cells.py``).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
+from jaxrobust.config import import_file
 from jaxrobust.workdir import read_metrics
 
 HERE = Path(__file__).resolve().parent
+cells = import_file(HERE.parent / "cells.py")
 # config -> (label, paper "mean (std)" of AUC BPD | AUC KL | Test BPD | OOD BPD), from seed 004.
 PAPER = {
     "table1_fmnist_bernoulli": ("FMNIST->MNIST, Bernoulli, baseline (T1/3/5)",
@@ -47,19 +50,11 @@ NOT_RUNNABLE = (
 )
 
 
-def jaxrobust(*args: str) -> None:
-    cmd = [sys.executable, "-m", "jaxrobust.cli", *args]
-    subprocess.run(cmd, check=True)
-
-
-def run_cell(name: str, workdir: Path, epochs: int) -> dict:
-    results = workdir / "results.json"
-    if results.is_file():
-        return json.loads(results.read_text())
-    overrides = [f"--config.models.vae.training.num_epochs={epochs}", "--config.progress=False"]
-    jaxrobust("train", "--config", str(HERE / f"{name}.py"), "--workdir", str(workdir), *overrides)
-    jaxrobust("evaluate", "--workdir", str(workdir))
-    return json.loads(results.read_text())
+def make_cells(epochs: int, workdir: str | os.PathLike) -> list:
+    """Every runnable cell (:class:`cells.Cell`), in the order of :data:`PAPER`."""
+    root = Path(workdir).absolute()
+    overrides = {"models.vae.training.num_epochs": epochs, "progress": False}
+    return [cells.Cell(name, HERE / f"{name}.py", root / name, overrides) for name in PAPER]
 
 
 def wall_and_epochs(workdir: Path, result: dict) -> tuple[float, int]:
@@ -128,16 +123,20 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--workdir", default="runs/negative_sampling")
-    parser.add_argument("--cells", default=",".join(PAPER))
     parser.add_argument("--output", default=str(HERE / "RESULTS.md"))
+    cells.add_arguments(parser)
     args = parser.parse_args(argv)
+    selected = cells.select(make_cells(args.epochs, args.workdir), args.cells)
+    if args.print_commands:
+        cells.print_commands(selected)
+        return 0
     rows = []
-    for name in args.cells.split(","):
-        label, paper_row = PAPER[name]
+    for cell in selected:
+        label, paper_row = PAPER[cell.name]
         paper = dict(zip(METRICS, (v.strip() for v in paper_row.split("|")), strict=True))
-        workdir = Path(args.workdir) / name
-        result = run_cell(name, workdir, args.epochs)
-        rows.append((label, paper, (summarise(result), result, *wall_and_epochs(workdir, result))))
+        result = cell.run()
+        summary = (summarise(result), result, *wall_and_epochs(cell.workdir, result))
+        rows.append((label, paper, summary))
         write_results(rows, args.epochs, Path(args.output))
     return 0
 
