@@ -176,3 +176,24 @@ def test_checkpoints_keep_exactly_last_and_best(tmp_path, mode):
         assert checkpoints.best_epoch() == best
         assert set(checkpoints.epochs()) == {best, epoch}
     checkpoints.close()
+
+
+def test_workdir_from_before_a_new_config_key_still_resumes(synthetic_data, tiny_config, tmp_path):
+    """A key added to the schema later (stored in no old config.json, equal to its default) is
+    no difference; a changed value still is."""
+    import json
+
+    config = only_models(tiny_config, "vae")
+    config.models.vae.training.num_epochs = 1
+    train_and_evaluate(config, tmp_path)
+    stored = json.loads((tmp_path / "config.json").read_text())
+    del stored["data"]["feed"]  # as written before data.feed and compute_dtype existed
+    del stored["models"]["vae"]["architecture"]["compute_dtype"]
+    (tmp_path / "config.json").write_text(json.dumps(stored))
+    config.models.vae.training.num_epochs = 2
+    train_and_evaluate(config, tmp_path)
+    assert [row["epoch"] for row in read_metrics(tmp_path)] == [1, 2]
+    config.models.vae.training.num_epochs = 3
+    config.models.vae.architecture.latent_dim = 3
+    with pytest.raises(ConfigError, match="latent_dim"):
+        train_and_evaluate(config, tmp_path)

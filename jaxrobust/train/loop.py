@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from jaxrobust import data as datasets
 from jaxrobust import distributed
-from jaxrobust.config import config_to_dict, resolve_config, save_config
+from jaxrobust.config import config_to_dict, load_workdir_config, resolve_config, save_config
 from jaxrobust.config.schema import plain
 from jaxrobust.data.batching import padded_batches, steps_per_epoch
 from jaxrobust.data.preprocess import Preprocess
@@ -564,7 +564,7 @@ def _check_resumable(config: ml_collections.ConfigDict, workdir: Path) -> None:
     path = workdir / "config.json"
     if not path.is_file():
         return
-    old = _strip(json.loads(path.read_text()))
+    old = _strip(_stored_config(workdir))
     new = _strip(config_to_dict(config))
     if old != new:
         changed = sorted(_diff_keys(old, new))
@@ -573,6 +573,17 @@ def _check_resumable(config: ml_collections.ConfigDict, workdir: Path) -> None:
             "Use a new --workdir, or delete the old one to start over. Only "
             f"{list(RESUMABLE_KEYS)} may change when resuming."
         )
+
+
+def _stored_config(workdir: Path) -> dict:
+    """The workdir's config.json with today's defaults filled in, so that a key added to the
+    schema since that run (stored nowhere, equal to its default) is no difference; the raw JSON
+    if it no longer resolves (the comparison then names what changed)."""
+    raw = json.loads((workdir / "config.json").read_text())
+    try:
+        return config_to_dict(load_workdir_config(workdir))
+    except ConfigError:
+        return raw
 
 
 def _trained_epoch(workdir: Path, name: str) -> int:
