@@ -38,7 +38,7 @@ from collections.abc import Callable
 import jax
 import numpy as np
 from attack_models import ROOT, trained_cnn
-from bench_report import measure, run_stamp, stamp_text, write_section
+from bench_report import add_suite_arguments, measure, run_stamp, stamp_text, write_section
 
 from jaxrobust import attacks
 from jaxrobust.devices import describe_devices
@@ -88,30 +88,41 @@ def torch_cnn(variables):
     return model
 
 
-def jax_runners(logits_fn, x, y) -> tuple[dict[str, Callable], dict[str, float]]:
+def jax_runners(
+    logits_fn, x, y, pgd_options: dict | None = None, cw_options: dict | None = None,
+    programs: dict | None = None,
+) -> tuple[dict[str, Callable], dict[str, float]]:  # fmt: skip
+    """``({"pgd": run, "cw": run}, compile seconds)``: each attack on the whole batch, one
+    jitted call compiled ahead of time (``run(-1)``, the warm-up, does nothing). ``programs``
+    (a dict) receives each attack's ``{"fn", "args", "compiled"}``."""
     loss = attacks.cross_entropy_loss(logits_fn)
     options = cpu_compiler_options() or None
+    pgd_options = pgd_options or PGD
+    cw_options = cw_options or CW
 
     def pgd(x, y, key):
-        return attacks.pgd(loss, x, y, key=key, norm="linf", random_start=True, **PGD)
+        return attacks.pgd(loss, x, y, key=key, norm="linf", random_start=True, **pgd_options)
 
     def cw(x, y):
         return attacks.carlini_wagner_l2(
             logits_fn,
             x,
             y,
-            initial_const=CW["c"],
-            binary_search_steps=CW["binary_search_steps"],
-            max_iterations=CW["max_iterations"],
-            learning_rate=CW["learning_rate"],
+            initial_const=cw_options["c"],
+            binary_search_steps=cw_options["binary_search_steps"],
+            max_iterations=cw_options["max_iterations"],
+            learning_rate=cw_options["learning_rate"],
             abort_early=False,
         ).adversarial
 
     compile_s, runners = {}, {}
     for name, fn, args in (("pgd", pgd, (x, y, jax.random.PRNGKey(0))), ("cw", cw, (x, y))):
+        jitted = jax.jit(fn)
         start = time.perf_counter()
-        compiled = jax.jit(fn).lower(*args).compile(compiler_options=options)
+        compiled = jitted.lower(*args).compile(compiler_options=options)
         compile_s[name] = time.perf_counter() - start
+        if programs is not None:
+            programs[name] = {"fn": jitted, "args": args, "compiled": compiled}
 
         def run(i, compiled=compiled, args=args):
             if i >= 0:
@@ -122,57 +133,91 @@ def jax_runners(logits_fn, x, y) -> tuple[dict[str, Callable], dict[str, float]]
 
 
 def torch_runners(
-    model, x_np, y_np, batch: int, calls: dict[tuple[str, str], float]
+    model,
+    x_np,
+    y_np,
+    batch: int,
+    calls: dict[tuple[str, str], float],
+    device=None,
+    pgd_options: dict | None = None,
+    cw_options: dict | None = None,
+    missing: dict[str, str] | None = None,
 ) -> dict[str, dict[str, Callable]]:
-    """``{library: {attack: run(i)}}``; each run writes its model calls per image to ``calls``."""
-    import foolbox as fb
+    """``{library: {attack: run(i)}}``; each run writes its model calls per image to ``calls``
+    and ends with a device synchronisation. With ``missing`` (a dict), a library that does not
+    import is left out and recorded there (``{library: why}``) instead of raising."""
     import torch
-    import torchattacks
+    from bench_report import torch_sync
 
-    x_all = torch.from_numpy(np.ascontiguousarray(x_np.transpose(0, 3, 1, 2)))
-    y_all = torch.from_numpy(y_np.astype(np.int64))
-    fmodel = fb.PyTorchModel(model, bounds=(0, 1))
-    steps_total = CW["binary_search_steps"] * CW["max_iterations"]
-    libraries = {
-        "torchattacks": {
+    device = device or torch.device("cpu")
+    pgd_options = pgd_options or PGD
+    cw_options = cw_options or CW
+    x_all = torch.from_numpy(np.ascontiguousarray(x_np.transpose(0, 3, 1, 2))).to(device)
+    y_all = torch.from_numpy(y_np.astype(np.int64)).to(device)
+    steps_total = cw_options["binary_search_steps"] * cw_options["max_iterations"]
+    libraries = {}
+    try:
+        import torchattacks
+
+        libraries["torchattacks"] = {
             "pgd": torchattacks.PGD(
-                model, eps=PGD["epsilon"], alpha=PGD["step_size"], steps=PGD["num_steps"]
+                model,
+                eps=pgd_options["epsilon"],
+                alpha=pgd_options["step_size"],
+                steps=pgd_options["num_steps"],
             ),
-            "cw": torchattacks.CW(model, c=CW["c"], kappa=0, steps=steps_total, lr=1e-2),
-        },
-        "foolbox": {
+            "cw": torchattacks.CW(
+                model, c=cw_options["c"], kappa=0, steps=steps_total,
+                lr=cw_options["learning_rate"],
+            ),
+        }  # fmt: skip
+    except ImportError as err:
+        if missing is None:
+            raise
+        missing["torchattacks"] = f"not importable ({err})"
+    try:
+        import foolbox as fb
+
+        fmodel = fb.PyTorchModel(model, bounds=(0, 1), device=device)
+
+        def fmodel_attack(attack, xb, yb, eps):
+            return attack(fmodel, xb, yb, epsilons=eps)[1]
+
+        libraries["foolbox"] = {
             "pgd": lambda xb, yb: fmodel_attack(
                 fb.attacks.LinfPGD(
-                    rel_stepsize=PGD["step_size"] / PGD["epsilon"], steps=PGD["num_steps"]
+                    rel_stepsize=pgd_options["step_size"] / pgd_options["epsilon"],
+                    steps=pgd_options["num_steps"],
                 ),
                 xb,
                 yb,
-                PGD["epsilon"],
+                pgd_options["epsilon"],
             ),
             "cw": lambda xb, yb: fmodel_attack(
                 fb.attacks.L2CarliniWagnerAttack(
-                    binary_search_steps=CW["binary_search_steps"],
-                    steps=CW["max_iterations"],
-                    stepsize=CW["learning_rate"],
-                    initial_const=CW["c"],
+                    binary_search_steps=cw_options["binary_search_steps"],
+                    steps=cw_options["max_iterations"],
+                    stepsize=cw_options["learning_rate"],
+                    initial_const=cw_options["c"],
                     abort_early=False,
                 ),
                 xb,
                 yb,
                 None,
             ),
-        },
-    }
-
-    def fmodel_attack(attack, xb, yb, eps):
-        return attack(fmodel, xb, yb, epsilons=eps)[1]
+        }
+    except ImportError as err:
+        if missing is None:
+            raise
+        missing["foolbox"] = f"not importable ({err})"
 
     def runner(lib, name, attack):
         def run(i):
-            n = 10 if i < 0 else len(x_all)
+            n = min(10, len(x_all)) if i < 0 else len(x_all)
             model.calls = 0
             for s in range(0, n, batch):
                 attack(x_all[s : min(s + batch, n)], y_all[s : min(s + batch, n)])
+            torch_sync(device)
             calls[(lib, name)] = model.calls / n
 
         return run
@@ -186,10 +231,12 @@ def torch_runners(
 def check_twin(logits_fn, model, x) -> float:
     import torch
 
+    device = next(model.parameters()).device
+    x_t = torch.from_numpy(np.array(np.asarray(x).transpose(0, 3, 1, 2)))
     with torch.no_grad():
-        theirs = model(torch.from_numpy(np.ascontiguousarray(np.asarray(x).transpose(0, 3, 1, 2))))
+        theirs = model(x_t.to(device)).cpu().numpy()
     ours = np.asarray(logits_fn(x))
-    return float(np.max(np.abs(ours - theirs.numpy())) / np.max(np.abs(ours)))
+    return float(np.max(np.abs(ours - theirs)) / np.max(np.abs(ours)))
 
 
 def markdown(rows: list[dict], meta: dict) -> str:
@@ -235,14 +282,142 @@ def markdown(rows: list[dict], meta: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main() -> None:
+# ----------------------------------------------------------------------------------- suite mode
+
+#: Suite presets (tools/gpu/suite.py): images attacked (one batch), timed repeats, the CNN's
+#: weights (``attack_models.quick_cnn``) and the attacks' sizes.
+SUITE_SIZES = {
+    "smoke": {"images": 16, "repeats": 1, "weights": "quick", "train_limit": 256, "epochs": 1,
+              "pgd": {**PGD, "num_steps": 5},
+              "cw": {**CW, "binary_search_steps": 2, "max_iterations": 10}},
+    "cpu": {"images": 1000, "repeats": 2, "weights": "quick", "train_limit": 0, "epochs": 1,
+            "pgd": PGD, "cw": CW},
+    "gpu": {"images": 1000, "repeats": 3, "weights": "quick", "train_limit": 0, "epochs": 2,
+            "pgd": PGD, "cw": CW},
+}  # fmt: skip
+TARGET = 1.0  # issue 6: at least PyTorch's attack libraries, on a CPU and on a GPU
+
+
+def suite_main(args) -> int:
+    from attack_models import quick_cnn
+    from bench_report import (
+        SuiteRecorder,
+        figure,
+        maybe_profile,
+        missing,
+        program_cost,
+        ratio_spec,
+        suite_device,
+        torch_device,
+        workload_record,
+    )
+
+    device = suite_device(args.device)
+    dev = torch_device(device, args.preset)
+    recorder = SuiteRecorder(args.json, device, args.preset)
+    sizes = SUITE_SIZES[args.preset]
+    pgd_options, cw_options = sizes["pgd"], sizes["cw"]
+    n = args.images or sizes["images"]
+    logits_fn, variables, x, y, info = quick_cnn(
+        n, weights=args.weights or sizes["weights"], train_limit=sizes["train_limit"],
+        epochs=sizes["epochs"],
+    )  # fmt: skip
+    model = torch_cnn(variables).to(dev)
+    twin = check_twin(logits_fn, model, x[:100])
+    programs: dict = {}
+    jax_run, compile_s = jax_runners(logits_fn, x, y, pgd_options, cw_options, programs)
+    calls: dict = {}
+    absent: dict = {}
+    torch_run = torch_runners(
+        model, np.asarray(x), np.asarray(y), n, calls, dev, pgd_options, cw_options, absent
+    )
+    cw_steps = cw_options["binary_search_steps"] * cw_options["max_iterations"]
+    our_calls = {"pgd": pgd_options["num_steps"], "cw": cw_steps}
+    titles = {
+        "pgd": f"PGD-{pgd_options['num_steps']} L-inf (eps {pgd_options['epsilon']}, step "
+        f"{pgd_options['step_size']}, random start)",
+        "cw": f"CW-L2 {cw_options['binary_search_steps']} x {cw_options['max_iterations']} "
+        f"(lr {cw_options['learning_rate']}, c0 {cw_options['c']}, no early abort)",
+    }
+    for attack in ("pgd", "cw"):
+        runners = {"jaxrobust": jax_run[attack]}
+        runners.update({lib: table[attack] for lib, table in torch_run.items()})
+        seconds = measure(runners, args.repeats or sizes["repeats"])
+        program = programs[attack]
+        figures = {
+            "jaxrobust": figure(
+                "jaxrobust (one jitted call)", seconds["jaxrobust"], n, side="jaxrobust",
+                compile_s=compile_s[attack],
+                cost=program_cost(program["fn"], program["args"], program["compiled"]),
+                calls_per_image=our_calls[attack],
+            )
+        }  # fmt: skip
+        for lib, label in (("torchattacks", "torchattacks"), ("foolbox", "foolbox (PyTorch)")):
+            if lib in torch_run:
+                figures[lib] = figure(
+                    label, seconds[lib], n, side="pytorch", calls_per_image=calls[(lib, attack)]
+                )
+            else:
+                figures[lib] = missing(label, "pytorch", absent.get(lib, "not run"))
+        for fig in figures.values():
+            if "rate" in fig:
+                fig["call_rate"] = fig["rate"] * fig["calls_per_image"]
+        if attack == "pgd":
+            ratios = [
+                ratio_spec("jaxrobust", "torchattacks", target=TARGET,
+                           name="jaxrobust / torchattacks"),
+                ratio_spec("jaxrobust", "foolbox", name="jaxrobust / foolbox"),
+            ]  # fmt: skip
+        else:
+            ratios = [
+                ratio_spec("jaxrobust", "torchattacks", target=TARGET, per="call_rate",
+                           name="jaxrobust / torchattacks, per model call"),
+                ratio_spec("jaxrobust", "foolbox", target=TARGET,
+                           name="jaxrobust / foolbox (the same work)"),
+            ]  # fmt: skip
+        notes = [
+            f"{n:,} images ({info['images']}) as one batch; CNN weights: {info['weights']}; "
+            f"clean accuracy {info['clean_accuracy']:.3f}; PyTorch twin logits agree to "
+            f"{twin:.1e} relative. Median of {args.repeats or sizes['repeats']} interleaved runs; "
+            "model calls per image counted by a forward hook.",
+        ]
+        if attack == "cw":
+            notes.append(
+                "torchattacks' CW has no binary search and stops the whole batch when its summed "
+                f"loss rises between checks: given {cw_steps} steps at one c it makes fewer "
+                "model calls, so it is compared per model call; foolbox runs the same "
+                "binary search as jaxrobust."
+            )
+        record = workload_record(
+            titles[attack], "images/s", figures, ratios,
+            params={"images": n, "attack": attack, "options": pgd_options if attack == "pgd"
+                    else cw_options, "twin_rel_diff": twin, **info},
+            notes=notes,
+        )  # fmt: skip
+        profile = maybe_profile(args, record["ratios"], jax_run[attack])
+        if profile:
+            record["profile"] = profile
+        recorder.add(attack, record)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", default=str(ROOT / "runs" / "attacks" / "mnist_cnn"))
-    parser.add_argument("--images", type=int, default=1000)
+    parser.add_argument("--images", type=int, default=None, help="images attacked (1000)")
     parser.add_argument("--batch", type=int, default=1000)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=None, help="timed runs (3)")
     parser.add_argument("--output", default=None, help="BENCHMARKS.md to update")
-    args = parser.parse_args()
+    parser.add_argument(
+        "--weights", choices=("quick", "random"), default=None,
+        help="suite mode: the CNN trained on the fly (quick) or its initial weights",
+    )  # fmt: skip
+    add_suite_arguments(parser)
+    args = parser.parse_args(argv)
+    if args.preset:
+        return suite_main(args)
+    args.images = args.images or 1000
+    args.repeats = args.repeats or 3
 
     import torch
 
@@ -287,7 +462,8 @@ def main() -> None:
     print(text)
     if args.output:
         write_section(args.output, BEGIN, END, text)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -45,7 +45,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from bench_report import measure, run_stamp, stamp_text, write_section
+from bench_report import add_suite_arguments, measure, run_stamp, stamp_text, write_section
 
 IMAGE_SHAPE = (28, 28, 1)
 LATENT = 16
@@ -100,8 +100,9 @@ def jax_init():
     return model.init(jax.random.key(0), jnp.zeros((1, *IMAGE_SHAPE), jnp.float32))
 
 
-def jax_iwae(samples: int, chunk: int, batch: int, options: bool):
-    """(compiled score ``(variables, images [B, ...], key) -> [B]``, compile seconds)."""
+def jax_iwae_program(samples: int, chunk: int, batch: int, options: bool) -> dict:
+    """``{"compiled", "compile_s", "fn", "args"}``: the jitted score ``(variables, images [B,
+    ...], key) -> [B]`` compiled for an image batch of ``batch``."""
     import jax
     import jax.numpy as jnp
 
@@ -111,34 +112,52 @@ def jax_iwae(samples: int, chunk: int, batch: int, options: bool):
     model = build_model("vae", model_config(samples, chunk), IMAGE_SHAPE, 10)
     variables = jax_init()
     images = jnp.zeros((batch, *IMAGE_SHAPE), jnp.float32)
+    fn = jax.jit(lambda v, x, k: model.log_likelihood(v, x, key=k))
+    args = (variables, images, jax.random.key(0))
     start = time.perf_counter()
-    lowered = jax.jit((lambda v, x, k: model.log_likelihood(v, x, key=k))).lower(
-        variables, images, jax.random.key(0)
+    compiled = fn.lower(*args).compile(
+        compiler_options=(cpu_compiler_options() or None) if options else None
     )
-    compiled = lowered.compile(compiler_options=cpu_compiler_options() if options else None)
-    return compiled, time.perf_counter() - start
+    return {"compiled": compiled, "compile_s": time.perf_counter() - start, "fn": fn, "args": args}
 
 
-def jax_runner(variables, images: np.ndarray, samples: int, chunk: int, batch: int, options: bool):
-    """(run(i) -> log p_K(x) of all ``images``, compile seconds)."""
+def jax_iwae(samples: int, chunk: int, batch: int, options: bool):
+    """(compiled score ``(variables, images [B, ...], key) -> [B]``, compile seconds)."""
+    program = jax_iwae_program(samples, chunk, batch, options)
+    return program["compiled"], program["compile_s"]
+
+
+def jax_runner(
+    variables,
+    images: np.ndarray,
+    samples: int,
+    chunk: int,
+    batch: int,
+    options: bool,
+    program: dict | None = None,
+):
+    """(run(i) -> log p_K(x) of all ``images``, compile seconds); the warm-up call
+    ``run(-1)`` scores the first batch only."""
     import jax
     import jax.numpy as jnp
 
     if len(images) % batch:
         raise ValueError(f"{len(images)} images are not a multiple of the batch {batch}.")
-    compiled, compile_s = jax_iwae(samples, chunk, batch, options)
+    program = program or jax_iwae_program(samples, chunk, batch, options)
+    compiled = program["compiled"]
     device_images = jnp.asarray(images)
     variables = jax.device_put(variables)
 
     def run(i: int) -> jax.Array:
         key = jax.random.key(1000 + i)
+        stop = batch if i < 0 else len(images)
         out = [
             compiled(variables, device_images[s : s + batch], jax.random.fold_in(key, s))
-            for s in range(0, len(images), batch)
+            for s in range(0, stop, batch)
         ]
         return jax.block_until_ready(jnp.concatenate(out))
 
-    return run, compile_s
+    return run, program["compile_s"]
 
 
 # ----------------------------------------------------------------------------------- PyTorch
@@ -229,31 +248,43 @@ def torch_iwae(model, x, samples: int, chunk: int, eps_fn: Callable | None = Non
     log_w = x.new_empty(samples, x.shape[0])
     for start in range(0, samples, chunk):
         c = min(chunk, samples - start)
-        eps = torch.randn(c, *mu.shape) if eps_fn is None else eps_fn(start, c)
+        eps = (
+            torch.randn(c, *mu.shape, device=mu.device)
+            if eps_fn is None
+            else eps_fn(start, c).to(mu.device)
+        )
         log_w[start : start + c] = torch_chunk_log_weights(model, x, mu, log_var, eps)
     return torch.logsumexp(log_w, dim=0) - math.log(samples), log_w
 
 
-def torch_runner(variables, images: np.ndarray, samples: int, chunk: int, batch: int):
-    """run(i) -> log p_K(x) of all ``images`` (NCHW float32, batches of ``batch``)."""
+def torch_runner(variables, images: np.ndarray, samples: int, chunk: int, batch: int, device=None):
+    """run(i) -> log p_K(x) of all ``images`` (NCHW float32, batches of ``batch``) on ``device``
+    (default: the CPU with one thread per core); ``run(-1)`` scores the first batch only."""
     import torch
+    from bench_report import torch_sync
 
-    torch.set_num_threads(len(os.sched_getaffinity(0)))
+    if device is None:
+        torch.set_num_threads(len(os.sched_getaffinity(0)))
+        device = torch.device("cpu")
     torch.manual_seed(0)
     model = torch_vae().eval()
     copy_weights(model, variables)
-    x_all = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
+    model = model.to(device)
+    x_all = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2))).to(device)
     if len(images) % batch:
         raise ValueError(f"{len(images)} images are not a multiple of the batch {batch}.")
 
     def run(i: int):
+        stop = batch if i < 0 else len(images)
         with torch.inference_mode():
-            return torch.cat(
+            out = torch.cat(
                 [
                     torch_iwae(model, x_all[s : s + batch], samples, chunk)[0]
-                    for s in range(0, len(images), batch)
+                    for s in range(0, stop, batch)
                 ]
             )
+        torch_sync(device)
+        return out
 
     return run
 
@@ -261,8 +292,9 @@ def torch_runner(variables, images: np.ndarray, samples: int, chunk: int, batch:
 # ----------------------------------------------------------------------------------- parity
 
 
-def parity(variables, images: np.ndarray, samples: int) -> dict:
-    """Max relative differences of the log-weights and of log p_K(x), same eps both sides."""
+def parity(variables, images: np.ndarray, samples: int, device=None) -> dict:
+    """Max relative differences of the log-weights and of log p_K(x), same eps both sides
+    (PyTorch on ``device``, default the CPU)."""
     import jax
     import jax.numpy as jnp
     import torch
@@ -289,7 +321,9 @@ def parity(variables, images: np.ndarray, samples: int) -> dict:
 
     model = torch_vae().eval()
     copy_weights(model, variables)
-    x_t = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
+    device = device or torch.device("cpu")
+    model = model.to(device)
+    x_t = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2))).to(device)
     with torch.inference_mode():
         _, torch_log_w = torch_iwae(
             model, x_t, samples, 5, lambda s, c: torch.from_numpy(eps[s : s + c])
@@ -303,8 +337,8 @@ def parity(variables, images: np.ndarray, samples: int) -> dict:
         return float(np.max(np.abs(a - b) / np.maximum(np.abs(b), 1e-6)))
 
     return {
-        "log_w": rel(torch_log_w.numpy(), jax_log_w),
-        "log_p": rel(torch_ll.numpy(), jax_ll),
+        "log_w": rel(torch_log_w.cpu().numpy(), jax_log_w),
+        "log_p": rel(torch_ll.cpu().numpy(), jax_ll),
         "mean_log_p": float(np.mean(jax_ll)),
     }
 
@@ -364,19 +398,161 @@ def markdown(rows: list[dict], meta: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+# ----------------------------------------------------------------------------------- suite mode
+
+#: Suite presets (tools/gpu/suite.py). ``images``: at most this many timed (fewer when the time
+#: budget is short; the 10,000-image time is then extrapolated); settings: image batch B :
+#: sample chunk C, swept on ``sweep_images``.
+SUITE_SIZES = {
+    "smoke": {"samples": 8, "images": 8, "sweep_images": 4, "jax": "4:4", "torch": "4:4",
+              "repeats": 2, "parity_images": 2, "parity_samples": 3},
+    "cpu": {"samples": 1000, "images": 200, "sweep_images": 20, "jax": "20:50",
+            "torch": "20:100", "repeats": 3, "parity_images": 6, "parity_samples": 12},
+    "gpu": {"samples": 1000, "images": 10_000, "sweep_images": 1000,
+            "jax": "500:100,1000:50,250:200", "torch": "500:100,1000:50,250:200",
+            "repeats": 3, "parity_images": 6, "parity_samples": 12},
+}  # fmt: skip
+TARGET = 2.0  # issue 14, on a GPU: jaxrobust / PyTorch images/s
+
+
+def suite_images(num: int) -> tuple[np.ndarray, str]:
+    """float32 [num, 28, 28, 1]: the cached Fashion-MNIST test split, else synthetic images."""
+    try:
+        images = load_images(num, real=True)
+        return images, f"Fashion-MNIST test (first {num:,})"
+    except Exception as err:  # no cache here: the cost does not depend on the pixels
+        return load_images(num, real=False), (
+            f"synthetic uint8 / 255 (Fashion-MNIST cache unavailable: {type(err).__name__})"
+        )
+
+
+def suite_main(args) -> int:
+    """The suite mode: the best (B, C) of each side, then both timed on the same images."""
+    from bench_report import (
+        SuiteRecorder,
+        figure,
+        fit_count,
+        maybe_profile,
+        program_cost,
+        ratio_spec,
+        suite_device,
+        torch_device,
+        workload_record,
+    )
+
+    start = time.perf_counter()
+    device = suite_device(args.device)
+    dev = torch_device(device, args.preset)
+    recorder = SuiteRecorder(args.json, device, args.preset)
+    sizes = SUITE_SIZES[args.preset]
+    budget = args.budget_s or float("inf")
+    K = args.samples or sizes["samples"]
+    repeats = args.repeats or sizes["repeats"]
+    variables = jax_init()
+    images, source = suite_images(sizes["images"])
+    checks = {}
+    for label, v in (("init", variables), ("bias", randomised_biases(variables))):
+        checks[label] = parity(
+            v, images[: sizes["parity_images"]], sizes["parity_samples"], device=dev
+        )
+    options = device == "cpu"
+    sweep, best = [], {}
+    sweep_images = images[: sizes["sweep_images"]]
+    for side in ("jax", "torch"):
+        for batch, chunk in parse_settings(sizes[side]):
+            if side == "jax":
+                program = jax_iwae_program(K, chunk, batch, options)
+                run, _ = jax_runner(variables, sweep_images, K, chunk, batch, options, program)
+            else:
+                program = None
+                run = torch_runner(variables, sweep_images, K, chunk, batch, dev)
+            secs = measure({side: run}, 1)[side][0]
+            rate = len(sweep_images) / secs
+            sweep.append({"side": side, "batch": batch, "chunk": chunk, "images_per_s": rate})
+            print(f"sweep {side} B={batch} C={chunk}: {rate:.1f} img/s", flush=True)
+            if rate > best.get(side, {"rate": 0.0})["rate"]:
+                best[side] = {"rate": rate, "batch": batch, "chunk": chunk, "program": program}
+    # As many images as fit in what is left of the budget (all of them, given the time).
+    bj, bt = best["jax"]["batch"], best["torch"]["batch"]
+    multiple = math.lcm(bj, bt)
+    per_image = (repeats + 0.5) * (1 / best["jax"]["rate"] + 1 / best["torch"]["rate"])
+    left = budget - (time.perf_counter() - start) - 15.0
+    num = fit_count(
+        per_image, 0.8 * left, maximum=len(images) // multiple * multiple, minimum=multiple,
+        multiple=multiple,
+    )  # fmt: skip
+    timed = images[:num]
+    program = best["jax"]["program"]
+    jax_run, compile_s = jax_runner(variables, timed, K, best["jax"]["chunk"], bj, options, program)
+    runners = {
+        "jaxrobust": jax_run,
+        "pytorch": torch_runner(variables, timed, K, best["torch"]["chunk"], bt, dev),
+    }
+    cost = program_cost(program["fn"], program["args"], program["compiled"], calls=num // bj)
+    seconds = measure(runners, repeats)
+    figures = {
+        "jaxrobust": figure(
+            f"jaxrobust `iwae` score (jit), B = {bj}, C = {best['jax']['chunk']}",
+            seconds["jaxrobust"], num, side="jaxrobust", compile_s=compile_s, cost=cost,
+            batch=bj, chunk=best["jax"]["chunk"],
+        ),
+        "pytorch": figure(
+            f"PyTorch inference_mode, batched samples, B = {bt}, C = {best['torch']['chunk']}",
+            seconds["pytorch"], num, side="pytorch", batch=bt, chunk=best["torch"]["chunk"],
+        ),
+    }  # fmt: skip
+    ratios = [ratio_spec("jaxrobust", "pytorch", target=TARGET, name="jaxrobust / PyTorch")]
+    notes = [
+        f"K = {K} importance samples per image, quickstart VAE; images: {source}; {num:,} "
+        f"images timed, median of {repeats} interleaved runs after a warm-up batch"
+        + ("." if num >= 10_000 else "; the 10,000-image time is extrapolated linearly."),
+        f"Parity (same eps both sides, {sizes['parity_images']} images, K = "
+        f"{sizes['parity_samples']}): max relative difference of the log-weights "
+        f"{checks['init']['log_w']:.1e}, of log p_K(x) {checks['init']['log_p']:.1e} (random "
+        f"biases: {checks['bias']['log_w']:.1e}, {checks['bias']['log_p']:.1e}).",
+        "Best (B, C) of each side from a sweep on "
+        f"{len(sweep_images):,} images: "
+        + "; ".join(
+            f"{r['side']} B={r['batch']} C={r['chunk']}: {r['images_per_s']:.1f}/s" for r in sweep
+        )
+        + ".",
+    ]
+    record = workload_record(
+        f"IWAE log p(x), K = {K}",
+        "images/s",
+        figures,
+        ratios,
+        params={
+            "samples": K, "timed_images": num, "parity": checks, "sweep": sweep,
+            "seconds_per_10000_images": {k: 10_000 / f["rate"] for k, f in figures.items()},
+        },
+        notes=notes,
+    )  # fmt: skip
+    profile = maybe_profile(args, record["ratios"], lambda i: jax_run(-1))
+    if profile:
+        record["profile"] = profile
+    recorder.add("iwae", record)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--samples", type=int, default=1000, help="K importance samples")
+    parser.add_argument("--samples", type=int, default=None, help="K importance samples (1000)")
     parser.add_argument("--timed-images", type=int, default=10_000)
     parser.add_argument("--sweep-images", type=int, default=20)
     parser.add_argument("--jax-settings", default="20:25,20:50,10:100", help="B:C,...")
     parser.add_argument("--torch-settings", default="20:50,20:100,10:250", help="B:C,...")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=None, help="timed repeats (3)")
     parser.add_argument("--parity-images", type=int, default=6)
     parser.add_argument("--parity-samples", type=int, default=12)
     parser.add_argument("--real", action="store_true", help="Fashion-MNIST test from the cache")
     parser.add_argument("--output", default=None, help="update this markdown file (section)")
+    add_suite_arguments(parser)
     args = parser.parse_args(argv)
+    if args.preset:
+        return suite_main(args)
+    args.samples = args.samples or 1000
+    args.repeats = args.repeats or 3
 
     import torch
 

@@ -27,7 +27,7 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
-from bench_report import run_stamp, stamp_text, write_section
+from bench_report import add_suite_arguments, run_stamp, stamp_text, write_section
 from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
 from jaxrobust import metrics
@@ -69,6 +69,7 @@ def jax_single(scores_in, scores_out) -> dict[str, jax.Array]:
 
 
 def timed(fn, *args) -> tuple[float, dict]:
+    """(seconds, result) of ``fn(*args)``, JAX results waited for."""
     tic = time.perf_counter()
     out = jax.block_until_ready(fn(*args))
     return time.perf_counter() - tic, out
@@ -126,12 +127,159 @@ def markdown(result: dict) -> str:
     return "\n".join(rows)
 
 
+# ----------------------------------------------------------------------------------- suite mode
+
+#: Suite presets (tools/gpu/suite.py): scores, timed repeats (scikit-learn: fewer, it is slow).
+SUITE_SIZES = {
+    "smoke": {"num_scores": 10_000, "repeats": 2, "sklearn_repeats": 1},
+    "cpu": {"num_scores": 1_000_000, "repeats": 7, "sklearn_repeats": 7},
+    "gpu": {"num_scores": 10_000_000, "repeats": 5, "sklearn_repeats": 2},
+}
+
+
+def torchmetrics_runner(scores_in: np.ndarray, scores_out: np.ndarray, dev):
+    """``run() -> {auroc, aupr_in, fpr95}`` with torchmetrics' functional metrics on ``dev``
+    (exact: ``thresholds=None``), the scores already there. Raises ImportError without it."""
+    import torch
+    from bench_report import torch_sync
+    from torchmetrics.functional.classification import (
+        binary_auroc,
+        binary_average_precision,
+        binary_roc,
+    )
+
+    preds = torch.from_numpy(np.r_[scores_in, scores_out]).to(dev)
+    target = torch.cat(
+        [
+            torch.ones(len(scores_in), dtype=torch.long),
+            torch.zeros(len(scores_out), dtype=torch.long),
+        ]
+    ).to(dev)
+    torch_sync(dev)
+
+    def run() -> dict:
+        fpr, tpr, _ = binary_roc(preds, target, thresholds=None)
+        out = {
+            "auroc": binary_auroc(preds, target, thresholds=None),
+            "aupr_in": binary_average_precision(preds, target, thresholds=None),
+            "fpr95": fpr[torch.argmax((tpr >= 0.95).to(torch.int32))],
+        }
+        torch_sync(dev)
+        return out
+
+    return run
+
+
+def suite_main(args) -> int:
+    from bench_report import (
+        SuiteRecorder,
+        figure,
+        maybe_profile,
+        missing,
+        program_cost,
+        ratio_spec,
+        suite_device,
+        torch_device,
+        workload_record,
+    )
+
+    device = suite_device(args.device)
+    dev = torch_device(device, args.preset)
+    recorder = SuiteRecorder(args.json, device, args.preset)
+    sizes = SUITE_SIZES[args.preset]
+    n = args.num_scores or sizes["num_scores"]
+    repeats = args.repeats or sizes["repeats"]
+    host_in, host_out = make_scores(n)
+    dev_in, dev_out = jnp.asarray(host_in), jnp.asarray(host_out)
+    jax.block_until_ready((dev_in, dev_out))
+    compile_summary, _ = timed(jax_summary, dev_in, dev_out)
+    compile_single, _ = timed(jax_single, dev_in, dev_out)
+    runs = {
+        "jax_summary": lambda: jax_summary(dev_in, dev_out),
+        "jax_single": lambda: jax_single(dev_in, dev_out),
+        "sklearn": lambda: sklearn_metrics(host_in, host_out),
+    }
+    absent = {}
+    try:
+        runs["torchmetrics"] = torchmetrics_runner(host_in, host_out, dev)
+        runs["torchmetrics"]()  # warm-up
+    except ImportError as err:
+        absent["torchmetrics"] = f"not importable ({err})"
+        runs.pop("torchmetrics", None)
+    times = {k: [] for k in runs}
+    values = {}
+    for i in range(repeats):
+        for key, run in runs.items():
+            if key == "sklearn" and i >= sizes["sklearn_repeats"]:
+                continue
+            seconds, values[key] = timed(run)
+            times[key].append(seconds)
+    jitted = jax.jit(jax_summary)
+    compiled = jitted.lower(dev_in, dev_out).compile()
+    labels = {
+        "jax_summary": f"jaxrobust detection_summary (jit, {device})",
+        "jax_single": f"jaxrobust auroc + average_precision + fpr_at_tpr ({device})",
+        "torchmetrics": f"torchmetrics functional, thresholds=None ({dev.type})",
+        "sklearn": "scikit-learn (CPU, float64 inside)",
+    }
+    sides = {"torchmetrics": "pytorch", "sklearn": "scikit-learn"}
+    compiles = {"jax_summary": compile_summary, "jax_single": compile_single}
+    figures = {}
+    for key, label in labels.items():
+        if key not in runs:
+            figures[key] = missing(label, "pytorch", absent.get(key, "not run"))
+            continue
+        cost = program_cost(jitted, (dev_in, dev_out), compiled) if key == "jax_summary" else None
+        figures[key] = figure(
+            label, times[key], n, side=sides.get(key, "jaxrobust"), compile_s=compiles.get(key),
+            cost=cost, values={k: float(values[key][k]) for k in ("auroc", "aupr_in", "fpr95")},
+        )  # fmt: skip
+    ratios = [
+        ratio_spec("jax_summary", "torchmetrics", name="jaxrobust summary / torchmetrics"),
+        ratio_spec("jax_summary", "sklearn", name="jaxrobust summary / scikit-learn (CPU)"),
+        ratio_spec("jax_single", "torchmetrics", name="jaxrobust single / torchmetrics"),
+    ]
+    agree = max(
+        abs(figures[k]["values"][m] - figures["sklearn"]["values"][m])
+        for k in figures
+        if "values" in figures[k]
+        for m in ("auroc", "aupr_in", "fpr95")
+    )
+    record = workload_record(
+        f"Detection metrics (AUROC + AUPR + FPR95) on {n:,} scores",
+        "scores/s",
+        figures,
+        ratios,
+        params={"num_scores": n, "repeats": repeats, "sklearn_repeats": sizes["sklearn_repeats"],
+                "max_abs_difference_vs_sklearn": agree},
+        notes=[
+            f"{n:,} float32 scores (half in-distribution N(1, 1), half OOD N(0, 1), rounded to "
+            "4 decimals so that ties occur), on the device for jaxrobust and torchmetrics, on "
+            f"the host for scikit-learn; median of {repeats} alternating calls "
+            f"(scikit-learn: {sizes['sklearn_repeats']}); largest difference of any metric "
+            f"from scikit-learn's: {agree:.1e}.",
+        ],
+    )  # fmt: skip
+    profile = maybe_profile(
+        args, record["ratios"], lambda i: jax.block_until_ready(jitted(dev_in, dev_out))
+    )
+    if profile:
+        record["profile"] = profile
+    recorder.add("metrics", record)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--num-scores", type=int, default=1_000_000)
-    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--num-scores", type=int, default=None, help="scores (10^6)")
+    parser.add_argument("--repeats", type=int, default=None, help="timed calls (7)")
     parser.add_argument("--output", default=None, help="update this markdown file (section)")
+    add_suite_arguments(parser)
     args = parser.parse_args(argv)
+    if args.preset:
+        return suite_main(args)
+    args.num_scores = args.num_scores or 1_000_000
+    args.repeats = args.repeats or 7
     result = run(args.num_scores, args.repeats)
     section = markdown(result)
     print(section)

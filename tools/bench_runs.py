@@ -22,7 +22,7 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
-from bench_report import run_stamp, stamp_text, write_section
+from bench_report import add_suite_arguments, measure, run_stamp, stamp_text, write_section
 
 from jaxrobust.config import load_config
 from jaxrobust.devices import describe_devices
@@ -37,43 +37,197 @@ ROOT = Path(__file__).resolve().parents[1]
 BEGIN, END = "<!-- bench_runs:begin -->", "<!-- bench_runs:end -->"
 
 
-def time_epochs(num_runs, strategy, images, labels, repeats):
+def epoch_program(num_runs, strategy, images, labels, init: str = "model") -> dict:
+    """One jitted epoch of the quickstart VAE for ``num_runs`` stacked runs (None: one unstacked
+    run) mapped with ``strategy`` ("vmap", "map"; None: ``runs_strategy()``), compiled:
+    ``{"run": run(i) (blocking), "compile_s", "fn", "args", "compiled", "steps"}``.
+    ``init="random"``: NumPy-drawn variables in the model's shapes (fast to set up)."""
+    from bench_train_step import random_variables
+
+    previous = os.environ.get("JAXROBUST_RUNS")
     if strategy:
-        os.environ["JAXROBUST_RUNS"] = strategy
-    config = load_config(ROOT / "experiments" / "quickstart.py")
-    model, preprocess = build_from_config(config, "vae")
-    steps = images.shape[0] // 128
-    optimizer = build_optimizer(config.models.vae.training.optimizer.to_dict(), steps)
+        os.environ["JAXROBUST_RUNS"] = strategy  # read when the epoch function is built
+    try:
+        config = load_config(ROOT / "experiments" / "quickstart.py")
+        model, preprocess = build_from_config(config, "vae")
+        steps = images.shape[0] // 128
+        optimizer = build_optimizer(config.models.vae.training.optimizer.to_dict(), steps)
 
-    def init(key):
-        params, state = split_variables(model.init(key, preprocess(images[:1])))
-        return TrainState(jnp.zeros((), jnp.int32), params, state, optimizer.init(params))
+        def init_state(key):
+            example = preprocess(images[:1])
+            if init == "random":
+                variables = random_variables(jax.eval_shape(model.init, key, example))
+            else:
+                variables = model.init(key, example)
+            params, state = split_variables(variables)
+            return TrainState(jnp.zeros((), jnp.int32), params, state, optimizer.init(params))
 
-    keys = run_keys(0, "vae", num_runs)
-    state = _per_run(init, keys, num_runs)
-    epoch = make_train_epoch(model, optimizer, preprocess, 128, data_mesh(), num_runs)
+        keys = run_keys(0, "vae", num_runs)
+        if init == "random" and num_runs:
+            state = jax.tree.map(lambda *xs: jnp.stack(xs), *[init_state(k) for k in keys])
+        else:
+            state = _per_run(init_state, keys, num_runs)
+        epoch = make_train_epoch(model, optimizer, preprocess, 128, data_mesh(), num_runs)
+    finally:
+        if previous is None:
+            os.environ.pop("JAXROBUST_RUNS", None)
+        else:
+            os.environ["JAXROBUST_RUNS"] = previous
     epoch_keys = _per_run(lambda k: jax.random.fold_in(k, 1), keys, num_runs)
-    compiled = epoch.lower(state, images, labels, epoch_keys, None).compile(
-        compiler_options=cpu_compiler_options() or None
-    )
-    state, metrics = compiled(state, images, labels, epoch_keys, None)  # warm-up
-    jax.block_until_ready(metrics)
-    seconds = []
-    for _ in range(repeats):
-        tic = time.perf_counter()
-        state, metrics = compiled(state, images, labels, epoch_keys, None)
+    args = (state, images, labels, epoch_keys, None)
+    start = time.perf_counter()
+    compiled = epoch.lower(*args).compile(compiler_options=cpu_compiler_options() or None)
+    compile_s = time.perf_counter() - start
+    box = [state]
+
+    def run(i: int) -> None:
+        box[0], metrics = compiled(box[0], images, labels, epoch_keys, None)
         jax.block_until_ready(metrics)
+
+    return {
+        "run": run,
+        "compile_s": compile_s,
+        "fn": epoch,
+        "args": args,
+        "compiled": compiled,
+        "steps": steps,
+    }
+
+
+def time_epochs(num_runs, strategy, images, labels, repeats):
+    """Run-images/s of :func:`epoch_program`: median of ``repeats`` epochs after a warm-up."""
+    program = epoch_program(num_runs, strategy, images, labels)
+    program["run"](-1)  # warm-up
+    seconds = []
+    for i in range(repeats):
+        tic = time.perf_counter()
+        program["run"](i)
         seconds.append(time.perf_counter() - tic)
-    return steps * 128 * (num_runs or 1) / statistics.median(seconds)
+    return program["steps"] * 128 * (num_runs or 1) / statistics.median(seconds)
+
+
+# ----------------------------------------------------------------------------------- suite mode
+
+#: Suite presets (tools/gpu/suite.py): images per epoch (batch 128), timed repeats.
+SUITE_SIZES = {
+    "smoke": {"images": 256, "repeats": 2},
+    "cpu": {"images": 6400, "repeats": 3},
+    "gpu": {"images": 6400, "repeats": 5},
+}
+
+
+def stacked_runs_record(args, members: int, images_per_epoch: int, repeats: int, dev,
+                        target: float | None, title: str) -> dict:  # fmt: skip
+    """``members`` stacked runs of the quickstart VAE as one jitted epoch (vmap and map) beside
+    one unstacked run and PyTorch training one member after another; member-images/s."""
+    from bench_report import (
+        figure,
+        maybe_profile,
+        program_cost,
+        ratio_spec,
+        workload_record,
+    )
+    from bench_train_step import torch_runner
+
+    from jaxrobust.runs import runs_strategy
+
+    rng = np.random.default_rng(0)
+    images = jnp.asarray(rng.integers(0, 256, (images_per_epoch, 28, 28, 1), dtype=np.uint8))
+    labels = jnp.zeros(images_per_epoch, jnp.int32)
+    init = "random" if args.preset == "smoke" else "model"
+    programs = {
+        "jax_1": epoch_program(None, None, images, labels, init),
+        "jax_vmap": epoch_program(members, "vmap", images, labels, init),
+        "jax_map": epoch_program(members, "map", images, labels, init),
+    }
+    steps = programs["jax_1"]["steps"]
+    costs = {k: program_cost(p["fn"], p["args"], p["compiled"]) for k, p in programs.items()}
+    runners = {k: p["run"] for k, p in programs.items()}
+    runners["pytorch_1"] = torch_runner("vae", steps, 128, dev)
+    seconds = measure(runners, repeats)
+    labels_ = {
+        "jax_1": "jaxrobust, 1 member (unstacked)",
+        "jax_vmap": f"jaxrobust, {members} members as one program, vmap",
+        "jax_map": f"jaxrobust, {members} members as one program, lax.map",
+        "pytorch_1": f"PyTorch eager, 1 member ({members} members: {members} such epochs)",
+    }
+    figures = {}
+    for key, label in labels_.items():
+        m = members if key in ("jax_vmap", "jax_map") else 1
+        figures[key] = figure(
+            label,
+            seconds[key],
+            steps * 128 * m,
+            side="pytorch" if key.startswith("pytorch") else "jaxrobust",
+            compile_s=programs[key]["compile_s"] if key in programs else None,
+            cost=costs.get(key),
+        )
+    auto = runs_strategy()
+    ratios = [
+        ratio_spec(
+            "jax_vmap", "jax_1", kind="time", target=target,
+            name=f"vmapped {members}-member step / {members} single-member steps",
+        ),
+        ratio_spec(
+            "jax_map", "jax_1", kind="time",
+            name=f"lax.map {members}-member step / {members} single-member steps",
+        ),
+        ratio_spec(
+            "jax_" + auto, "pytorch_1",
+            name=f"jaxrobust {members} members ({auto}, the default here) / PyTorch one after "
+            "another",
+        ),
+    ]  # fmt: skip
+    fastest = "vmap" if figures["jax_vmap"]["rate"] >= figures["jax_map"]["rate"] else "map"
+    record = workload_record(
+        title,
+        "member-images/s",
+        figures,
+        ratios,
+        params={
+            "members": members, "images_per_epoch": images_per_epoch, "batch": 128,
+            "steps": steps, "strategy_default": auto, "strategy_fastest": fastest,
+            "default_is_fastest": auto == fastest,
+        },
+        notes=[
+            f"One epoch = {steps} steps of batch 128 per member (synthetic uint8 images), "
+            f"median of {repeats} interleaved epochs after a warm-up. Strategy check: "
+            f"{fastest} is faster here; runs_strategy() picks {auto} on this backend"
+            + (" (right)." if auto == fastest else " (WRONG: the other is faster)."),
+        ],
+    )  # fmt: skip
+    profile = maybe_profile(args, record["ratios"], programs["jax_vmap"]["run"])
+    if profile:
+        record["profile"] = profile
+    return record
+
+
+def suite_main(args) -> int:
+    from bench_report import SuiteRecorder, suite_device, torch_device
+
+    device = suite_device(args.device)
+    dev = torch_device(device, args.preset)
+    recorder = SuiteRecorder(args.json, device, args.preset)
+    sizes = SUITE_SIZES[args.preset]
+    record = stacked_runs_record(
+        args, args.runs, sizes["images"], args.repeats or sizes["repeats"], dev, None,
+        f"{args.runs} stacked runs of the quickstart VAE as one program",
+    )  # fmt: skip
+    recorder.add("runs", record)
+    return 0
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--images", type=int, default=6400)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=None, help="timed epochs (3)")
     parser.add_argument("--output", default=None)
+    add_suite_arguments(parser)
     args = parser.parse_args(argv)
+    if args.preset:
+        return suite_main(args)
+    args.repeats = args.repeats or 3
     rng = np.random.default_rng(0)
     images = jnp.asarray(rng.integers(0, 256, (args.images, 28, 28, 1), dtype=np.uint8))
     labels = jnp.zeros(args.images, jnp.int32)

@@ -25,6 +25,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import platform
 import statistics
@@ -34,7 +35,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from bench_report import measure, run_stamp, stamp_text, write_section
+from bench_report import add_suite_arguments, measure, run_stamp, stamp_text, write_section
 
 IMAGE_SHAPES = {"vae": (28, 28, 1), "resnet18": (32, 32, 3)}
 DEFAULT_STEPS = {"vae": 20, "resnet18": 3}
@@ -56,8 +57,19 @@ def cpu_model() -> str:
 # ----------------------------------------------------------------------------------- jaxrobust
 
 
-def jax_runner(workload: str, steps: int, batch: int, impl: str, options: bool):
-    """(run_epoch, compile seconds): one call = one jitted ``make_train_epoch`` epoch."""
+def jax_program(
+    workload: str,
+    steps: int,
+    batch: int,
+    impl: str,
+    options: bool,
+    compute_dtype: str = "float32",
+    init: str = "model",
+) -> dict:
+    """One jitted ``make_train_epoch`` epoch, compiled: ``{"run": run(i), "compile_s", "fn",
+    "args", "compiled", "model"}`` (``run`` = one epoch of ``steps`` steps, blocking).
+    ``init="random"``: variables drawn with NumPy in the shapes of the model's (the smoke
+    preset: XLA:CPU takes ~20 s to compile ResNet-18's own initialisation)."""
     import jax
     import jax.numpy as jnp
 
@@ -81,22 +93,28 @@ def jax_runner(workload: str, steps: int, batch: int, impl: str, options: bool):
     else:
         cfg = {"kind": "classifier", "network": "resnet18"}
         opt_cfg = {"name": "sgd", "learning_rate": 0.1, "momentum": 0.9}
+    if compute_dtype != "float32":
+        cfg["compute_dtype"] = compute_dtype
     model = build_model(cfg.pop("kind"), cfg, shape, NUM_CLASSES)
     preprocess = Preprocess()
     rng = np.random.default_rng(0)
     n = steps * batch
     images = jnp.asarray(rng.integers(0, 256, (n, *shape), dtype=np.uint8))
     labels = jnp.asarray(rng.integers(0, NUM_CLASSES, n, dtype=np.int32))
-    params, state = split_variables(model.init(jax.random.key(0), preprocess(images[:1])))
+    example = preprocess(images[:1])
+    if init == "random":
+        variables = random_variables(jax.eval_shape(model.init, jax.random.key(0), example))
+    else:
+        variables = jax.jit(model.init)(jax.random.key(0), example)
+    params, state = split_variables(variables)
     optimizer = build_optimizer(opt_cfg, steps)
     train_state = TrainState(jnp.zeros((), jnp.int32), params, state, optimizer.init(params))
     compiler_options = cpu_compiler_options() if options else None
+    args = (train_state, images, labels, jax.random.key(1))
     with conv_impl(impl):  # read when the epoch is traced, i.e. by lower()
         epoch = make_train_epoch(model, optimizer, preprocess, batch, data_mesh())
         start = time.perf_counter()
-        compiled = epoch.lower(train_state, images, labels, jax.random.key(1)).compile(
-            compiler_options=compiler_options
-        )
+        compiled = epoch.lower(*args).compile(compiler_options=compiler_options or None)
         compile_s = time.perf_counter() - start
     box = [train_state]
 
@@ -104,7 +122,51 @@ def jax_runner(workload: str, steps: int, batch: int, impl: str, options: bool):
         box[0], metrics = compiled(box[0], images, labels, jax.random.key(100 + i))
         jax.block_until_ready((box[0], metrics))
 
-    return run_epoch, compile_s
+    return {
+        "run": run_epoch,
+        "compile_s": compile_s,
+        "fn": epoch,
+        "args": args,
+        "compiled": compiled,
+        "model": model,
+        "impl": impl,
+    }
+
+
+def random_variables(shapes, seed: int = 0):
+    """Variables of the shapes ``shapes`` (a tree of ShapeDtypeStruct): scales and variances 1,
+    biases and means 0, other leaves N(0, 0.05^2)."""
+    import jax
+    import jax.numpy as jnp
+
+    rng = np.random.default_rng(seed)
+
+    def draw(path, leaf):
+        name = str(getattr(path[-1], "key", path[-1]))
+        if name in ("scale", "var"):
+            return jnp.ones(leaf.shape, leaf.dtype)
+        if name in ("bias", "mean"):
+            return jnp.zeros(leaf.shape, leaf.dtype)
+        return jnp.asarray(0.05 * rng.standard_normal(leaf.shape), leaf.dtype)
+
+    return jax.tree_util.tree_map_with_path(draw, shapes)
+
+
+def jax_runner(workload: str, steps: int, batch: int, impl: str, options: bool):
+    """(run_epoch, compile seconds): one call = one jitted ``make_train_epoch`` epoch."""
+    program = jax_program(workload, steps, batch, impl, options)
+    return program["run"], program["compile_s"]
+
+
+def computes_in(model, shape, dtype_name: str) -> bool:
+    """Whether ``model``'s logits or loss are computed with ``dtype_name`` arrays (jaxpr)."""
+    import jax
+    import jax.numpy as jnp
+
+    x = jnp.zeros((1, *shape), jnp.float32)
+    variables = jax.eval_shape(model.init, jax.random.key(0), x)
+    jaxpr = jax.make_jaxpr(lambda v, x: model.logits(v, x))(variables, x)
+    return dtype_name in str(jaxpr)
 
 
 # ----------------------------------------------------------------------------------- PyTorch
@@ -195,29 +257,53 @@ def torch_models(workload: str):
     return model, optimizer, ce_loss
 
 
-def torch_runner(workload: str, steps: int, batch: int) -> Callable[[int], None]:
-    """One call = ``steps`` eager PyTorch training steps (batch gather + scale to [0, 1])."""
+def torch_runner(
+    workload: str,
+    steps: int,
+    batch: int,
+    device=None,
+    channels_last: bool = False,
+    autocast_bf16: bool = False,
+) -> Callable[[int], None]:
+    """One call = ``steps`` eager PyTorch training steps (batch gather + scale to [0, 1]) on
+    ``device`` (default: the CPU, one thread per core), ending with a device synchronisation;
+    ``channels_last`` memory format, ``autocast_bf16`` = ``torch.autocast(bfloat16)``."""
     import torch
+    from bench_report import torch_sync
 
-    torch.set_num_threads(os.cpu_count() or 1)
+    if device is None:
+        torch.set_num_threads(os.cpu_count() or 1)
+        device = torch.device("cpu")
     torch.manual_seed(0)
     model, optimizer, loss_fn = torch_models(workload)
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    model = model.to(device, memory_format=memory_format)
+    # The optimizer was built on the CPU parameters: rebuild it on the moved ones.
+    optimizer = type(optimizer)(model.parameters(), **optimizer.defaults)
     model.train()
     height, width, channels = IMAGE_SHAPES[workload]
     n = steps * batch
     gen = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (n, channels, height, width), dtype=torch.uint8, generator=gen)
     labels = torch.randint(0, NUM_CLASSES, (n,), generator=gen)
+    images, labels = images.to(device), labels.to(device)
+
+    def autocast():
+        if autocast_bf16:
+            return torch.autocast(device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
 
     def run_epoch(i: int) -> None:
-        perm = torch.randperm(n, generator=gen)
+        perm = torch.randperm(n, generator=gen).to(device)
         for step in range(steps):
             idx = perm[step * batch : (step + 1) * batch]
-            x = images[idx].float().div_(255.0)
+            x = images[idx].float().div_(255.0).contiguous(memory_format=memory_format)
             optimizer.zero_grad(set_to_none=True)
-            loss = loss_fn(model, x, labels[idx])
+            with autocast():
+                loss = loss_fn(model, x, labels[idx])
             loss.backward()
             optimizer.step()
+        torch_sync(device)
 
     return run_epoch
 
@@ -266,6 +352,144 @@ def markdown(rows: list[dict], meta: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+# ----------------------------------------------------------------------------------- suite mode
+
+#: Suite presets (tools/gpu/suite.py): steps per timed epoch, batch size, timed repeats.
+SUITE_SIZES = {
+    "smoke": {
+        "steps": {"vae": 2, "resnet18": 1},
+        "batch": {"vae": 16, "resnet18": 2},
+        "repeats": 2,
+    },
+    "cpu": {
+        "steps": {"vae": 20, "resnet18": 3},
+        "batch": {"vae": 128, "resnet18": 128},
+        "repeats": 5,
+    },
+    "gpu": {
+        "steps": {"vae": 200, "resnet18": 20},
+        "batch": {"vae": 128, "resnet18": 128},
+        "repeats": 5,
+    },
+}
+#: Issue 14's targets on a GPU: jaxrobust / PyTorch images/s.
+TARGETS = {"vae": 1.5, "resnet18": 1.3}
+SUITE_WORKLOADS = {
+    "vae": ("train_vae", "vae", "float32", "Quickstart VAE training step (fp32, Adam)"),
+    "resnet18": ("train_resnet18", "resnet18", "float32", "CIFAR ResNet-18 training step (fp32)"),
+    "resnet18_bf16": (
+        "train_resnet18_bf16",
+        "resnet18",
+        "bfloat16",
+        "CIFAR ResNet-18 training step (bf16 mixed precision)",
+    ),
+}
+
+
+def suite_main(args, workloads: list[str]) -> int:
+    """The suite mode: each workload's jaxrobust epoch beside PyTorch eager on the same device."""
+    from bench_report import (
+        SuiteRecorder,
+        figure,
+        maybe_profile,
+        missing,
+        program_cost,
+        ratio_spec,
+        suite_device,
+        torch_device,
+        workload_record,
+    )
+
+    device = suite_device(args.device)
+    dev = torch_device(device, args.preset)
+    recorder = SuiteRecorder(args.json, device, args.preset)
+    sizes = SUITE_SIZES[args.preset]
+    for name in workloads:
+        key, base, dtype, title = SUITE_WORKLOADS[name]
+        steps = args.steps or sizes["steps"][base]
+        batch = sizes["batch"][base]
+        items = steps * batch
+        bf16 = dtype == "bfloat16"
+        figures, runners, notes = {}, {}, []
+        program = None
+        jax_label = "jaxrobust, jitted epoch" + (" (compute_dtype bfloat16)" if bf16 else "")
+        try:
+            program = jax_program(
+                base, steps, batch, "auto", device == "cpu", dtype,
+                init="random" if args.preset == "smoke" else "model",
+            )  # fmt: skip
+            if bf16 and not computes_in(program["model"], IMAGE_SHAPES[base], "bf16"):
+                raise ValueError("the network built with it computes in float32")
+        except Exception as err:
+            if not bf16:
+                raise
+            program = None
+            figures["jaxrobust"] = missing(
+                jax_label, "jaxrobust",
+                f"option not available: architecture.compute_dtype = 'bfloat16' "
+                f"({type(err).__name__}: {str(err)[:200]})",
+            )  # fmt: skip
+        cost = None
+        if program is not None:
+            runners["jaxrobust"] = program["run"]
+            cost = program_cost(program["fn"], program["args"], program["compiled"])
+        torch_labels = {"pytorch": "PyTorch eager (NCHW)"}
+        if base == "resnet18":
+            torch_labels["pytorch_cl"] = "PyTorch eager (channels_last)"
+        for tkey in torch_labels:
+            runners[tkey] = torch_runner(
+                base, steps, batch, dev, channels_last=tkey == "pytorch_cl", autocast_bf16=bf16
+            )
+            if bf16:
+                torch_labels[tkey] += " + autocast bf16"
+        seconds = measure(runners, args.repeats or sizes["repeats"])
+        if program is not None:
+            figures["jaxrobust"] = figure(
+                jax_label,
+                seconds["jaxrobust"],
+                items,
+                side="jaxrobust",
+                compile_s=program["compile_s"],
+                cost=cost,
+            )
+        for tkey, label in torch_labels.items():
+            figures[tkey] = figure(label, seconds[tkey], items, side="pytorch")
+        best = max(torch_labels, key=lambda k: figures[k]["rate"])
+        ratios = [
+            ratio_spec(
+                "jaxrobust", best, target=TARGETS[base], name="jaxrobust / PyTorch (faster layout)"
+            )
+        ]
+        ratios += [
+            ratio_spec("jaxrobust", k, name=f"jaxrobust / {torch_labels[k]}")
+            for k in torch_labels
+            if k != best
+        ]
+        notes.append(
+            f"{steps} steps of batch {batch} per timed call (synthetic device-resident uint8 "
+            "images); jaxrobust: one jitted make_train_epoch call (lax.scan over the steps); "
+            "PyTorch: eager steps, synchronised at the end of each call."
+        )
+        if device == "gpu":
+            notes.append("TF32 allowed on both sides (JAX's default for float32 on a GPU).")
+        else:
+            notes.append("jaxrobust compiled with cpu_compiler_options(), as training is.")
+        record = workload_record(
+            title,
+            "images/s",
+            figures,
+            ratios,
+            params={"steps": steps, "batch": batch, "compute_dtype": dtype},
+            notes=notes,
+        )
+        if program is not None:
+            profile = maybe_profile(args, record["ratios"], program["run"])
+            if profile:
+                record["profile"] = profile
+        recorder.add(key, record)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workloads", default="vae,resnet18")
@@ -273,7 +497,9 @@ def main(argv: list[str] | None = None) -> int:
         "--steps", type=int, default=None, help="steps per epoch (default: vae 20, resnet18 3)"
     )
     parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--repeats", type=int, default=5, help="timed epochs per measurement")
+    parser.add_argument(
+        "--repeats", type=int, default=None, help="timed epochs per measurement (default 5)"
+    )
     parser.add_argument(
         "--before-steps",
         type=int,
@@ -281,9 +507,15 @@ def main(argv: list[str] | None = None) -> int:
         help="steps of the slow JAXROBUST_CONV_IMPL=lax epoch (default: vae 5, resnet18 1)",
     )
     parser.add_argument("--output", default=None, help="update this markdown file (section)")
+    add_suite_arguments(parser)
     args = parser.parse_args(argv)
 
     workloads = [w for w in args.workloads.split(",") if w]
+    if args.preset:
+        unknown = set(workloads) - set(SUITE_WORKLOADS)
+        if unknown:
+            parser.error(f"unknown workload(s) {sorted(unknown)}; known: {sorted(SUITE_WORKLOADS)}")
+        return suite_main(args, workloads)
     unknown = set(workloads) - set(IMAGE_SHAPES)
     if unknown:
         parser.error(f"unknown workload(s) {sorted(unknown)}; known: {sorted(IMAGE_SHAPES)}")
@@ -296,7 +528,7 @@ def main(argv: list[str] | None = None) -> int:
             runners[key], compile_s = jax_runner(workload, steps, batch, "auto", options)
             print(f"{workload}: compiled jaxrobust {key} in {compile_s:.1f} s", flush=True)
         runners["torch"] = torch_runner(workload, steps, batch)
-        seconds = measure(runners, args.repeats)
+        seconds = measure(runners, args.repeats or 5)
         row = {"workload": workload, "steps": steps}
         for key, values in seconds.items():
             row[key] = steps * batch / statistics.median(values)
@@ -316,7 +548,7 @@ def main(argv: list[str] | None = None) -> int:
         "cores": os.cpu_count(),
         "command": "python " + " ".join(["tools/bench_train_step.py", *(argv or sys.argv[1:])]),
         "batch": batch,
-        "repeats": args.repeats,
+        "repeats": args.repeats or 5,
         "before_steps": ", ".join(f"{w} {args.before_steps or BEFORE_STEPS[w]}" for w in workloads),
     }
     section = markdown(rows, meta)
