@@ -97,6 +97,7 @@ def test_deepfool_binary_affine_one_step_lands_on_the_boundary():
     np.testing.assert_allclose(result.l2, 1.02 * (dist + 1e-4), rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.gpu
 @pytest.mark.parametrize("num_candidates", [5, 10])
 def test_deepfool_multiclass_affine_reaches_the_nearest_boundary(num_candidates):
     w, b, logits_fn = affine(8, 5, seed=2)
@@ -158,6 +159,7 @@ def binary_problem(seed: int = 0, scale: float = 1.0):
     return logits_fn, x, z.argmax(1), np.abs(z[:, 1] - z[:, 0]), norm
 
 
+@pytest.mark.gpu
 @pytest.mark.parametrize("abort_early", [False, True])
 def test_cw_binary_affine_approaches_the_minimal_distance(abort_early):
     logits_fn, x, y, gap, norm = binary_problem()

@@ -175,6 +175,7 @@ def test_one_step_bim_equals_fgsm(linear):
         np.testing.assert_array_equal(one, fgsm(loss, x, y, epsilon=0.1, **kwargs))
 
 
+@pytest.mark.gpu
 @pytest.mark.parametrize("norm,eps,step", [("linf", 0.1, 0.02), ("l2", 0.5, 0.15)])
 def test_bim_matches_numpy_loop(linear, norm, eps, step):
     w, b, x, y, t = linear
@@ -260,6 +261,7 @@ def test_random_start_is_uniform_in_the_ball():
     np.testing.assert_allclose(hist / linf.size, 0.1, atol=0.01)
 
 
+@pytest.mark.gpu
 def test_pgd_raises_the_loss_of_an_mlp():
     logits_fn = mlp(np.random.default_rng(2))
     x = np.random.default_rng(3).uniform(size=(64, D)).astype(np.float32)

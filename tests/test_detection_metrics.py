@@ -106,6 +106,7 @@ def test_matches_sklearn_on_generated_inputs(data, n_in, n_out):
     assert_matches_sklearn(scores_in, scores_out)
 
 
+@pytest.mark.gpu
 def test_million_scores_match_sklearn_in_float32():
     rng = np.random.default_rng(0)
     # 10^6 scores, rounded to create ties, one side much larger than the other.
@@ -130,6 +131,7 @@ class DetectionVariantsTest(chex.TestCase):
             np.testing.assert_allclose(float(got[key]), value, atol=1e-6, err_msg=key)
 
 
+@pytest.mark.gpu
 def test_metrics_run_inside_jit_and_vmap():
     rng = np.random.default_rng(1)
     scores_in = jnp.asarray(rng.normal(1, 1, (3, 200)), jnp.float32)
@@ -149,6 +151,7 @@ def test_metrics_run_inside_jit_and_vmap():
     assert np.isfinite(all_aurocs(with_nan, scores_out)[1])
 
 
+@pytest.mark.gpu
 def test_roc_curve_matches_sklearn_points():
     rng = np.random.default_rng(2)
     scores_in = rng.integers(0, 20, 300).astype(np.float32)

@@ -123,6 +123,7 @@ def _chunking_references(num_samples: int):
     return fn, key, unchunked, _all_log_weights(fn, key, num_samples)
 
 
+@pytest.mark.gpu
 @pytest.mark.parametrize("chunk_size", [1, 5, 8, 37, 100])
 def test_chunking_matches_one_pass_and_numpy(chunk_size):
     num_samples = 37  # prime: every chunk size but 1 and 37 leaves a remainder
@@ -139,6 +140,7 @@ def test_chunking_matches_one_pass_and_numpy(chunk_size):
     np.testing.assert_allclose(result.std_log_weights, log_w.std(0, ddof=1), rtol=1e-4)
 
 
+@pytest.mark.gpu
 def test_streaming_moments_are_float32_safe():
     """Log-weights of -10^4 nats with a spread of 0.01: a float32 sum of squares would lose the
     variance entirely; the chunk-wise merge keeps it."""
@@ -185,6 +187,7 @@ def test_repeated_std_matches_separate_calls():
     assert std.shape == (INPUTS,)
 
 
+@pytest.mark.gpu
 def test_jit_matches_eager():
     fn = approximate_posterior_fn()
     key = jax.random.key(8)

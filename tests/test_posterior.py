@@ -79,6 +79,7 @@ def test_select_reject_combine_round_trip():
 # --- posterior log-likelihoods ---------------------------------------------------------------
 
 
+@pytest.mark.gpu
 def test_posterior_log_likelihoods_equal_a_loop_over_samples():
     model = make_vae((8, 8, 1), 3, network="mlp", iwae_samples=5, iwae_chunk=2)
     images = jax.random.uniform(jax.random.key(1), (6, 8, 8, 1))

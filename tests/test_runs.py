@@ -65,6 +65,7 @@ def test_bad_num_runs_is_explained(synthetic_data, tiny_config, tmp_path):
         train_and_evaluate(config, tmp_path / "bad")
 
 
+@pytest.mark.gpu
 @pytest.mark.parametrize("strategy", ["vmap", "map"])
 def test_over_runs_matches_a_loop_over_runs(strategy):
     from jaxrobust.runs import over_runs

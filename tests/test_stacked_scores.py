@@ -26,6 +26,7 @@ def transcription(log_lik: np.ndarray, entropy: float) -> dict[str, np.ndarray]:
     }
 
 
+@pytest.mark.gpu
 @pytest.mark.parametrize(
     ("scale", "spread"),
     [(-100.0, 5.0), (-3000.0, 40.0), (-1e4, 0.01)],  # MNIST-like, CIFAR-like, near-identical

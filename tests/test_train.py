@@ -147,6 +147,7 @@ def test_checkpoint_that_does_not_match_config_is_refused(synthetic_data, tiny_c
         train_and_evaluate(config, tmp_path)
 
 
+@pytest.mark.gpu
 def test_metrics_log_and_best_checkpoint(synthetic_data, tiny_config, tmp_path):
     config = only_models(tiny_config, "classifier")
     config.models.classifier.training.num_epochs = 3

@@ -229,6 +229,7 @@ def test_conv_decoder_out_channels_default_unchanged():
     assert out.shape == (2, 28, 28, 2)
 
 
+@pytest.mark.gpu
 def test_padding_matches_pytorch():
     """Explicit pads of ch3_rgb = PyTorch Conv2d(3, padding=1) / ConvTranspose2d(3, padding=1,
     output_padding=stride - 1) with the transposed-conv kernel flipped."""

@@ -235,7 +235,8 @@ def ensemble_rates(members: int, images: int, repeats: int) -> list[tuple[str, f
 
 #: Suite presets (tools/gpu/suite.py). Scoring strategies: (name, sample_batch_size (None:
 #: lax.map one sample after another; "S": all samples vmapped), chunk C of the K importance
-#: samples, image batch B), sized so that about 10^5 decoder passes are in flight on a GPU;
+#: samples, image batch B), at most 5 x 10^4 decoder passes in flight on a GPU (about 0.3
+#: TFLOP per image: a batch of 50 is about a second);
 #: ``max_images``: at most this many timed (fewer if the budget is short; 10,000 extrapolated).
 SUITE_SIZES = {
     "smoke": {
@@ -249,10 +250,9 @@ SUITE_SIZES = {
         "members": 8, "ensemble_images": 3200,
     },
     "gpu": {
-        "samples": 200, "importance": 100, "max_images": 1000, "torch": (200, 100),
-        "repeats": 3,
-        "strategies": [("map", None, 100, 200), ("vmap 8", 8, 50, 200),
-                       ("vmap all", "S", 5, 100)],
+        "samples": 200, "importance": 100, "max_images": 500, "torch": (50, 100), "repeats": 3,
+        "strategies": [("map", None, 100, 50), ("vmap 8", 8, 100, 50),
+                       ("vmap all", "S", 10, 25)],
         "members": 8, "ensemble_images": 6400,
     },
 }  # fmt: skip
