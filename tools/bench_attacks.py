@@ -152,8 +152,8 @@ def torch_runners(
     device = device or torch.device("cpu")
     pgd_options = pgd_options or PGD
     cw_options = cw_options or CW
-    x_all = torch.from_numpy(np.ascontiguousarray(x_np.transpose(0, 3, 1, 2))).to(device)
-    y_all = torch.from_numpy(y_np.astype(np.int64)).to(device)
+    x_all = torch.from_numpy(np.array(x_np.transpose(0, 3, 1, 2))).to(device)
+    y_all = torch.from_numpy(np.array(y_np, np.int64)).to(device)
     steps_total = cw_options["binary_search_steps"] * cw_options["max_iterations"]
     libraries = {}
     try:

@@ -240,9 +240,9 @@ def ensemble_rates(members: int, images: int, repeats: int) -> list[tuple[str, f
 #: ``max_images``: at most this many timed (fewer if the budget is short; 10,000 extrapolated).
 SUITE_SIZES = {
     "smoke": {
-        "samples": 4, "importance": 6, "max_images": 8, "torch": (4, 3), "repeats": 2,
+        "samples": 4, "importance": 6, "max_images": 8, "torch": (4, 3), "repeats": 1,
         "strategies": [("map", None, 3, 4), ("vmap 2", 2, 3, 4), ("vmap all", "S", 3, 4)],
-        "members": 2, "ensemble_images": 256,
+        "members": 2, "ensemble_images": 128,
     },
     "cpu": {
         "samples": 200, "importance": 100, "max_images": 20, "torch": (20, 50), "repeats": 3,

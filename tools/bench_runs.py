@@ -110,7 +110,7 @@ def time_epochs(num_runs, strategy, images, labels, repeats):
 
 #: Suite presets (tools/gpu/suite.py): images per epoch (batch 128), timed repeats.
 SUITE_SIZES = {
-    "smoke": {"images": 256, "repeats": 2},
+    "smoke": {"images": 128, "repeats": 1},
     "cpu": {"images": 6400, "repeats": 3},
     "gpu": {"images": 6400, "repeats": 5},
 }

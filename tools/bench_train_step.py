@@ -359,7 +359,7 @@ SUITE_SIZES = {
     "smoke": {
         "steps": {"vae": 2, "resnet18": 1},
         "batch": {"vae": 16, "resnet18": 2},
-        "repeats": 2,
+        "repeats": 1,
     },
     "cpu": {
         "steps": {"vae": 20, "resnet18": 3},

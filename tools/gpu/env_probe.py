@@ -34,6 +34,22 @@ def main(argv: list[str] | None = None) -> int:
     env = suite_environment(device)
     env["backend"] = backend
     env["devices"] = [str(d) for d in jax.devices()]
+    try:  # the CUDA runtime, cuDNN and driver versions JAX sees (private module: best effort)
+        from jax._src.lib import cuda_versions
+
+        if cuda_versions is not None:
+            versions = {}
+            for name in dir(cuda_versions):
+                if name.endswith("_get_version"):
+                    try:
+                        versions[name.replace("_get_version", "")] = str(
+                            getattr(cuda_versions, name)()
+                        )
+                    except Exception:  # e.g. a function that takes arguments
+                        continue
+            env["jax_cuda_versions"] = versions
+    except Exception as err:
+        env["jax_cuda_versions"] = f"unavailable: {type(err).__name__}"
     try:
         env["jax_environment_info"] = jax.print_environment_info(return_string=True)
     except Exception as err:  # informative only

@@ -45,7 +45,12 @@ if compgen -G "$CARRY/wheels/*.whl" > /dev/null; then
             --target "$SITE" "$CARRY"/wheels/*.whl >> "$PRE" 2>&1; then
         say "installed $(ls "$CARRY"/wheels/*.whl | wc -l) carried wheels into $SITE"
     else
-        say "WARNING: installing the carried wheels failed (see above); going on without them"
+        # No pip (e.g. a venv made without it): a pure-Python wheel is a zip of its packages.
+        say "pip install failed (see $PRE): unpacking the wheels into $SITE instead"
+        mkdir -p "$SITE"
+        for wheel in "$CARRY"/wheels/*.whl; do
+            "$PY" -m zipfile -e "$wheel" "$SITE" >> "$PRE" 2>&1 || say "WARNING: could not unpack $wheel"
+        done
     fi
     export PYTHONPATH="$ROOT:$SITE${PYTHONPATH:+:$PYTHONPATH}"
 else

@@ -11,7 +11,8 @@ hang or a slow step cannot eat the window; the whole suite stops starting steps 
 ``--deadline-s``): ``env`` (device and versions), ``tests`` (``pytest -m gpu``: the tests marked
 for the GPU; in the smoke preset one of them), then the benchmarks of ``tools/`` in suite mode
 (``python tools/bench_x.py --preset P --device D --json FILE --budget-s S``), jaxrobust beside
-PyTorch on the same device. After every step ``OUT_DIR`` holds, written atomically:
+PyTorch on the same device (``runs``, bench_runs' R = 5, only with ``--steps``). After every
+step ``OUT_DIR`` holds, written atomically:
 
 - ``gpu_suite.json``: the environment, every step's status and seconds, every workload's
   figures (seconds of each timed call, median, rate, compile time, XLA cost and achieved
@@ -31,6 +32,7 @@ import datetime
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -68,6 +70,7 @@ class Step:
     workloads: tuple[str, ...] = ()
     titles: dict[str, str] = field(default_factory=dict)
     bench: bool = True  # takes --preset/--device/--json/--budget-s/--profile
+    default: bool = True  # run unless --steps names others
 
 
 def default_steps(preset: str) -> list[Step]:
@@ -101,8 +104,12 @@ def default_steps(preset: str) -> list[Step]:
              {"ensemble": "8-member ensemble trained as one program"}),
         Step("attacks", bench + ["tools/bench_attacks.py"], {"gpu": 50, "cpu": 300, "smoke": 120},
              ("pgd", "cw"), {"pgd": "PGD-40 L-inf", "cw": "CW-L2 5 x 100"}),
-        Step("metrics", bench + ["tools/bench_metrics.py"], {"gpu": 35, "cpu": 120, "smoke": 60},
+        Step("metrics", bench + ["tools/bench_metrics.py"], {"gpu": 45, "cpu": 120, "smoke": 60},
              ("metrics",), {"metrics": "Detection metrics on 10^7 scores"}),
+        # Only when asked (--steps runs): bench_runs' R = 5 runs; the ensemble step already
+        # measures the same stacked-runs program (both strategies) at M = 8.
+        Step("runs", bench + ["tools/bench_runs.py"], {"gpu": 40, "cpu": 200, "smoke": 120},
+             ("runs",), {"runs": "5 stacked runs as one program"}, default=False),
     ]  # fmt: skip
 
 
@@ -235,6 +242,10 @@ def environment_text(env: dict) -> str:
         extra.append(f"torch CUDA {env['torch_cuda']}, cuDNN {env.get('torch_cudnn')}")
     if env.get("jax_cuda"):
         extra.append(", ".join(f"{k} {v}" for k, v in env["jax_cuda"].items()))
+    if isinstance(env.get("jax_cuda_versions"), dict):
+        extra.append(
+            "JAX's CUDA: " + ", ".join(f"{k} {v}" for k, v in env["jax_cuda_versions"].items())
+        )
     smi = env.get("nvidia_smi")
     if isinstance(smi, dict) and smi.get("rows"):
         extra.append(f"nvidia-smi ({smi['query']}): {'; '.join(smi['rows'])}")
@@ -501,6 +512,7 @@ class Suite:
             self.run_step(step)
         self.results["finished"] = True
         self.write()
+        shutil.rmtree(self.scratch, ignore_errors=True)  # its logs and JSON are merged above
         self.log(f"done in {time.monotonic() - self.start:.0f} s: {sorted(os.listdir(self.out))}")
         return self.results
 
@@ -542,7 +554,8 @@ def main(argv: list[str] | None = None) -> int:
     boxes = parse_boxes([os.environ.get("JAXROBUST_SUITE_BOXES", ""), *args.box])
     steps = default_steps(preset)
     known = [s.name for s in steps]
-    chosen = [n for n in (args.steps or ",".join(known)).split(",") if n]
+    defaults = ",".join(s.name for s in steps if s.default)
+    chosen = [n for n in (args.steps or defaults).split(",") if n]
     skip = {n for n in args.skip.split(",") if n}
     unknown = (set(chosen) | skip | set(boxes)) - set(known)
     if unknown:
