@@ -303,7 +303,6 @@ def suite_main(args) -> int:
     from bench_report import (
         SuiteRecorder,
         figure,
-        maybe_profile,
         missing,
         program_cost,
         ratio_spec,
@@ -394,10 +393,7 @@ def suite_main(args) -> int:
                     else cw_options, "twin_rel_diff": twin, **info},
             notes=notes,
         )  # fmt: skip
-        profile = maybe_profile(args, record["ratios"], jax_run[attack])
-        if profile:
-            record["profile"] = profile
-        recorder.add(attack, record)
+        recorder.add_profiled(attack, record, args, jax_run[attack])
     return 0
 
 

@@ -432,7 +432,6 @@ def suite_main(args) -> int:
         SuiteRecorder,
         figure,
         fit_count,
-        maybe_profile,
         program_cost,
         ratio_spec,
         suite_device,
@@ -531,10 +530,7 @@ def suite_main(args) -> int:
         },
         notes=notes,
     )  # fmt: skip
-    profile = maybe_profile(args, record["ratios"], lambda i: jax_run(-1))
-    if profile:
-        record["profile"] = profile
-    recorder.add("iwae", record)
+    recorder.add_profiled("iwae", record, args, lambda i: jax_run(-1))
     return 0
 
 

@@ -174,7 +174,6 @@ def suite_main(args) -> int:
     from bench_report import (
         SuiteRecorder,
         figure,
-        maybe_profile,
         missing,
         program_cost,
         ratio_spec,
@@ -265,12 +264,9 @@ def suite_main(args) -> int:
             f"from scikit-learn's: {agree:.1e}.",
         ],
     )  # fmt: skip
-    profile = maybe_profile(
-        args, record["ratios"], lambda i: jax.block_until_ready(jitted(dev_in, dev_out))
+    recorder.add_profiled(
+        "metrics", record, args, lambda i: jax.block_until_ready(jitted(dev_in, dev_out))
     )
-    if profile:
-        record["profile"] = profile
-    recorder.add("metrics", record)
     return 0
 
 

@@ -270,7 +270,8 @@ def _per_image_seconds(run, batch: int) -> float:
     return (time.perf_counter() - tic) / batch
 
 
-def posterior_record(args, sizes: dict, dev, budget: float) -> dict:
+def posterior_record(args, sizes: dict, dev, budget: float) -> tuple:
+    """(The posterior-scoring record, a run of the default strategy for a profile)."""
     import math
     import time
 
@@ -278,7 +279,6 @@ def posterior_record(args, sizes: dict, dev, budget: float) -> dict:
     from bench_report import (
         figure,
         fit_count,
-        maybe_profile,
         program_cost,
         ratio_spec,
         workload_record,
@@ -366,10 +366,7 @@ def posterior_record(args, sizes: dict, dev, budget: float) -> dict:
             + (" (right)." if default == fastest else " (not the fastest)."),
         ],
     )  # fmt: skip
-    profile = maybe_profile(args, record["ratios"], lambda i: runners[default](-1))
-    if profile:
-        record["profile"] = profile
-    return record
+    return record, (lambda i: runners[default](-1))
 
 
 def suite_main(args, workloads: list[str]) -> int:
@@ -387,14 +384,15 @@ def suite_main(args, workloads: list[str]) -> int:
     for name in workloads:
         left = budget - (time.perf_counter() - start)
         if name == "posterior":
-            recorder.add("posterior", posterior_record(args, sizes, dev, left))
+            record, profile_run = posterior_record(args, sizes, dev, left)
+            recorder.add_profiled("posterior", record, args, profile_run)
         elif name == "ensemble":
             members = sizes["members"]
-            record = stacked_runs_record(
+            record, profile_run = stacked_runs_record(
                 args, members, sizes["ensemble_images"], args.repeats or sizes["repeats"], dev,
                 ENSEMBLE_TARGET, f"{members}-member ensemble trained as one program",
             )  # fmt: skip
-            recorder.add("ensemble", record)
+            recorder.add_profiled("ensemble", record, args, profile_run)
         else:
             raise SystemExit(f"unknown workload {name!r}; known: posterior, ensemble")
     return 0

@@ -260,6 +260,15 @@ class SuiteRecorder:
         print(f"[suite] {key}: {summary_line(record)}", flush=True)
         self.flush()
 
+    def add_profiled(self, key: str, record: dict, args, run: Callable[[int], object] | None):
+        """:meth:`add`, then :func:`maybe_profile` of ``run`` and :meth:`add` again with the
+        profile: the figures are on disk before the profiler runs (should it crash)."""
+        self.add(key, record)
+        profile = maybe_profile(args, record["ratios"], run) if run is not None else None
+        if profile:
+            record["profile"] = profile
+            self.add(key, record)
+
     def flush(self) -> None:
         if self.path:
             atomic_write_json(self.path, self.data)

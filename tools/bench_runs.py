@@ -117,12 +117,12 @@ SUITE_SIZES = {
 
 
 def stacked_runs_record(args, members: int, images_per_epoch: int, repeats: int, dev,
-                        target: float | None, title: str) -> dict:  # fmt: skip
+                        target: float | None, title: str) -> tuple:  # fmt: skip
     """``members`` stacked runs of the quickstart VAE as one jitted epoch (vmap and map) beside
-    one unstacked run and PyTorch training one member after another; member-images/s."""
+    one unstacked run and PyTorch training one member after another; member-images/s.
+    Returns (record, the vmapped program's run, for a profile)."""
     from bench_report import (
         figure,
-        maybe_profile,
         program_cost,
         ratio_spec,
         workload_record,
@@ -196,10 +196,7 @@ def stacked_runs_record(args, members: int, images_per_epoch: int, repeats: int,
             + (" (right)." if auto == fastest else " (WRONG: the other is faster)."),
         ],
     )  # fmt: skip
-    profile = maybe_profile(args, record["ratios"], programs["jax_vmap"]["run"])
-    if profile:
-        record["profile"] = profile
-    return record
+    return record, programs["jax_vmap"]["run"]
 
 
 def suite_main(args) -> int:
@@ -209,11 +206,11 @@ def suite_main(args) -> int:
     dev = torch_device(device, args.preset)
     recorder = SuiteRecorder(args.json, device, args.preset)
     sizes = SUITE_SIZES[args.preset]
-    record = stacked_runs_record(
+    record, profile_run = stacked_runs_record(
         args, args.runs, sizes["images"], args.repeats or sizes["repeats"], dev, None,
         f"{args.runs} stacked runs of the quickstart VAE as one program",
     )  # fmt: skip
-    recorder.add("runs", record)
+    recorder.add_profiled("runs", record, args, profile_run)
     return 0
 
 

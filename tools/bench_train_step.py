@@ -391,7 +391,6 @@ def suite_main(args, workloads: list[str]) -> int:
     from bench_report import (
         SuiteRecorder,
         figure,
-        maybe_profile,
         missing,
         program_cost,
         ratio_spec,
@@ -482,11 +481,7 @@ def suite_main(args, workloads: list[str]) -> int:
             params={"steps": steps, "batch": batch, "compute_dtype": dtype},
             notes=notes,
         )
-        if program is not None:
-            profile = maybe_profile(args, record["ratios"], program["run"])
-            if profile:
-                record["profile"] = profile
-        recorder.add(key, record)
+        recorder.add_profiled(key, record, args, program["run"] if program else None)
     return 0
 
 
