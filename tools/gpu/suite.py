@@ -49,6 +49,8 @@ from bench_report import atomic_write_json, ratio_value, target_met  # noqa: E40
 OUTPUTS = {"json": "gpu_suite.json", "markdown": "gpu_suite.md", "log": "gpu_suite.log"}
 #: XLA flags of the smoke preset (fast compilation; its figures do not matter).
 SMOKE_XLA_FLAGS = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
+#: Characters of a step's output kept in gpu_suite.log (the end).
+MAX_STEP_LOG = 200_000
 #: Seconds kept back from the deadline when a step's box is cut to fit.
 RESERVE_S = 5.0
 #: A step gets at least this many seconds, else it is skipped (not reached).
@@ -253,6 +255,15 @@ def environment_text(env: dict) -> str:
     return f"Measured {date} on {env.get('device', '?')}{tail}; {versions}."
 
 
+def short_versions(env: dict) -> str:
+    """E.g. ``jax 0.11.2, jaxlib 0.11.2, flax 0.12.8, torch 2.11.0+cu130, CUDA 13.0``."""
+    stamp = env.get("stamp", {})
+    parts = [f"{k} {stamp[k]}" for k in ("jax", "jaxlib", "flax", "torch") if k in stamp]
+    if env.get("torch_cuda"):
+        parts.append(f"CUDA {env['torch_cuda']}")
+    return ", ".join(parts) or "versions unknown"
+
+
 def render_markdown(results: dict) -> str:
     """The report: header (device, versions, date), summary, steps, one table per workload."""
     env = results.get("environment", {})
@@ -322,7 +333,7 @@ def render_markdown(results: dict) -> str:
             continue
         unit = record.get("unit", "items/s")
         lines += [
-            f"Device: {device}. Workload key `{key}`.",
+            f"Device: {device} ({short_versions(env)}). Workload key `{key}`.",
             "",
             f"| implementation | side | {unit} | median s per call | compile s | "
             "dot+conv TFLOP/s | GB/s (est.) |",
@@ -460,6 +471,10 @@ class Suite:
                 rc, status = None, "timed_out"
         entry.update(status=status, returncode=rc, seconds=time.monotonic() - tic)
         output = step_log.read_text(errors="replace")
+        if len(output) > MAX_STEP_LOG:  # what comes back from the machine is limited
+            output = (
+                f"[... {len(output) - MAX_STEP_LOG} characters cut ...]\n" + output[-MAX_STEP_LOG:]
+            )
         with open(self.log_path, "a") as f:
             f.write(f"----- {step.name} output ({status}) -----\n{output}\n")
         if status != "ok":
