@@ -116,7 +116,7 @@ def jax_runners(
         ).adversarial
 
     compile_s, runners = {}, {}
-    for name, fn, args in (("pgd", pgd, (x, y, jax.random.PRNGKey(0))), ("cw", cw, (x, y))):
+    for name, fn, args in (("pgd", pgd, (x, y, jax.random.key(0))), ("cw", cw, (x, y))):
         jitted = jax.jit(fn)
         start = time.perf_counter()
         compiled = jitted.lower(*args).compile(compiler_options=options)
