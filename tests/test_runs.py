@@ -18,7 +18,7 @@ def vae_only(config, **changes):
     config.evaluate.test_limit = 300
     config.data.train_limit = 512
     config.data.validation_limit = 256
-    config.models.vae.training.num_epochs = 2
+    config.models.vae.training.num_epochs = 1
     for key, value in changes.items():
         if key == "seed":
             setattr(config, key, value)
@@ -30,7 +30,7 @@ def vae_only(config, **changes):
 def test_vmapped_runs_equal_separate_runs(synthetic_data, tiny_config, tmp_path):
     import copy
 
-    num_runs, seed = 5, 11
+    num_runs, seed = 3, 11
     stacked_cfg = vae_only(copy.deepcopy(tiny_config), seed=seed, num_runs=num_runs)
     summary = train_and_evaluate(stacked_cfg, tmp_path / "stacked")
     assert summary["vae"]["num_runs"] == num_runs
