@@ -73,7 +73,9 @@ def run(examples: int) -> tuple[dict, int, float]:
             "JAXROBUST_FUZZ_REPORT_CONFIG": str(path),
         }
         tic = time.perf_counter()
-        command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *FUZZ_FILES]
+        # One process (no pyproject addopts): the collectors write one report file.
+        command = [sys.executable, "-m", "pytest", "-o", "addopts=", "-q", "-p", "no:cacheprovider"]
+        command += FUZZ_FILES
         rc = subprocess.run(command, cwd=ROOT, env=env, check=False).returncode
         seconds = time.perf_counter() - tic
         report = json.loads(path.read_text()) if path.exists() else {}

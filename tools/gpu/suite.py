@@ -78,7 +78,9 @@ class Step:
 def default_steps(preset: str) -> list[Step]:
     """The suite's steps. Boxes (s) for the gpu preset add up to about the 8-minute window."""
     py = sys.executable
-    tests = [py, "-m", "pytest", "-v", "-m", "gpu", "-p", "no:cacheprovider", "-rfE"]
+    # One process (no pyproject addopts: xdist's workers would change the -v output parsed below).
+    tests = [py, "-m", "pytest", "-o", "addopts=", "-v", "-m", "gpu", "-p", "no:cacheprovider"]
+    tests.append("-rfE")
     if preset == "smoke":  # one marked test: the plumbing, not the numerics
         tests += ["tests/test_runs.py::test_over_runs_matches_a_loop_over_runs"]
     else:  # only the files with marked tests are collected (others may need absent packages)
