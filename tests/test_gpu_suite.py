@@ -190,7 +190,7 @@ def test_smoke_run_records_every_workload_with_both_sides(synthetic_data_root, t
     bf16_available = "compute_dtype" in sections.CLASSIFIER_ARCHITECTURE
     # Importable where the suite ran (run.sh may have installed the carried wheels).
     preflight = (out / "gpu_preflight.log").read_text()
-    peers = {lib: f"{lib}: ok" in preflight for lib in ("torchattacks", "foolbox")}
+    peer_libs = {lib: f"{lib}: ok" in preflight for lib in ("torchattacks", "foolbox")}
     for key in WORKLOADS:
         record = results["workloads"][key]
         figures = record["figures"]
@@ -215,7 +215,7 @@ def test_smoke_run_records_every_workload_with_both_sides(synthetic_data_root, t
                 assert spec["value"] is None
         assert any(spec["value"] is not None for spec in record["ratios"]), (key, record)
     for key in ("pgd", "cw"):
-        for lib, importable in peers.items():
+        for lib, importable in peer_libs.items():
             peer = results["workloads"][key]["figures"][lib]
             assert ("rate" in peer) == importable, peer
             assert importable or "not importable" in peer["missing"]
