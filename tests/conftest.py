@@ -50,3 +50,17 @@ def subprocess_env(**extra: str) -> dict:
     env.update(extra)
     env["PYTHONPATH"] = os.pathsep.join([str(TESTS), env.get("PYTHONPATH", "")])
     return env
+
+
+def pytest_collection_modifyitems(config, items):
+    """pytest-xdist (``--dist loadgroup``, pyproject addopts): the tests of a file that share a
+    module- or class-scoped fixture (a training run, a report collector) go to one worker, so
+    the fixture runs once; every other test is handed out on its own, which balances the two
+    workers better than whole files."""
+    for item in items:
+        info = getattr(item, "_fixtureinfo", None)
+        if info is None:
+            continue
+        scopes = {d.scope for defs in info.name2fixturedefs.values() for d in defs}
+        if scopes & {"module", "class", "package"}:
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
