@@ -301,20 +301,15 @@ TARGET = 1.0  # issue 6: at least PyTorch's attack libraries, on a CPU and on a 
 def suite_main(args) -> int:
     from attack_models import quick_cnn
     from bench_report import (
-        SuiteRecorder,
         figure,
         missing,
+        open_suite,
         program_cost,
         ratio_spec,
-        suite_device,
-        torch_device,
         workload_record,
     )
 
-    device = suite_device(args.device)
-    dev = torch_device(device, args.preset)
-    recorder = SuiteRecorder(args.json, device, args.preset)
-    sizes = SUITE_SIZES[args.preset]
+    device, dev, recorder, sizes = open_suite(args, SUITE_SIZES)
     pgd_options, cw_options = sizes["pgd"], sizes["cw"]
     n = args.images or sizes["images"]
     logits_fn, variables, x, y, info = quick_cnn(

@@ -429,21 +429,16 @@ def suite_images(num: int) -> tuple[np.ndarray, str]:
 def suite_main(args) -> int:
     """The suite mode: the best (B, C) of each side, then both timed on the same images."""
     from bench_report import (
-        SuiteRecorder,
         figure,
         fit_count,
+        open_suite,
         program_cost,
         ratio_spec,
-        suite_device,
-        torch_device,
         workload_record,
     )
 
     start = time.perf_counter()
-    device = suite_device(args.device)
-    dev = torch_device(device, args.preset)
-    recorder = SuiteRecorder(args.json, device, args.preset)
-    sizes = SUITE_SIZES[args.preset]
+    device, dev, recorder, sizes = open_suite(args, SUITE_SIZES)
     budget = args.budget_s or float("inf")
     K = args.samples or sizes["samples"]
     repeats = args.repeats or sizes["repeats"]

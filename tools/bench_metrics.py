@@ -172,21 +172,16 @@ def torchmetrics_runner(scores_in: np.ndarray, scores_out: np.ndarray, dev):
 
 def suite_main(args) -> int:
     from bench_report import (
-        SuiteRecorder,
         figure,
         missing,
+        open_suite,
         program_cost,
         ratio_spec,
-        suite_device,
-        torch_device,
         workload_record,
     )
 
     start = time.perf_counter()
-    device = suite_device(args.device)
-    dev = torch_device(device, args.preset)
-    recorder = SuiteRecorder(args.json, device, args.preset)
-    sizes = SUITE_SIZES[args.preset]
+    device, dev, recorder, sizes = open_suite(args, SUITE_SIZES)
     n = args.num_scores or sizes["num_scores"]
     repeats = args.repeats or sizes["repeats"]
     host_in, host_out = make_scores(n)

@@ -30,7 +30,14 @@ from pathlib import Path
 
 import numpy as np
 from bench_iwae import LATENT, copy_weights, jax_init, model_config, torch_iwae, torch_vae
-from bench_report import add_suite_arguments, measure, run_stamp, stamp_text, write_section
+from bench_report import (
+    add_suite_arguments,
+    measure,
+    open_suite,
+    run_stamp,
+    stamp_text,
+    write_section,
+)
 
 IMAGE_SHAPE = (28, 28, 1)
 BEGIN, END = "<!-- bench_posterior:begin -->", "<!-- bench_posterior:end -->"
@@ -372,14 +379,10 @@ def posterior_record(args, sizes: dict, dev, budget: float) -> tuple:
 def suite_main(args, workloads: list[str]) -> int:
     import time
 
-    from bench_report import SuiteRecorder, suite_device, torch_device
     from bench_runs import stacked_runs_record
 
     start = time.perf_counter()
-    device = suite_device(args.device)
-    dev = torch_device(device, args.preset)
-    recorder = SuiteRecorder(args.json, device, args.preset)
-    sizes = SUITE_SIZES[args.preset]
+    device, dev, recorder, sizes = open_suite(args, SUITE_SIZES)
     budget = args.budget_s or float("inf")
     for name in workloads:
         left = budget - (time.perf_counter() - start)

@@ -594,3 +594,11 @@ def maybe_profile(args, ratios: list[dict], run: Callable[[int], object]) -> dic
         return profile_top_ops(run)
     except Exception as err:
         return {"error": f"{type(err).__name__}: {err}"[:300]}
+
+
+def open_suite(args, suite_sizes: dict) -> tuple[str, object, SuiteRecorder, dict]:
+    """What every benchmark's suite mode starts with: ``(device, torch device, recorder, sizes
+    of this preset)`` from the ``--device``, ``--preset`` and ``--json`` arguments."""
+    device = suite_device(args.device)
+    recorder = SuiteRecorder(args.json, device, args.preset)
+    return device, torch_device(device, args.preset), recorder, suite_sizes[args.preset]

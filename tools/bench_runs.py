@@ -22,7 +22,14 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
-from bench_report import add_suite_arguments, measure, run_stamp, stamp_text, write_section
+from bench_report import (
+    add_suite_arguments,
+    measure,
+    open_suite,
+    run_stamp,
+    stamp_text,
+    write_section,
+)
 
 from jaxrobust.config import load_config
 from jaxrobust.devices import describe_devices
@@ -200,12 +207,7 @@ def stacked_runs_record(args, members: int, images_per_epoch: int, repeats: int,
 
 
 def suite_main(args) -> int:
-    from bench_report import SuiteRecorder, suite_device, torch_device
-
-    device = suite_device(args.device)
-    dev = torch_device(device, args.preset)
-    recorder = SuiteRecorder(args.json, device, args.preset)
-    sizes = SUITE_SIZES[args.preset]
+    device, dev, recorder, sizes = open_suite(args, SUITE_SIZES)
     record, profile_run = stacked_runs_record(
         args, args.runs, sizes["images"], args.repeats or sizes["repeats"], dev, None,
         f"{args.runs} stacked runs of the quickstart VAE as one program",

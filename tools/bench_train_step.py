@@ -389,20 +389,15 @@ SUITE_WORKLOADS = {
 def suite_main(args, workloads: list[str]) -> int:
     """The suite mode: each workload's jaxrobust epoch beside PyTorch eager on the same device."""
     from bench_report import (
-        SuiteRecorder,
         figure,
         missing,
+        open_suite,
         program_cost,
         ratio_spec,
-        suite_device,
-        torch_device,
         workload_record,
     )
 
-    device = suite_device(args.device)
-    dev = torch_device(device, args.preset)
-    recorder = SuiteRecorder(args.json, device, args.preset)
-    sizes = SUITE_SIZES[args.preset]
+    device, dev, recorder, sizes = open_suite(args, SUITE_SIZES)
     for name in workloads:
         key, base, dtype, title = SUITE_WORKLOADS[name]
         steps = args.steps or sizes["steps"][base]
