@@ -24,6 +24,8 @@ Examples:
 
 from __future__ import annotations
 
+from functools import partial
+
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
@@ -84,13 +86,13 @@ def host_epoch_indices(
 ) -> np.ndarray:
     """The ``[R?, steps, batch]`` indices of one epoch on the host (identical in every process:
     the keys are)."""
-    draw = jax.jit(
-        lambda k: (
-            epoch_batch_indices(k, num_examples, batch_size)
-            if num_runs is None
-            else jax.vmap(lambda kk: epoch_batch_indices(kk, num_examples, batch_size))(k)
-        )
-    )
     from jaxrobust.distributed import host_value
 
-    return host_value(draw(epoch_keys))
+    return host_value(_draw_indices(epoch_keys, num_examples, batch_size, num_runs is not None))
+
+
+@partial(jax.jit, static_argnums=(1, 2, 3))
+def _draw_indices(epoch_keys, num_examples: int, batch_size: int, stacked: bool) -> jax.Array:
+    """Compiled once per (size, batch, stacked), not once per epoch."""
+    draw = partial(epoch_batch_indices, num_examples=num_examples, batch_size=batch_size)
+    return jax.vmap(draw)(epoch_keys) if stacked else draw(epoch_keys)
