@@ -29,10 +29,13 @@ class UnknownDatasetError(DataError, ValueError):
         ("Unknown dataset 'mnits'. Known datasets: cifar10, mnist.", ('cifar10', 'mnist'))
     """
 
-    def __init__(self, name: str, known: Sequence[str]) -> None:
+    def __init__(self, name: str, known: Sequence[str], hint: str = "") -> None:
         self.name = name
         self.known = tuple(known)
-        super().__init__(f"Unknown dataset {name!r}. Known datasets: {', '.join(self.known)}.")
+        extra = f" ({hint})" if hint else ""
+        super().__init__(
+            f"Unknown dataset {name!r}{extra}. Known datasets: {', '.join(self.known)}."
+        )
 
 
 class UnknownSplitError(DataError, ValueError):

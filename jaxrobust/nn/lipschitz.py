@@ -7,8 +7,9 @@ groups, is 1-Lipschitz in every norm and keeps gradient norms. :class:`Lipschitz
 projection in every layer's forward pass (no bias), scales each layer by ``M ** (1 / L)`` so the
 network is M-Lipschitz, and GroupSort after the hidden layers.
 
-The projection is Duchi et al. (2008)'s sort-based projection onto the simplex, applied to
-``|w|`` with the signs restored; rows already inside the ball are left as they are. No JAX
+The projection is Duchi et al. (2008)'s projection onto the simplex, applied to ``|w|`` with
+the signs restored (its support found by bisection rather than sorting, see
+:func:`project_rows_l1`); rows already inside the ball are left as they are. No JAX
 package provides it (optax's projections cover the L1 ball of a whole vector, not row by row in
 a network's forward pass), so it is written here, about ten lines.
 
@@ -29,11 +30,17 @@ import jax
 import jax.numpy as jnp
 
 
-def project_rows_l1(weights: jax.Array, radius: float = 1.0) -> jax.Array:
+def project_rows_l1(weights: jax.Array, radius: float = 1.0, *, iterations: int = 40) -> jax.Array:
     """Each row of ``weights`` (``[..., out, in]``) projected onto ``{w : ||w||_1 <= radius}``.
 
     Outside the ball: ``w -> sign(w) * max(|w| - theta, 0)`` with the ``theta`` that makes the
     row's L1 norm ``radius`` (the Euclidean projection); inside: the identity.
+
+    ``theta = (sum_{i in S} |w_i| - radius) / |S|`` over the support ``S = {i : |w_i| > theta}``
+    (Duchi et al. 2008). The support is found by ``iterations`` bisection steps on theta (without
+    gradient), then theta is computed exactly from it, so value and gradient are those of the
+    sort-based algorithm; XLA's sort (and its gradient) on CPU was 20x slower for a 512 x 784
+    kernel, and this runs in every forward pass.
 
     Examples:
         >>> import jax.numpy as jnp
@@ -46,13 +53,19 @@ def project_rows_l1(weights: jax.Array, radius: float = 1.0) -> jax.Array:
             f"radius must be > 0, got {radius}; it is the bound on each row's L1 norm."
         )
     magnitude = jnp.abs(weights)
-    n = weights.shape[-1]
-    sorted_desc = -jnp.sort(-magnitude, axis=-1)
-    excess = jnp.cumsum(sorted_desc, axis=-1) - radius  # sum of the j largest, minus the radius
-    j = jnp.arange(1, n + 1, dtype=weights.dtype)
-    positive = sorted_desc - excess / j > 0
-    rho = jnp.sum(positive, axis=-1, keepdims=True)  # how many entries stay non-zero
-    theta = jnp.take_along_axis(excess, jnp.maximum(rho - 1, 0), axis=-1) / jnp.maximum(rho, 1)
+    fixed = jax.lax.stop_gradient(magnitude)
+
+    def bisect(_, bounds):  # invariant: lo <= theta <= hi
+        lo, hi = bounds
+        mid = 0.5 * (lo + hi)
+        over = jnp.sum(jnp.maximum(fixed - mid, 0.0), axis=-1, keepdims=True) > radius
+        return jnp.where(over, mid, lo), jnp.where(over, hi, mid)
+
+    start = (jnp.zeros_like(fixed[..., :1]), jnp.max(fixed, axis=-1, keepdims=True))
+    lo, _ = jax.lax.fori_loop(0, iterations, bisect, start)
+    support = (fixed > lo).astype(weights.dtype)
+    count = jnp.maximum(jnp.sum(support, axis=-1, keepdims=True), 1.0)
+    theta = (jnp.sum(magnitude * support, axis=-1, keepdims=True) - radius) / count
     projected = jnp.sign(weights) * jnp.maximum(magnitude - theta, 0.0)
     inside = jnp.sum(magnitude, axis=-1, keepdims=True) <= radius
     return jnp.where(inside, weights, projected)
@@ -73,6 +86,10 @@ def group_sort(x: jax.Array, group_size: int = 2) -> jax.Array:
             f"group_size={group_size}; choose layer widths divisible by the group size."
         )
     groups = x.reshape(*x.shape[:-1], x.shape[-1] // group_size, group_size)
+    if group_size == 2:  # MaxMin without XLA's (slow on CPU) sort
+        low, high = groups[..., 0], groups[..., 1]
+        groups = jnp.stack([jnp.minimum(low, high), jnp.maximum(low, high)], axis=-1)
+        return groups.reshape(x.shape)
     return jnp.sort(groups, axis=-1).reshape(x.shape)
 
 

@@ -20,6 +20,9 @@ Registry (:data:`VAE_NETWORKS`, built by :func:`make_vae_networks`):
   A.2.2). :class:`DCGANEncoder`, :class:`DCGANDecoder`.
 - ``"mlp"``: fully connected pair. :class:`MLPEncoder`, :class:`MLPDecoder`.
 - ``"conv"``: :class:`jaxrobust.nn.conv.ConvEncoder` / :class:`~jaxrobust.nn.conv.ConvDecoder`.
+- ``"lipschitz_mlp"``: the Lipschitz VAE of the dissertation (seed 001, Ch. 4.4, Algorithm 1):
+  :class:`LipschitzEncoder`, :class:`LipschitzDecoder`, inf-norm Lipschitz MLPs
+  (:class:`jaxrobust.nn.lipschitz.LipschitzMLP`) with GroupSort and no biases.
 
 Not provided: the grayscale encoder of Rosca, Lakshminarayanan & Mohamed (2018), "Distribution
 matching in variational inference" (arXiv:1802.06847), appendix K table 4, which the
@@ -40,6 +43,7 @@ family of functions, with output size ``s * n``.
 from __future__ import annotations
 
 import dataclasses
+import math
 import operator
 from collections.abc import Sequence
 from typing import Any
@@ -49,6 +53,7 @@ import jax.numpy as jnp
 
 from jaxrobust.nn.conv import ConvDecoder, ConvEncoder
 from jaxrobust.nn.layers import Conv, ConvTranspose, max_pool_2x2
+from jaxrobust.nn.lipschitz import LipschitzMLP
 from jaxrobust.nn.precision import as_float32
 
 #: PyTorch ``BatchNorm2d`` default (running <- 0.9 running + 0.1 batch); Flax's default is 0.99.
@@ -451,6 +456,93 @@ class MLPDecoder(nn.Module):
 
 
 # --------------------------------------------------------------------------------------------
+# Lipschitz pair (dissertation Ch. 4.4, Algorithm 1)
+# --------------------------------------------------------------------------------------------
+
+
+def decoder_lipschitz_bound(latent_dim: int, prior_std: float = 1.0) -> float:
+    """Eq. 4.5: M = floor(sigma sqrt(m) + 2 sigma), sigma the prior's std, m the latent size
+    (5 for m = 10, 10 for m = 70 with sigma = 1).
+
+    Examples:
+        >>> decoder_lipschitz_bound(10), decoder_lipschitz_bound(70)
+        (5.0, 10.0)
+    """
+    return float(math.floor(prior_std * math.sqrt(latent_dim) + 2.0 * prior_std))
+
+
+class LipschitzEncoder(nn.Module):
+    """Flatten - L1-projected layers ``hidden`` (GroupSort) - L1-projected linear head, no
+    biases; ``lipschitz``-Lipschitz in the inf-norm (M = 1, the dissertation's encoder, so
+    ``||mu(x)||_inf <= ||x||_inf <= 1`` on [0, 1] images). The whole head (mu and log_var) is
+    constrained. Widths 512-256 (the hyperspherical VAE's doubled, section 4.5.1).
+
+    Examples:
+        >>> import jax
+        >>> encoder, x = LipschitzEncoder(latent_dim=4, hidden=(16, 8)), jnp.ones((2, 28, 28, 1))
+        >>> variables = encoder.init(jax.random.key(0), x)
+        >>> mu = encoder.apply(variables, x)[:, :4]
+        >>> mu.shape, bool(jnp.abs(mu).max() <= 1.0)
+        ((2, 4), True)
+    """
+
+    latent_dim: int
+    hidden: Sequence[int] = (512, 256)
+    lipschitz: float = 1.0
+    group_size: int = 2
+    head_width: int | None = None
+
+    @nn.compact
+    def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
+        del train
+        width = self.head_width or 2 * self.latent_dim
+        mlp = LipschitzMLP((*self.hidden, width), self.lipschitz, self.group_size, name="mlp")
+        return mlp(_flatten(x))
+
+
+class LipschitzDecoder(nn.Module):
+    """L1-projected layers reversed ``hidden`` (GroupSort) - L1-projected linear output
+    ``H * W * out_channels``, no biases, reshaped; ``lipschitz``-Lipschitz in the inf-norm.
+    ``lipschitz=None``: eq. 4.5 for the latent size and ``prior_std``
+    (:func:`decoder_lipschitz_bound`, 5 for m = 10).
+
+    Examples:
+        >>> import jax
+        >>> decoder = LipschitzDecoder(image_shape=(28, 28, 1), hidden=(16, 8))
+        >>> z = jnp.zeros((2, 10))
+        >>> variables = decoder.init(jax.random.key(0), z)
+        >>> decoder.apply(variables, z).shape, decoder.bound(10)
+        ((2, 28, 28, 1), 5.0)
+    """
+
+    image_shape: Sequence[int]
+    out_channels: int | None = None
+    hidden: Sequence[int] = (512, 256)
+    lipschitz: float | None = None
+    prior_std: float = 1.0
+    group_size: int = 2
+
+    def check_image_shape(self) -> None:
+        _split_shape(self.image_shape, "LipschitzDecoder")
+
+    def bound(self, latent_dim: int) -> float:
+        """The decoder's Lipschitz constant M for a latent of size ``latent_dim``."""
+        if self.lipschitz is not None:
+            return float(self.lipschitz)
+        return decoder_lipschitz_bound(latent_dim, self.prior_std)
+
+    @nn.compact
+    def __call__(self, z: jnp.ndarray, train: bool = False) -> jnp.ndarray:
+        del train
+        self.check_image_shape()
+        height, width, _ = self.image_shape
+        out_channels = _out_channels(self)
+        features = (*reversed(tuple(self.hidden)), height * width * out_channels)
+        mlp = LipschitzMLP(features, self.bound(z.shape[-1]), self.group_size, name="mlp")
+        return mlp(z).reshape(z.shape[:-1] + (height, width, out_channels))
+
+
+# --------------------------------------------------------------------------------------------
 # Registry
 # --------------------------------------------------------------------------------------------
 
@@ -462,6 +554,7 @@ VAE_NETWORKS: dict[str, tuple[type, type]] = {
     "dcgan": (DCGANEncoder, DCGANDecoder),
     "mlp": (MLPEncoder, MLPDecoder),
     "conv": (ConvEncoder, ConvDecoder),
+    "lipschitz_mlp": (LipschitzEncoder, LipschitzDecoder),
 }
 
 _NOT_AVAILABLE = {
@@ -517,7 +610,7 @@ def make_vae_networks(
         >>> make_vae_networks("rosca", (28, 28, 1), 16, 1)
         Traceback (most recent call last):
         ...
-        ValueError: Unknown VAE network 'rosca'; known: ch3_gray, ch3_rgb, conv, dcgan, mlp. ...
+        ValueError: Unknown VAE network 'rosca'; known: ch3_gray, ch3_rgb, conv, ... ('rosca': ...
     """
     if name not in VAE_NETWORKS:
         known = ", ".join(sorted(VAE_NETWORKS))

@@ -55,6 +55,8 @@ def load(
         >>> images, labels = load("mnist", "test", data_dir=tmp.name, progress=False)
         >>> images.dtype, images.shape, labels.dtype, labels.tolist()
         (dtype('uint8'), (2, 28, 28, 1), dtype('int32'), [3, 7])
+        >>> load("mnist[5-9]", "test", data_dir=tmp.name, progress=False)[1].tolist()  # subset
+        [7]
         >>> load("kmnist", "test", data_dir=tmp.name, sources=["cache"])
         Traceback (most recent call last):
         ...
@@ -64,7 +66,11 @@ def load(
     info = dataset_info(name)
     check_split(info, split)
     order = _check_sources(sources)
-    images, labels, _ = _load(info, split, cache.resolve_root(data_dir), order, progress)
+    base = dataset_info(info.base) if info.classes is not None else info
+    images, labels, _ = _load(base, split, cache.resolve_root(data_dir), order, progress)
+    if info.classes is not None:  # a class subset such as mnist[0,1]: the listed labels only
+        keep = np.isin(labels, info.classes)
+        images, labels = images[keep], labels[keep]
     return images, labels
 
 
@@ -102,6 +108,7 @@ def fetch(
         >>> tmp.cleanup()
     """
     infos = [dataset_info(n) for n in ([names] if isinstance(names, str) else names)]
+    infos = [dataset_info(i.base) if i.classes is not None else i for i in infos]
     root = cache.resolve_root(data_dir)
     records = []
     for info in infos:
