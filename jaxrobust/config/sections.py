@@ -464,6 +464,18 @@ OOD_TASK: Schema = {
 }
 
 
+#: ``evaluate.intensity_scaling`` (dissertation Table 4.8).
+INTENSITY_TASK: Schema = {
+    "models": Field((list, tuple), REQUIRED, items=Field(str), help="keys of config.models"),
+    "score": Field(str, "hole_indicator", help="a score of each model's table"),
+    "dataset": Field(str, REQUIRED, check=known_dataset, help="the outliers, scaled"),
+    "scales": Field(
+        (list, tuple), [1, 3, 5, 7, 9, 11, 13, 15], items=Field(float, above=0.0, maximum=1e6)
+    ),
+    "positive": Field(str, "out", choices=("in", "out")),
+}
+
+
 def _at_least_one(value: dict, path: str) -> dict:
     if not value:
         raise ConfigError(

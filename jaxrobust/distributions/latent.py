@@ -41,6 +41,8 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from jaxrobust.distributions import von_mises_fisher as vmf
+from jaxrobust.distributions._sphere import log_sphere_area
 from jaxrobust.distributions.gaussian import (
     diagonal_gaussian_kl_to_standard,
     diagonal_gaussian_log_prob,
@@ -114,9 +116,53 @@ GAUSSIAN = LatentFamily(
     kl_to_shifted_prior=lambda p, shift: shifted_normal_kl(*p, shift),
 )
 
+def spherical_params(head: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """``(mean_direction, concentration)`` of a spherical family from a head of width m + 1:
+    ``mu = h[:m] / ||h[:m]||``, ``kappa = softplus(h[m]) + 1`` (the S-VAE authors' code; kappa
+    >= 1 keeps the rejection sampler and the gradients well conditioned).
+
+    Example:
+        >>> mu, kappa = spherical_params(jnp.array([[3.0, 4.0, 0.0]]))
+        >>> mu.tolist(), round(float(kappa[0]), 4)
+        ([[0.6000000238418579, 0.800000011920929]], 1.6931)
+    """
+    direction = head[..., :-1]
+    norm = jnp.sqrt(jnp.sum(jnp.square(direction), axis=-1, keepdims=True))
+    mu = direction / jnp.maximum(norm, 1e-12)
+    return mu, jax.nn.softplus(head[..., -1]) + 1.0
+
+
+def _uniform_sphere_log_prob(z: jax.Array) -> jax.Array:
+    return jnp.full(z.shape[:-1], -log_sphere_area(z.shape[-1]), z.dtype)
+
+
+def _uniform_sphere_sample(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+    g = jax.random.normal(key, shape)
+    return g / jnp.linalg.norm(g, axis=-1, keepdims=True)
+
+
+#: q = vMF(mu, kappa) on S^{m-1} (m = latent_dim, the ambient dimension), p = U(S^{m-1}), head
+#: ``[direction (m), kappa (1)]``: the hyperspherical VAE (Davidson et al. 2018). The sample is
+#: Wood's rejection sampler with the g_rep gradient only (as the authors' code; see
+#: :mod:`jaxrobust.distributions.von_mises_fisher` for the g_cor term); KL in closed form; the
+#: latent attack's divergence is the symmetric vMF KL.
+VON_MISES_FISHER = LatentFamily(
+    name="von_mises_fisher",
+    head_width=lambda latent_dim: latent_dim + 1,
+    params=spherical_params,
+    sample=lambda key, p: vmf.sample(key, p[0], p[1]),
+    log_prob=lambda z, p: vmf.log_prob(z, p[0], p[1]),
+    prior_log_prob=_uniform_sphere_log_prob,
+    kl_to_prior=lambda p: vmf.kl_to_uniform(p[1], p[0].shape[-1]),
+    mean=lambda p: p[0],
+    sample_prior=_uniform_sphere_sample,
+    divergence=lambda a, b: vmf.symmetric_kl(a[0], a[1], b[0], b[1]),
+)
+
 #: Latent families by name (``architecture.latent`` of a VAE config); open for registration.
 LATENT_FAMILIES: Registry[LatentFamily] = Registry("latent family")
 LATENT_FAMILIES.register("gaussian", GAUSSIAN)
+LATENT_FAMILIES.register("von_mises_fisher", VON_MISES_FISHER)
 
 
 def register_latent_family(family: LatentFamily, *, overwrite: bool = False) -> None:

@@ -4,7 +4,13 @@ Tasks (keys of ``config.evaluate``): ``classification``, ``ood``, ``attacks``, `
 add one with :func:`register_evaluation`.
 """
 
-from jaxrobust.evaluate import classification, ood, rejection, robustness  # noqa: F401 (register)
+from jaxrobust.evaluate import (  # noqa: F401 (register the tasks)
+    classification,
+    intensity,
+    ood,
+    rejection,
+    robustness,
+)
 from jaxrobust.evaluate.context import EvaluationContext
 from jaxrobust.evaluate.report import results_markdown, write_results
 from jaxrobust.evaluate.restore import RestoredModel, restore_model
