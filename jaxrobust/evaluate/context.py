@@ -8,7 +8,11 @@ VAE asked for ``iwae`` and ``iwae_std`` draws its K importance samples once.
 
 Output names, by kind of model:
 - a point model (``R`` runs, R = 1 without ``num_runs``): any of its score names and
-  ``"logits"``; arrays ``[R, N, ...]``;
+  ``"logits"``; arrays ``[R, N, ...]``. A score with a ``reference`` (a VAE's ``typicality``)
+  is finished against the held-out set ``"<data.name>:validation"``, the validation carve of
+  the training split (never the test split): requesting it also requests it there, its pass
+  gives the statistic t on both sets, and ``outputs`` returns ``reference(t, t_validation)``
+  per run;
 - a posterior stack (``S`` samples or ensemble members, ``workdir/posterior/<name>``):
   ``"log_likelihood"`` (log p(x | theta_s) from the model's density capability, ``[S, N]``) and
   ``"logits"`` (``[S, N, C]``).
@@ -90,7 +94,9 @@ class EvaluationContext:
         self._restored: dict[str, Restored] = {}
         self._datasets: dict[str, Dataset] = {}
         self._requests: dict[tuple[str, str], set[str]] = {}
-        self._outputs: dict[tuple[str, str], dict[str, np.ndarray]] = {}
+        self._statistics: dict[tuple[str, str], dict[str, np.ndarray]] = {}  # raw pass outputs
+        self._outputs: dict[tuple[str, str], dict[str, np.ndarray]] = {}  # references applied
+        self._training_data = None
         self._pass_fns: dict[tuple[str, tuple[str, ...]], Any] = {}
 
     # ---------------------------------------------------------------- models and data
@@ -123,13 +129,23 @@ class EvaluationContext:
             name, model, preprocess, variables, epoch, training.get("num_runs"), False, {}
         )
 
+    @property
+    def held_out_name(self) -> str:
+        """``"<data.name>:validation"``: the held-out in-distribution set of reference scores."""
+        return f"{self.config.data.name}:validation"
+
     def dataset(self, name: str) -> Dataset:
         """The test split of dataset ``name`` (``evaluate.test_limit`` applied), on the device;
         ``"<data.name>:train"`` is the training split the models were trained on (after the
-        validation carve and ``train_limit``)."""
+        validation carve and ``train_limit``), ``"<data.name>:validation"`` their validation
+        set (the carve of ``data.validation_split = "train"``, ``validation_limit`` applied)."""
         if name not in self._datasets:
-            if name == f"{self.config.data.name}:train":
-                (images, labels), _ = training_data(self.config, self.progress)
+            in_name = self.config.data.name
+            if name in (f"{in_name}:train", f"{in_name}:validation"):
+                if self._training_data is None:
+                    self._training_data = training_data(self.config, self.progress)
+                train, validation = self._training_data
+                images, labels = train if name.endswith(":train") else validation
             else:
                 images, labels = datasets.load(name, "test", progress=self.progress)
                 limit = self.section.get("test_limit")
@@ -172,15 +188,51 @@ class EvaluationContext:
                 f"Model {model_name!r} ({restored.model.kind}) has no density capability "
                 "(log_likelihood); its posterior stack cannot be scored by likelihood."
             )
-        key = (model_name, dataset_name)
-        if key in self._outputs and not names <= set(self._outputs[key]):
+        self._add_request((model_name, dataset_name), names)
+        references = _reference_scores(restored, names)
+        if references:
+            self._check_held_out(model_name, references)
+            self._add_request((model_name, self.held_out_name), references)
+
+    def _add_request(self, key: tuple[str, str], names: set[str]) -> None:
+        if key in self._statistics and not names <= set(self._statistics[key]):
             raise RuntimeError(f"{key} was already computed; request every output before reading.")
         self._requests.setdefault(key, set()).update(names)
 
+    def _check_held_out(self, model_name: str, references: set[str]) -> None:
+        """Reference scores need held-out in-distribution data that is not the test split."""
+        if self.config.data.get("validation_split", "train") != "train":
+            refs = ", ".join(f"{model_name}/{n}" for n in sorted(references))
+            raise ConfigError(
+                f"{refs} is scored relative to held-out in-distribution data (e.g. H, the mean "
+                "-log p(x) of the typicality), which must not be the test split it is evaluated "
+                "on; this config validates on the test split (data.validation_split = 'test'). "
+                "Set data.validation_split = 'train' (the default; data.validation_size sets "
+                "the carve) to hold out validation data from the training split."
+            )
+
     def outputs(self, model_name: str, dataset_name: str) -> dict[str, np.ndarray]:
-        """Everything requested for the pair, computed in one jitted pass on first use."""
+        """Everything requested for the pair, computed in one jitted pass on first use (scores
+        with a ``reference`` finished against the held-out pass, see the module)."""
         key = (model_name, dataset_name)
         if key not in self._outputs:
+            out = dict(self._pass(model_name, dataset_name))
+            restored = self.restored(model_name)
+            references = _reference_scores(restored, out)
+            if references:
+                held_out = self._pass(model_name, self.held_out_name)
+                for name in sorted(references):
+                    reference = restored.model.scores[name].reference
+                    finished = jax.vmap(reference)(jnp.asarray(out[name]), held_out[name])
+                    out[name] = np.asarray(finished)  # [R, N]: each run against its own H
+                    _check_finite(f"{model_name}/{name}", dataset_name, out[name])
+            self._outputs[key] = out
+        return self._outputs[key]
+
+    def _pass(self, model_name: str, dataset_name: str) -> dict[str, np.ndarray]:
+        """The raw outputs of the pair's one jitted pass (a reference score's statistic)."""
+        key = (model_name, dataset_name)
+        if key not in self._statistics:
             names = tuple(sorted(self._requests.get(key, ())))
             restored = self.restored(model_name)
             data = self.dataset(dataset_name)
@@ -200,14 +252,22 @@ class EvaluationContext:
             for name, value in out.items():
                 _check_finite(f"{model_name}/{name}", dataset_name, value)
             self.passes.append((model_name, dataset_name, names))
-            self._outputs[key] = out
-        return self._outputs[key]
+            self._statistics[key] = out
+        return self._statistics[key]
+
+
+def _reference_scores(restored: Restored, names) -> set[str]:
+    """The names among ``names`` of scores with a ``reference`` (point models only)."""
+    if restored.is_posterior:
+        return set()
+    table = restored.model.scores
+    return {n for n in names if n in table and table[n].reference is not None}
 
 
 def _pass_fn(model: Model, names: tuple[str, ...], is_posterior: bool, num_runs: int | None):
     """``fn(variables, x, key) -> {name: [B, ...]}`` (batch first, for map_dataset). The context
     keeps one object per (model, names), so map_dataset's compile cache hits for every dataset
-    of the same size."""
+    of the same size. A score with a ``reference`` gives its statistic (``Score.fn``)."""
     if is_posterior:
 
         def one_sample(variables, x, key):
@@ -249,5 +309,7 @@ def _check_finite(ref: str, dataset: str, values: np.ndarray) -> None:
     if bad:
         raise FloatingPointError(
             f"Score {ref} is NaN/inf on {bad} of {values.size} {dataset} inputs; the model or "
-            "its checkpoint is broken (retrain, or evaluate an earlier checkpoint)."
+            "its checkpoint is broken (retrain, or evaluate an earlier checkpoint), or the "
+            "inputs are outside the score's domain (input complexity codes pixels in [0, 1]: "
+            "data.preprocess.scale = True, no mean/std)."
         )

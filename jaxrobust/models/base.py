@@ -87,9 +87,17 @@ class Model(NamedTuple):
         return tuple(name for name in CAPABILITIES if getattr(self, name) is not None)
 
     def score(
-        self, variables: PyTree, x: jax.Array, names, *, key: jax.Array | None = None
+        self,
+        variables: PyTree,
+        x: jax.Array,
+        names,
+        *,
+        key: jax.Array | None = None,
+        held_out: Mapping[str, jax.Array] | None = None,
     ) -> dict[str, jax.Array]:
-        """``{name: [B]}`` for the scores ``names``, all from one call of ``outputs``.
+        """``{name: [B]}`` for the scores ``names``, all from one call of ``outputs``
+        (``held_out``: the held-out statistics of scores with a ``reference``, see
+        :func:`jaxrobust.scores.compute_scores`).
 
         Example:
             >>> import jax, jax.numpy as jnp
@@ -103,7 +111,9 @@ class Model(NamedTuple):
         """
         if self.outputs is None:
             raise ValueError(f"Model {self.kind!r} has no outputs capability, hence no scores.")
-        return compute_scores(self.scores, self.outputs, variables, x, names, key=key)
+        return compute_scores(
+            self.scores, self.outputs, variables, x, names, key=key, held_out=held_out
+        )
 
 
 def split_variables(variables: PyTree) -> tuple[PyTree, PyTree]:

@@ -23,6 +23,18 @@ Negative sources (``negatives.source``):
 - ``"none"``: the plain VAE.
 The paper's alternating encoder/decoder updates: optimizer option
 ``alternate: ["encoder", "decoder"]`` (:func:`jaxrobust.train.optim.alternating`).
+
+Scores of latent holes and input complexity (dissertation Ch.4, seed 001, eqs. 4.16-4.19), all
+from the one set of K = ``iwae_samples`` samples z_k ~ q(z|x) of the IWAE estimate (one chunked
+scan, :func:`jaxrobust.scores.iwae_and_hole_indicator`):
+- ``hole_indicator``: std_k log p(x|z_k) (ddof 1, eq. 4.17);
+- ``iwae_std``: std_k log w_k, the Chapter-4 "std of LLs" (eq. 4.16);
+- ``input_complexity``: S = -log p(x) / (d ln 2) - L(x), L the bits/dim of a lossless JPEG2000
+  code of the input (eq. 4.19, :mod:`jaxrobust.scores.complexity`; inputs in [0, 1]);
+- ``typicality``: |-log p(x) - H| (eq. 4.18), H = mean -log p(x) over held-out in-distribution
+  inputs (a score with a ``reference``: the evaluation uses the validation carve of the
+  training data);
+with log p(x) the IWAE estimate; all larger = OOD.
 """
 
 from __future__ import annotations
@@ -39,14 +51,28 @@ from jaxrobust.distributions import ObservationModel, bits_per_dim, make_observa
 from jaxrobust.distributions.latent import GAUSSIAN, LatentFamily, get_latent_family
 from jaxrobust.models.base import Model, Score
 from jaxrobust.nn import make_vae_networks
+from jaxrobust.scores.complexity import input_complexity, jpeg2000_bits_per_dim
 from jaxrobust.scores.importance import (
     importance_weighted_log_likelihood,
+    iwae_and_hole_indicator,
     repeated_log_likelihood_std,
 )
+from jaxrobust.scores.stacked import typicality_per_input
 
 NEGATIVE_SOURCES = ("none", "dataset", "uniform_noise", "data_noise", "generated")
-#: Names of the VAE's ``outputs`` (each computed once per call, whatever scores need it).
-OUTPUTS = ("elbo", "kl", "iwae", "iwae_repeat_std")
+#: Names of the VAE's ``outputs`` (each computed once per call, whatever scores need it):
+#: ``iwae`` (an :class:`~jaxrobust.scores.IWAEResult`) and ``hole_indicator`` come from one
+#: scan over the same K samples; ``complexity_bpd`` is the JPEG2000 bits/dim of the input;
+#: ``latent_mean`` the mean of q(z|x).
+OUTPUTS = (
+    "elbo",
+    "kl",
+    "iwae",
+    "hole_indicator",
+    "iwae_repeat_std",
+    "complexity_bpd",
+    "latent_mean",
+)
 
 
 class VAE(nn.Module):
@@ -86,10 +112,15 @@ class VAE(nn.Module):
 
     def log_weight(self, x: jax.Array, key: jax.Array) -> jax.Array:
         """One importance log-weight per input: log p(x|z) + log p(z) - log q(z|x), z ~ q."""
+        return self.log_weight_terms(x, key)[0]
+
+    def log_weight_terms(self, x: jax.Array, key: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """``(log w, log p(x|z))`` per input for one z ~ q(z|x) drawn with ``key``."""
         params = self.encode(x)
         z = self.latent.sample(key, params)
         log_lik = self.log_likelihood(self.decode(z), x)
-        return log_lik + self.latent.prior_log_prob(z) - self.latent.log_prob(z, params)
+        log_w = log_lik + self.latent.prior_log_prob(z) - self.latent.log_prob(z, params)
+        return log_w, log_lik
 
     def generate_mean(self, z: jax.Array, train: bool = False) -> jax.Array:
         """E[x | z]: the generator's output for latent codes ``z``."""
@@ -132,12 +163,20 @@ def make_vae(
     (:data:`OUTPUTS`). Scores: ``elbo`` (larger = in-distribution), ``bpd`` (bits per dimension
     of -ELBO, larger = OOD: the paper's "AUC BPD"), ``kl`` (KL(q(z|x) || p(z)), larger = OOD:
     "AUC KL"), ``iwae`` (importance-weighted log p(x) with ``iwae_samples`` samples),
-    ``iwae_std`` (std of the log-weights, larger = OOD) and ``iwae_repeat_std`` (std over
-    ``iwae_repeats`` independent IWAE estimates of log p(x), larger = OOD: the classical-VAE
-    "std of LLs" of Ch.5, Table 5.2). ``iwae`` and ``iwae_std`` share one set of K samples.
+    ``iwae_std`` (std of the log-weights, larger = OOD: the Ch.4 "std of LLs", eq. 4.16),
+    ``iwae_repeat_std`` (std over ``iwae_repeats`` independent IWAE estimates of log p(x),
+    larger = OOD: the classical-VAE "std of LLs" of Ch.5, Table 5.2), ``hole_indicator`` (std of
+    log p(x|z_k) over the same K samples, ddof 1, eq. 4.17, larger = OOD), ``input_complexity``
+    (-log p(x) in bits/dim minus the lossless JPEG2000 bits/dim of x, eq. 4.19, larger = OOD;
+    inputs in [0, 1]), ``typicality`` (|-log p(x) - H|, eq. 4.18, larger = OOD; a score with a
+    ``reference``: H from held-out in-distribution data, see :mod:`jaxrobust.scores.table`) and
+    ``latent_mean_inf_norm`` (||E_q[z|x]||_inf, larger = OOD: Fig. 4.2), where log p(x) is the
+    IWAE estimate. ``iwae``, ``iwae_std``, ``hole_indicator``, ``input_complexity`` and
+    ``typicality`` share one set of K samples.
 
     Example:
         >>> import jax, jax.numpy as jnp
+        >>> import jaxrobust as jr
         >>> vae = make_vae((8, 8, 1), 2, network="mlp", network_options={"hidden": (16,)},
         ...                iwae_samples=4, iwae_chunk=4)
         >>> x = jnp.full((3, 8, 8, 1), 0.5)
@@ -145,9 +184,18 @@ def make_vae(
         >>> mu, log_var = vae.encode(variables, x)
         >>> mu.shape, vae.decode(variables, mu).shape
         ((3, 2), (3, 8, 8, 1))
-        >>> s = vae.score(variables, x, ["elbo", "iwae", "iwae_std"], key=jax.random.key(1))
-        >>> bool(jnp.all(s["iwae"] >= s["elbo"] - 50.0)), s["iwae_std"].shape
+        >>> s = vae.score(variables, x, ["elbo", "iwae", "iwae_std", "hole_indicator"],
+        ...               key=jax.random.key(1))
+        >>> bool(jnp.all(s["iwae"] >= s["elbo"] - 50.0)), s["hole_indicator"].shape
         (True, (3,))
+
+        Typicality needs the statistic (log p(x)) of held-out in-distribution inputs:
+
+        >>> key = jax.random.key(2)
+        >>> held_out = jr.scores.score_statistics(vae.scores, vae.outputs, variables,
+        ...                                        x[:2], ["typicality"], key=key)
+        >>> vae.score(variables, x, ["typicality"], key=key, held_out=held_out)["typicality"].shape
+        (3,)
     """
     image_shape = tuple(image_shape)
     family = get_latent_family(latent)
@@ -255,6 +303,12 @@ def make_vae(
 
         return log_weight_fn
 
+    def _log_terms_fn(variables, images):
+        def log_terms_fn(k):
+            return module.apply(variables, images, k, method=VAE.log_weight_terms)
+
+        return log_terms_fn
+
     def log_likelihood(variables, images, *, key, num_samples=None):
         k, chunk = (iwae_samples, iwae_chunk) if num_samples is None else (num_samples, None)
         chunk = min(iwae_chunk, k) if chunk is None else chunk
@@ -270,15 +324,21 @@ def make_vae(
         if "elbo" in names:
             terms = module.apply(variables, images, key)
             out["elbo"] = {k: terms[k] for k in ("elbo", "log_lik", "kl")}
-        if "kl" in names:
-            out["kl"] = family.kl_to_prior(encode(variables, images))
-        if "iwae" in names:
-            out["iwae"] = importance_weighted_log_likelihood(
-                _log_weight_fn(variables, images),
+        if "kl" in names or "latent_mean" in names:
+            latent_params = encode(variables, images)
+            if "kl" in names:
+                out["kl"] = family.kl_to_prior(latent_params)
+            if "latent_mean" in names:
+                out["latent_mean"] = family.mean(latent_params)
+        if "iwae" in names or "hole_indicator" in names:  # one scan over the same K samples
+            out["iwae"], out["hole_indicator"] = iwae_and_hole_indicator(
+                _log_terms_fn(variables, images),
                 key=key,
                 num_samples=iwae_samples,
                 chunk_size=iwae_chunk,
             )
+        if "complexity_bpd" in names:
+            out["complexity_bpd"] = jpeg2000_bits_per_dim(images)
         if "iwae_repeat_std" in names:
             out["iwae_repeat_std"] = repeated_log_likelihood_std(
                 _log_weight_fn(variables, images),
@@ -320,6 +380,31 @@ def make_vae(
             True,
             f"std over {iwae_repeats} IWAE estimates of log p(x), K = {iwae_samples} (nats)",
             ("iwae_repeat_std",),
+        ),
+        "hole_indicator": Score(
+            lambda o: o["hole_indicator"],
+            True,
+            f"hole indicator: std of log p(x|z_k), z_k ~ q(z|x), K = {iwae_samples} (nats)",
+            ("hole_indicator",),
+        ),
+        "input_complexity": Score(
+            lambda o: input_complexity(o["iwae"].log_likelihood, o["complexity_bpd"], num_dims),
+            True,
+            f"-log p(x) (IWAE, K = {iwae_samples}) minus lossless JPEG2000 bits/dim",
+            ("iwae", "complexity_bpd"),
+        ),
+        "typicality": Score(
+            lambda o: o["iwae"].log_likelihood,  # the statistic; H from held-out data
+            True,
+            f"|-log p(x) - H| (IWAE, K = {iwae_samples}; H: mean over held-out data, nats)",
+            ("iwae",),
+            reference=typicality_per_input,
+        ),
+        "latent_mean_inf_norm": Score(
+            lambda o: jnp.max(jnp.abs(o["latent_mean"]), axis=-1),
+            True,
+            "||E_q[z|x]||_inf, the largest coordinate of the latent mean",
+            ("latent_mean",),
         ),
     }
     return Model(

@@ -6,13 +6,19 @@
 - :mod:`~jaxrobust.scores.predictive`: classifier scores of logits (max softmax, entropy) and of
   posterior stacks of logits (BMA, expected entropy, mutual information, variation ratio).
 - :mod:`~jaxrobust.scores.stacked`: scores of stacks of per-sample log-likelihoods.
-- :mod:`~jaxrobust.scores.importance`: the chunked importance-weighted likelihood estimator.
+- :mod:`~jaxrobust.scores.importance`: the chunked importance-weighted likelihood estimator and
+  the hole indicator (std of log p(x|z) over z ~ q(z|x)), from one set of samples.
+- :mod:`~jaxrobust.scores.complexity`: input complexity (likelihood minus a lossless JPEG2000
+  code length).
 """
 
 from jaxrobust.scores._checks import NonFiniteScoreError
+from jaxrobust.scores.complexity import input_complexity, jpeg2000_bits_per_dim, jpeg2000_bytes
 from jaxrobust.scores.importance import (
     IWAEResult,
+    hole_indicator,
     importance_weighted_log_likelihood,
+    iwae_and_hole_indicator,
     repeated_log_likelihood_std,
     repeated_log_likelihoods,
 )
@@ -37,10 +43,17 @@ from jaxrobust.scores.stacked import (
     std_log_likelihood,
     typicality,
     typicality_entropy,
+    typicality_per_input,
     waic,
     weight_entropy,
 )
-from jaxrobust.scores.table import Score, compute_scores, needed_outputs
+from jaxrobust.scores.table import (
+    Score,
+    compute_scores,
+    finish_scores,
+    needed_outputs,
+    score_statistics,
+)
 
 __all__ = [
     "NonFiniteScoreError",
@@ -54,10 +67,17 @@ __all__ = [
     "classifier_stack_scores",
     "compute_scores",
     "expected_entropy",
+    "finish_scores",
+    "hole_indicator",
+    "input_complexity",
+    "iwae_and_hole_indicator",
+    "jpeg2000_bits_per_dim",
+    "jpeg2000_bytes",
     "max_softmax",
     "mutual_information",
     "needed_outputs",
     "predictive_entropy",
+    "score_statistics",
     "variation_ratio",
     "disagreement",
     "expected_log_likelihood",
@@ -69,6 +89,7 @@ __all__ = [
     "std_log_likelihood",
     "typicality",
     "typicality_entropy",
+    "typicality_per_input",
     "waic",
     "weight_entropy",
 ]

@@ -16,8 +16,16 @@ the log-weights (the K-sample ELBO estimate) and their standard deviation (ddof 
 "std of LLs" score); :func:`repeated_log_likelihood_std` repeats the whole estimate R times and
 returns the spread of log p_K(x) (the Chapter-5 score of the classical VAE).
 
+The hole indicator (the dissertation's eq. 4.17 = eq. 5.20) is the sample std (ddof 1) of the
+log-likelihood terms log p(x | z_i), z_i ~ q(z|x), i = 1..N: large where q(z|x) covers a region
+of the latent space ("a hole") whose codes decode to very different images.
+:func:`hole_indicator` computes it alone; :func:`iwae_and_hole_indicator` computes it from the
+same samples z_i as the IWAE estimate (one scan gives log p_K(x), the log-weights' std and the
+hole indicator: a VAE's ``iwae``, ``iwae_std`` and ``hole_indicator`` scores).
+
 The model enters only through ``log_weight_fn(key) -> [N]``: one importance log-weight per input
-for one z ~ q(z|x) drawn with ``key``. Sample k uses ``jax.random.fold_in(key, k)``, whatever the
+for one z ~ q(z|x) drawn with ``key`` (``log_terms_fn(key) -> (log_w [N], log p(x|z) [N])`` for
+the shared path). Sample k uses ``jax.random.fold_in(key, k)``, whatever the
 chunking, so estimates with different chunk sizes agree to float32 rounding, and an estimate
 with K samples reuses the samples of every smaller K. Samples are evaluated ``chunk_size`` at a
 time by ``vmap`` and the chunks run sequentially under ``lax.scan`` (memory O(chunk_size * N));
@@ -39,10 +47,13 @@ from jaxrobust.errors import InputError
 from jaxrobust.scores._checks import check_key, refuse_non_finite_result
 
 LogWeightFn = Callable[[jax.Array], jax.Array]
+LogTermsFn = Callable[[jax.Array], tuple[jax.Array, jax.Array]]
 
 __all__ = [
     "IWAEResult",
+    "hole_indicator",
     "importance_weighted_log_likelihood",
+    "iwae_and_hole_indicator",
     "repeated_log_likelihood_std",
     "repeated_log_likelihoods",
 ]
@@ -65,12 +76,16 @@ class IWAEResult(NamedTuple):
     elbo: jax.Array
 
 
+class _Moments(NamedTuple):
+    count: jax.Array  # scalar: samples merged so far
+    mean: jax.Array
+    m2: jax.Array  # sum_k (value_k - mean)^2
+
+
 class _Running(NamedTuple):
     max: jax.Array  # running max of the log-weights (-inf before any)
     sum_exp: jax.Array  # sum_k exp(log w_k - max)
-    count: jax.Array  # scalar: samples merged so far
-    mean: jax.Array
-    m2: jax.Array  # sum_k (log w_k - mean)^2
+    moments: _Moments  # of the log-weights
 
 
 def _check_positive(name: str, value, minimum: int) -> int:
@@ -79,43 +94,99 @@ def _check_positive(name: str, value, minimum: int) -> int:
     return value
 
 
-def _output_shape(log_weight_fn: LogWeightFn, key: jax.Array):
+def _output_shape(fn, key: jax.Array, *, name: str = "log_weight_fn", arity: int = 1):
+    """``(N, float dtype)`` of ``fn(key)``: one ``[N]`` array, or a tuple of ``arity`` of them."""
     check_key(key)
-    if not callable(log_weight_fn):
-        raise InputError(f"log_weight_fn must be a function key -> [N], got {log_weight_fn!r}.")
-    shape = jax.eval_shape(log_weight_fn, key)
-    if not hasattr(shape, "shape") or len(shape.shape) != 1 or shape.shape[0] == 0:
-        got = getattr(shape, "shape", type(shape).__name__)
-        raise InputError(
-            f"log_weight_fn(key) must return one log-weight per input, shape [N]; got {got}."
-        )
-    dtype = jnp.promote_types(shape.dtype, jnp.float32)
+    what = "one log-weight per input" if arity == 1 else f"a tuple of {arity} arrays [N]"
+    if not callable(fn):
+        raise InputError(f"{name} must be a function key -> [N] ({what}), got {fn!r}.")
+    shape = jax.eval_shape(fn, key)
+    parts = (shape,) if arity == 1 else shape
+    if arity > 1 and (not isinstance(parts, (tuple, list)) or len(parts) != arity):
+        raise InputError(f"{name}(key) must return {what}; got {shape}.")
+    sizes = set()
+    for part in parts:
+        if not hasattr(part, "shape") or len(part.shape) != 1 or part.shape[0] == 0:
+            got = getattr(part, "shape", type(part).__name__)
+            raise InputError(f"{name}(key) must return {what}, shape [N]; got {got}.")
+        sizes.add(part.shape[0])
+    if len(sizes) != 1:
+        raise InputError(f"{name}(key) must return arrays of one length N; got {sorted(sizes)}.")
+    dtype = jnp.result_type(jnp.float32, *(part.dtype for part in parts))
     if not jnp.issubdtype(dtype, jnp.floating):
-        raise InputError(f"log_weight_fn(key) must return floats, got dtype {shape.dtype}.")
-    return shape.shape[0], dtype
+        raise InputError(f"{name}(key) must return floats, got dtype {dtype}.")
+    return sizes.pop(), dtype
 
 
-def _merge_chunk(state: _Running, log_w: jax.Array, valid: jax.Array) -> _Running:
-    """Merge the statistics of one chunk ``log_w [c, N]`` (rows where ``valid`` is False are
-    padding) into the running state."""
+def _merge_moments(state: _Moments, values: jax.Array, valid: jax.Array) -> _Moments:
+    """Chan et al.'s pairwise merge of a chunk ``values [c, N]`` (rows where ``valid`` is False
+    are padding) into running counts, means and sums of squared deviations."""
     valid_col = valid[:, None]
-    n_b = jnp.sum(valid).astype(log_w.dtype)
-    # Chunk logsumexp, shifted by the chunk max.
-    max_b = jnp.max(jnp.where(valid_col, log_w, -jnp.inf), axis=0)
-    new_max = jnp.maximum(state.max, max_b)
-    shift = jnp.where(jnp.isfinite(new_max), new_max, 0.0)  # all -inf so far: nothing to shift
-    sum_b = jnp.sum(jnp.where(valid_col, jnp.exp(log_w - shift), 0.0), axis=0)
-    sum_exp = state.sum_exp * jnp.exp(state.max - shift) + sum_b
-    # Chunk moments (two-pass inside the chunk), then Chan et al.'s pairwise merge.
-    mean_b = jnp.sum(jnp.where(valid_col, log_w, 0.0), axis=0) / jnp.maximum(n_b, 1.0)
-    m2_b = jnp.sum(jnp.where(valid_col, (log_w - mean_b) ** 2, 0.0), axis=0)
+    n_b = jnp.sum(valid).astype(values.dtype)
+    # Chunk moments (two-pass inside the chunk), then the pairwise merge.
+    mean_b = jnp.sum(jnp.where(valid_col, values, 0.0), axis=0) / jnp.maximum(n_b, 1.0)
+    m2_b = jnp.sum(jnp.where(valid_col, (values - mean_b) ** 2, 0.0), axis=0)
     count = state.count + n_b
     delta = mean_b - state.mean
     mean = state.mean + delta * (n_b / count)
     # Two -inf means (log-weights of a zero likelihood) merge to -inf, not -inf - -inf = NaN.
     mean = jnp.where(jnp.isinf(mean_b) & (state.mean == mean_b), mean_b, mean)
     m2 = state.m2 + m2_b + delta**2 * (state.count * n_b / count)
-    return _Running(new_max, sum_exp, count, mean, m2)
+    return _Moments(count, mean, m2)
+
+
+def _merge_chunk(state: _Running, log_w: jax.Array, valid: jax.Array) -> _Running:
+    """Merge the statistics of one chunk ``log_w [c, N]`` (rows where ``valid`` is False are
+    padding) into the running state."""
+    valid_col = valid[:, None]
+    # Chunk logsumexp, shifted by the chunk max.
+    max_b = jnp.max(jnp.where(valid_col, log_w, -jnp.inf), axis=0)
+    new_max = jnp.maximum(state.max, max_b)
+    shift = jnp.where(jnp.isfinite(new_max), new_max, 0.0)  # all -inf so far: nothing to shift
+    sum_b = jnp.sum(jnp.where(valid_col, jnp.exp(log_w - shift), 0.0), axis=0)
+    sum_exp = state.sum_exp * jnp.exp(state.max - shift) + sum_b
+    return _Running(new_max, sum_exp, _merge_moments(state.moments, log_w, valid))
+
+
+def _init_moments(num_inputs: int, dtype) -> _Moments:
+    zeros = jnp.zeros((num_inputs,), dtype)
+    return _Moments(jnp.zeros((), dtype), zeros, zeros)
+
+
+def _init_running(num_inputs: int, dtype) -> _Running:
+    return _Running(
+        jnp.full((num_inputs,), -jnp.inf, dtype),
+        jnp.zeros((num_inputs,), dtype),
+        _init_moments(num_inputs, dtype),
+    )
+
+
+def _stream(fn, merge, init, *, key, num_samples: int, chunk_size: int):
+    """``lax.scan`` over ceil(K / chunk_size) chunks of samples; sample k is ``fn(fold_in(key,
+    k))`` (a pytree of ``[N]`` arrays), each chunk ``vmap``ped and merged into ``init``."""
+    num_chunks = -(-num_samples // chunk_size)
+    per_chunk = -(-num_samples // num_chunks)  # <= chunk_size, minimises the padding
+
+    def body(state, chunk_index):
+        sample_index = chunk_index * per_chunk + jnp.arange(per_chunk)
+        keys = jax.vmap(lambda k: jax.random.fold_in(key, k))(sample_index)
+        return merge(state, jax.vmap(fn)(keys), sample_index < num_samples), None
+
+    state, _ = jax.lax.scan(body, init, jnp.arange(num_chunks))
+    return state
+
+
+def _std(moments: _Moments, num_samples: int) -> jax.Array:
+    """Sample std (ddof 1) of the merged values; NaN for one sample."""
+    if num_samples > 1:
+        return jnp.sqrt(moments.m2 / (num_samples - 1))
+    return jnp.full(moments.mean.shape, jnp.nan, moments.mean.dtype)
+
+
+def _iwae_result(state: _Running, num_samples: int) -> IWAEResult:
+    log_likelihood = state.max + jnp.log(state.sum_exp) - math.log(num_samples)
+    log_likelihood = jnp.where(state.max == -jnp.inf, -jnp.inf, log_likelihood)
+    return IWAEResult(log_likelihood, _std(state.moments, num_samples), state.moments.mean)
 
 
 def importance_weighted_log_likelihood(
@@ -161,30 +232,125 @@ def importance_weighted_log_likelihood(
     """
     _check_positive("num_samples", num_samples, 1)
     _check_positive("chunk_size", chunk_size, 1)
-    num_chunks = -(-num_samples // chunk_size)
-    per_chunk = -(-num_samples // num_chunks)  # <= chunk_size, minimises the padding
     num_inputs, dtype = _output_shape(log_weight_fn, key)
-
-    def body(state, chunk_index):
-        sample_index = chunk_index * per_chunk + jnp.arange(per_chunk)
-        keys = jax.vmap(lambda k: jax.random.fold_in(key, k))(sample_index)
-        log_w = jax.vmap(log_weight_fn)(keys).astype(dtype)
-        return _merge_chunk(state, log_w, sample_index < num_samples), None
-
-    zeros = jnp.zeros((num_inputs,), dtype)
-    init = _Running(
-        jnp.full((num_inputs,), -jnp.inf, dtype), zeros, jnp.zeros((), dtype), zeros, zeros
+    state = _stream(
+        log_weight_fn,
+        lambda st, log_w, valid: _merge_chunk(st, log_w.astype(dtype), valid),
+        _init_running(num_inputs, dtype),
+        key=key,
+        num_samples=num_samples,
+        chunk_size=chunk_size,
     )
-    state, _ = jax.lax.scan(body, init, jnp.arange(num_chunks))
+    result = _iwae_result(state, num_samples)
+    refuse_non_finite_result("the IWAE log-likelihood", result.log_likelihood, "log_weight_fn")
+    return result
 
-    log_likelihood = state.max + jnp.log(state.sum_exp) - math.log(num_samples)
-    log_likelihood = jnp.where(state.max == -jnp.inf, -jnp.inf, log_likelihood)
+
+def iwae_and_hole_indicator(
+    log_terms_fn: LogTermsFn, *, key: jax.Array, num_samples: int, chunk_size: int
+) -> tuple[IWAEResult, jax.Array]:
+    """The IWAE estimate and the hole indicator from ONE set of samples z_1..z_K ~ q(z|x).
+
+    Args:
+      log_terms_fn: ``key -> (log_w [N], log_lik [N])`` for one reparameterised z ~ q(z|x) per
+        input drawn with ``key``: log w = log p(x|z) + log p(z) - log q(z|x) and
+        log_lik = log p(x|z).
+      key, num_samples, chunk_size: as :func:`importance_weighted_log_likelihood` (sample k uses
+        ``fold_in(key, k)``; chunking changes nothing beyond float32 rounding).
+
+    Returns:
+      ``(IWAEResult, hole)``: the :class:`IWAEResult` of the log-weights (the samples and
+      statistics of :func:`importance_weighted_log_likelihood` for ``lambda k: log_terms_fn(k)[0]``)
+      and ``hole = std_i log p(x|z_i)`` (ddof 1, eq. 4.17; NaN for K = 1), each ``[N]``.
+
+    Raises:
+      InputError: bad ``num_samples``/``chunk_size``/``key``, or ``log_terms_fn`` not returning
+        a pair of float arrays ``[N]``.
+      NonFiniteScoreError: (eagerly) NaN/+inf log-weights, or (K > 1) a non-finite hole
+        indicator (a NaN or infinite log p(x|z)).
+
+    Examples:
+        log p(x|z) = 2 eps and log w = eps, eps ~ N(0, 1): the log-weights' std is 1 and the
+        hole indicator 2.
+
+        >>> def log_terms_fn(key):  # 3 inputs
+        ...     eps = jax.random.normal(key, (3,))
+        ...     return eps, 2.0 * eps
+        >>> iwae, hole = iwae_and_hole_indicator(
+        ...     log_terms_fn, key=jax.random.key(0), num_samples=4096, chunk_size=512
+        ... )
+        >>> [round(v, 1) for v in iwae.std_log_weights.tolist()]
+        [1.0, 1.0, 1.0]
+        >>> [round(v, 1) for v in hole.tolist()]
+        [2.0, 2.0, 2.0]
+    """
+    _check_positive("num_samples", num_samples, 1)
+    _check_positive("chunk_size", chunk_size, 1)
+    num_inputs, dtype = _output_shape(log_terms_fn, key, name="log_terms_fn", arity=2)
+
+    def merge(state, terms, valid):
+        log_w, log_lik = terms
+        return (
+            _merge_chunk(state[0], log_w.astype(dtype), valid),
+            _merge_moments(state[1], log_lik.astype(dtype), valid),
+        )
+
+    running, moments = _stream(
+        log_terms_fn,
+        merge,
+        (_init_running(num_inputs, dtype), _init_moments(num_inputs, dtype)),
+        key=key,
+        num_samples=num_samples,
+        chunk_size=chunk_size,
+    )
+    result = _iwae_result(running, num_samples)
+    hole = _std(moments, num_samples)
+    refuse_non_finite_result("the IWAE log-likelihood", result.log_likelihood, "log_terms_fn")
     if num_samples > 1:
-        std = jnp.sqrt(state.m2 / (num_samples - 1))
-    else:
-        std = jnp.full((num_inputs,), jnp.nan, dtype)
-    refuse_non_finite_result("the IWAE log-likelihood", log_likelihood, "log_weight_fn")
-    return IWAEResult(log_likelihood, std, state.mean)
+        refuse_non_finite_result("the hole indicator", hole, "log_terms_fn")
+    return result, hole
+
+
+def hole_indicator(
+    log_lik_fn: LogWeightFn, *, key: jax.Array, num_samples: int, chunk_size: int
+) -> jax.Array:
+    """Hole indicator Sigma_z[x] = std_i log p(x | z_i), z_i ~ q(z|x) (ddof 1, eq. 4.17), ``[N]``.
+
+    Args:
+      log_lik_fn: ``key -> [N]``, log p(x|z) for one z ~ q(z|x) per input drawn with ``key``.
+      key: sample i uses ``jax.random.fold_in(key, i)`` (as the IWAE estimator, so the same
+        ``key`` gives the same z_i as :func:`iwae_and_hole_indicator`).
+      num_samples: N >= 2.
+      chunk_size: samples evaluated at once (vmap); chunks run under ``lax.scan`` and their
+        moments are merged streaming (Chan et al.), so memory is O(chunk_size * inputs).
+
+    Raises:
+      InputError: bad ``num_samples`` (< 2), ``chunk_size``, ``key`` or ``log_lik_fn``.
+      NonFiniteScoreError: (eagerly) ``log_lik_fn`` returned NaN or infinite values.
+
+    Examples:
+        log p(x|z) = 3 eps, eps ~ N(0, 1): the indicator is 3, up to the Monte Carlo error of a
+        std from N = 4096 samples (3 / sqrt(2 N) = 0.03).
+
+        >>> std = hole_indicator(lambda key: 3.0 * jax.random.normal(key, (2,)),
+        ...                      key=jax.random.key(0), num_samples=4096, chunk_size=1024)
+        >>> bool(jnp.all(jnp.abs(std - 3.0) < 0.15))
+        True
+    """
+    _check_positive("num_samples", num_samples, 2)
+    _check_positive("chunk_size", chunk_size, 1)
+    num_inputs, dtype = _output_shape(log_lik_fn, key, name="log_lik_fn")
+    moments = _stream(
+        log_lik_fn,
+        lambda st, log_lik, valid: _merge_moments(st, log_lik.astype(dtype), valid),
+        _init_moments(num_inputs, dtype),
+        key=key,
+        num_samples=num_samples,
+        chunk_size=chunk_size,
+    )
+    hole = _std(moments, num_samples)
+    refuse_non_finite_result("the hole indicator", hole, "log_lik_fn")
+    return hole
 
 
 def repeated_log_likelihoods(

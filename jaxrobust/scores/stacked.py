@@ -10,6 +10,8 @@ With l_s = log p(x | theta_s) and w_s = exp(l_s) / sum_t exp(l_t) = softmax_s(l)
 - std of LLs               std_s l_s (ddof 1)   (eq. 3.19)   (larger = OOD)
 - typicality               |-mean_s l_s - H|    (eq. 3.17)   (larger = OOD), H the mean NLL of
   the in-distribution test set (:func:`typicality_entropy`).
+One model's typicality per input (eq. 4.18, S = 1) is :func:`typicality_per_input`, with H from
+held-out in-distribution data (a VAE's ``typicality`` score: the validation carve).
 These are the definitions of the author's published score files (the Chapter-3 fixture): there
 the expected LL is the mean of log-likelihoods and WAIC = expected LL - std**2.
 
@@ -197,6 +199,32 @@ def typicality(log_lik, entropy) -> jax.Array:
     """
     entropy = _check_entropy(entropy)
     return jnp.abs(-_mean(_check_log_lik(log_lik)) - entropy)
+
+
+def typicality_per_input(log_likelihood, held_out_log_likelihood) -> jax.Array:
+    """|-log p(x) - H| ``[N]``, H = mean over held-out inputs of -log p (eq. 4.18; larger = OOD).
+
+    The typicality test on one-element sequences for a single model (``log_likelihood [N]``, the
+    inputs scored; ``held_out_log_likelihood [M]``, held-out in-distribution inputs, e.g. a
+    validation carve: never the test inputs). It is :func:`typicality` with S = 1 and H from
+    :func:`typicality_entropy` of the held-out likelihoods.
+
+    Examples:
+        H = 3 nats from the held-out set; NLLs 1 and 6 are 2 and 3 nats away:
+
+        >>> typicality_per_input(jnp.array([-1.0, -6.0]), jnp.array([-2.0, -4.0])).tolist()
+        [2.0, 3.0]
+    """
+    for name, values in (
+        ("log_likelihood", log_likelihood),
+        ("held_out_log_likelihood", held_out_log_likelihood),
+    ):
+        if np.ndim(values) != 1:
+            raise InputError(
+                f"{name} must be [N] (one log p(x) per input), got {np.shape(values)}."
+            )
+    entropy = typicality_entropy(jnp.asarray(held_out_log_likelihood)[None])
+    return typicality(jnp.asarray(log_likelihood)[None], entropy)
 
 
 def _check_entropy(entropy) -> jax.Array:
