@@ -116,6 +116,7 @@ GAUSSIAN = LatentFamily(
     kl_to_shifted_prior=lambda p, shift: shifted_normal_kl(*p, shift),
 )
 
+
 def spherical_params(head: jax.Array) -> tuple[jax.Array, jax.Array]:
     """``(mean_direction, concentration)`` of a spherical family from a head of width m + 1:
     ``mu = h[:m] / ||h[:m]||``, ``kappa = softplus(h[m]) + 1`` (the S-VAE authors' code; kappa
