@@ -20,6 +20,7 @@ SUPPORTED = {
     "dcgan": [(32, 32, 3), (32, 32, 1)],
     "mlp": [(28, 28, 1), (32, 32, 3)],
     "conv": [(28, 28, 1), (32, 32, 3)],
+    "lipschitz_mlp": [(28, 28, 1), (32, 32, 3)],
 }
 UNSUPPORTED = {
     "ch3_gray": (27, 27, 1),
@@ -85,6 +86,11 @@ def expected_counts(name, shape, L, O):  # noqa: E741 - L = latent dim, O = out 
         flat = 64 * (H // 4) * (W // 4)
         enc = (4 * 4 * C * 32 + 32) + (4 * 4 * 32 * 64 + 64) + (flat * 2 * L + 2 * L)
         dec = (L * flat + flat) + (4 * 4 * 64 * 32 + 32) + (4 * 4 * 32 * O + O)
+        return enc, dec, 0, 0
+    if name == "lipschitz_mlp":  # hidden (512, 256), mirrored, no biases (Algorithm 1)
+        D = H * W
+        enc = D * C * 512 + 512 * 256 + 256 * 2 * L
+        dec = L * 256 + 256 * 512 + 512 * D * O
         return enc, dec, 0, 0
     raise AssertionError(name)
 
@@ -196,7 +202,9 @@ def test_unsupported_image_shape_raises(name):
 
 
 def test_bad_arguments_raise():
-    with pytest.raises(ValueError, match="known: ch3_gray, ch3_rgb, conv, dcgan, mlp"):
+    with pytest.raises(
+        ValueError, match="known: ch3_gray, ch3_rgb, conv, dcgan, lipschitz_mlp, mlp"
+    ):
         make_vae_networks("nope", (28, 28, 1), 4, 1)
     with pytest.raises(ValueError, match="Rosca"):
         make_vae_networks("rosca", (28, 28, 1), 4, 1)
