@@ -330,8 +330,9 @@ def evaluated(synthetic_data_root, tmp_path_factory):
     config.data.train_limit = 128
     config.evaluate.test_limit = 128
     config.models.vae.training.num_epochs = 1
-    config.models.vae.architecture.iwae_samples = 4
-    config.models.vae.architecture.iwae_chunk = 2
+    architecture = config.models.vae.architecture
+    architecture.network, architecture.network_options = "mlp", {"hidden": (32,)}  # compiles fast
+    architecture.iwae_samples, architecture.iwae_chunk = 4, 2
     config.evaluate.ood.scores = ["vae/hole_indicator", "vae/input_complexity", "vae/typicality",
                                   "vae/latent_mean_inf_norm"]  # fmt: skip
     workdir = tmp_path_factory.mktemp("holes")

@@ -5,7 +5,9 @@ Scores are ``"model/score"`` references. A point model offers its score table (`
 (:data:`jaxrobust.scores.STACKED_SCORES` over log p(x | theta_s), e.g. ``vae/waic``) and, for
 classifiers, those of its logits (:data:`jaxrobust.scores.STACKED_CLASSIFIER_SCORES`, e.g.
 ``ensemble/mutual_information``). Every score of a model comes from the one pass per dataset
-of :class:`~jaxrobust.evaluate.context.EvaluationContext`.
+of :class:`~jaxrobust.evaluate.context.EvaluationContext`; a point score relative to held-out
+data (``vae/typicality``: H from the validation carve of the training split, never the test
+split) comes finished from the context, which adds the validation pass.
 
 Config::
 
