@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxrobust.arrays import is_traced
+from jaxrobust.arrays import first_position, is_traced, real_array
 from jaxrobust.errors import InputError
 
 #: Relative tolerance of the unit-norm checks: float32 rounding of a normalised vector is ~1e-7.
@@ -53,22 +53,7 @@ def check_dim(dim, *, where: str) -> int:
 
 def as_float(name: str, values, *, where: str) -> jax.Array:
     """``values`` as a floating jax array (ints converted); refuses non-numeric input."""
-    if not hasattr(values, "dtype"):
-        try:
-            values = np.asarray(values)
-        except (TypeError, ValueError) as err:
-            raise InputError(f"{where}: {name} must be a numeric array: {err}") from None
-    dtype = values.dtype
-    if not (jnp.issubdtype(dtype, jnp.floating) or jnp.issubdtype(dtype, jnp.integer)):
-        raise InputError(f"{where}: {name} must be real numbers, got dtype {dtype}.")
-    values = jnp.asarray(values)
-    if not jnp.issubdtype(values.dtype, jnp.floating):
-        values = values.astype(jnp.float32)
-    return values
-
-
-def _first(mask) -> str:
-    return str(tuple(int(i) for i in np.argwhere(np.asarray(mask))[0]))
+    return real_array(f"{where}: {name}", values)
 
 
 def check_concentration(kappa, *, where: str) -> jax.Array:
@@ -80,9 +65,9 @@ def check_concentration(kappa, *, where: str) -> jax.Array:
         if bad.any():
             raise InputError(
                 f"{where}: concentration must be finite and > 0; got {values[bad].ravel()[0]!r} "
-                f"({int(bad.sum())} bad value(s), first at {_first(bad)}). kappa -> 0 is the "
-                "uniform distribution (use kl/entropy of the uniform there); from a network head "
-                "use softplus(h) + 1, as the hyperspherical VAE does."
+                f"({int(bad.sum())} bad value(s), first at {first_position(bad)}). kappa -> 0 is "
+                "the uniform distribution (use kl/entropy of the uniform there); from a network "
+                "head use softplus(h) + 1, as the hyperspherical VAE does."
             )
     return kappa
 
@@ -101,7 +86,7 @@ def check_unit(name: str, vectors, *, where: str) -> jax.Array:
             raise InputError(
                 f"{where}: {name} must be unit vectors on the sphere (norm 1 within relative "
                 f"{UNIT_NORM_TOLERANCE:g}); found norm {norms[bad].ravel()[0]!r} at index "
-                f"{_first(bad)} ({int(bad.sum())} of {norms.size}). Normalise it: "
+                f"{first_position(bad)} ({int(bad.sum())} of {norms.size}). Normalise it: "
                 f"{name} / jnp.linalg.norm({name}, axis=-1, keepdims=True)."
             )
     return vectors

@@ -8,10 +8,9 @@ the metrics then turn into a NaN metric (never a plausible number).
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from jaxrobust.arrays import is_traced
+from jaxrobust.arrays import first_position, is_traced, real_array
 from jaxrobust.errors import InputError, JaxrobustError
 
 
@@ -23,26 +22,6 @@ class NonFiniteScoreError(JaxrobustError, FloatingPointError):
         >>> issubclass(NonFiniteScoreError, FloatingPointError)
         True
     """
-
-
-def real_array(name: str, values, *, what: str) -> jax.Array:
-    """``values`` as a jax float array (ints converted); refuses non-numeric dtypes."""
-    if not hasattr(values, "dtype"):
-        try:
-            values = np.asarray(values)
-        except (TypeError, ValueError) as err:  # ragged lists
-            raise InputError(f"{name} must be a numeric array {what}: {err}") from None
-    dtype = values.dtype
-    if not (jnp.issubdtype(dtype, jnp.floating) or jnp.issubdtype(dtype, jnp.integer)):
-        raise InputError(f"{name} must be real numbers {what}, got dtype {dtype}.")
-    values = jnp.asarray(values)
-    if not jnp.issubdtype(values.dtype, jnp.floating):
-        values = values.astype(jnp.float32)
-    return values
-
-
-def first_position(mask) -> str:
-    return str(tuple(int(i) for i in np.argwhere(np.asarray(mask))[0]))
 
 
 def check_logits(logits, *, stacked: bool) -> jax.Array:
