@@ -100,6 +100,32 @@ def _vae(network, latent_dim, latent, options, batch_size, num_runs, epochs) -> 
     }
 
 
+def svae_cell(title: str, train: str, out_datasets: list[str], sphere_dim: int, epochs: int):
+    """Tables 4.1 / 4.7: the S-VAE on S^{sphere_dim} and its vanilla baseline (Gaussian latent
+    of dimension ``sphere_dim``), 10 runs each, scored by every Table 4.7 score."""
+    models = {
+        "svae": svae(sphere_dim=sphere_dim, num_runs=10, epochs=epochs),
+        "vanilla": vanilla_mlp_small(latent_dim=sphere_dim, num_runs=10, epochs=epochs),
+    }
+    return make_config(title, train, out_datasets, models, {"svae": SCORES, "vanilla": SCORES})
+
+
+def table4_2_cell(title: str, train: str, out: str) -> ml_collections.ConfigDict:
+    """Table 4.2: the vanilla CNN VAE (LL, input complexity, typicality; 1 run), the Lipschitz
+    VAE (std of the log-weights, hole indicator) and its unconstrained MLP twin (3 runs each)."""
+    models = {
+        "vanilla": vanilla_cnn(num_runs=1),
+        "lipschitz": lipschitz(num_runs=3),
+        "vanilla_mlp": vanilla_mlp(num_runs=3),
+    }
+    scores = {
+        "vanilla": ("iwae", "input_complexity", "typicality"),
+        "lipschitz": ("iwae_std", "hole_indicator", "iwae"),
+        "vanilla_mlp": ("hole_indicator", "iwae"),
+    }
+    return make_config(title, train, [out], models, scores)
+
+
 def make_config(
     name: str,
     train: str,

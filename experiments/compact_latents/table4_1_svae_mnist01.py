@@ -16,13 +16,10 @@ EPOCHS = 10  # CPU budget (10 runs of each model as one program)
 
 
 def get_config():
-    return _base.make_config(
+    return _base.svae_cell(
         "Tables 4.1 / 4.7: S-VAE on MNIST 0/1, held-out digits and FMNIST out",
         TRAIN,
         OUT,
-        {
-            "svae": _base.svae(sphere_dim=2, num_runs=10, epochs=EPOCHS),
-            "vanilla": _base.vanilla_mlp_small(latent_dim=2, num_runs=10, epochs=EPOCHS),
-        },  # fmt: skip
-        {"svae": _base.SCORES, "vanilla": _base.SCORES},
+        sphere_dim=2,
+        epochs=EPOCHS,
     )

@@ -14,18 +14,5 @@ TRAIN, OUT = "fashion_mnist", "mnist"
 
 
 def get_config():
-    return _base.make_config(
-        "Table 4.2: FMNIST in, MNIST out",
-        TRAIN,
-        [OUT],
-        {
-            "vanilla": _base.vanilla_cnn(num_runs=1),
-            "lipschitz": _base.lipschitz(num_runs=3),
-            "vanilla_mlp": _base.vanilla_mlp(num_runs=3),
-        },
-        {
-            "vanilla": ("iwae", "input_complexity", "typicality"),
-            "lipschitz": ("iwae_std", "hole_indicator", "iwae"),
-            "vanilla_mlp": ("hole_indicator", "iwae"),
-        },
-    )
+    c = _base.table4_2_cell("Table 4.2: FMNIST in, MNIST out", TRAIN, OUT)
+    return c
