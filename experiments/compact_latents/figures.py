@@ -25,7 +25,6 @@ import sys
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import matplotlib
 
 matplotlib.use("Agg")
@@ -34,6 +33,7 @@ import numpy as np  # noqa: E402
 
 from jaxrobust.data import load  # noqa: E402
 from jaxrobust.evaluate import restore_model  # noqa: E402
+from jaxrobust.evaluate.batched import map_dataset  # noqa: E402
 from jaxrobust.workdir import atomic_path  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -54,14 +54,12 @@ def latent_means(workdir: Path, model: str, images: np.ndarray, run: int = 0) ->
     variables = restored.variables
     if _has_runs(workdir, model):  # stacked runs: a leading [R] axis
         variables = jax.tree.map(lambda a: a[run], variables)
-    encode = jax.jit(lambda v, x: restored.model.latent.mean(
-        restored.model.encode(v, restored.preprocess(x))))  # fmt: skip
-    return np.concatenate(
-        [
-            np.asarray(encode(variables, jnp.asarray(images[i : i + 500])))
-            for i in range(0, len(images), 500)
-        ]  # fmt: skip
-    )
+    model = restored.model
+
+    def means(v, x, key):  # x: a preprocessed batch
+        return model.latent.mean(model.encode(v, x))
+
+    return map_dataset(means, variables, images, restored.preprocess, jax.random.key(0), 500)
 
 
 def _has_runs(workdir: Path, model: str) -> bool:
