@@ -108,6 +108,8 @@ def interval(values) -> tuple[float, float]:
 def triple(entry: dict) -> str:
     """``AUROC AUPR FPR80`` with the outliers positive, +- the 99.9 % interval over runs."""
     runs = entry.get("runs")
+    if runs is not None and len(runs["auroc"]) < 2:  # one run: no interval
+        runs, entry = None, {k: v[0] for k, v in runs.items()}
     parts = []
     for key in ("auroc", "aupr_out", "fpr80"):
         if runs is None:
