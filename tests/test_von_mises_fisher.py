@@ -150,3 +150,16 @@ def test_latent_family_round_trip_under_jit_and_a_vae_gradient():
         variables
     )
     assert all(bool(jnp.all(jnp.isfinite(g))) for g in jax.tree.leaves(grads))
+
+
+def test_a_zero_direction_head_gives_a_unit_mean_and_a_vae_initialises_on_blank_images():
+    from jaxrobust.distributions.latent import spherical_params
+    from jaxrobust.models import make_vae
+
+    mu, kappa = spherical_params(jnp.array([[0.0, 0.0, 0.0, 0.0], [3.0, 4.0, 0.0, 0.0]]))
+    np.testing.assert_allclose(mu, [[1.0, 0.0, 0.0], [0.6, 0.8, 0.0]], atol=1e-7)
+    np.testing.assert_allclose(kappa, [1.0 + np.log(2.0), 1.0 + np.log1p(np.e**0.0)], rtol=1e-6)
+    vae = make_vae((8, 8, 1), 3, latent="von_mises_fisher", network="mlp",
+                   network_options={"hidden": (16,)})  # fmt: skip
+    variables = vae.init(jax.random.key(0), jnp.zeros((2, 8, 8, 1)))  # zero head: biases are 0
+    assert all(bool(jnp.all(jnp.isfinite(v))) for v in jax.tree.leaves(variables))

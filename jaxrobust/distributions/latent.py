@@ -129,7 +129,9 @@ def spherical_params(head: jax.Array) -> tuple[jax.Array, jax.Array]:
     """
     direction = head[..., :-1]
     norm = jnp.sqrt(jnp.sum(jnp.square(direction), axis=-1, keepdims=True))
-    mu = direction / jnp.maximum(norm, 1e-12)
+    # a zero direction (e.g. a bias-free head at init on blank images) points along e_1
+    first_axis = jnp.zeros_like(direction).at[..., 0].set(1.0)
+    mu = jnp.where(norm > 0, direction / jnp.where(norm > 0, norm, 1.0), first_axis)
     return mu, jax.nn.softplus(head[..., -1]) + 1.0
 
 
