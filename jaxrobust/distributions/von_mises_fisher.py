@@ -64,11 +64,12 @@ Example:
     >>> round(float(mean_resultant_length(10.0, 3)), 5)  # coth(10) - 1/10
     0.9
     >>> round(float(log_prob(mu, mu, 10.0)), 4)  # log(10 / (2 pi (1 - exp(-20))))
-    0.4674
+    0.4647
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from fractions import Fraction
 
@@ -238,10 +239,10 @@ def log_bessel_iv(order, x) -> jax.Array:
 
     Example:
         >>> import jax.numpy as jnp
-        >>> log_bessel_iv(0.5, jnp.array([1.0, 1e5]))  # log(sqrt(2/(pi x)) sinh x)
-        Array([ 1.6068669e-01,  9.9993195e+04], dtype=float32)
-        >>> round(float(log_bessel_iv(2.3, 7.0)), 4)  # scipy: log(iv(2.3, 7)) = 4.6021
-        4.6021
+        >>> [round(v, 4) for v in log_bessel_iv(0.5, jnp.array([1.0, 1e5])).tolist()]
+        [-0.0644, 99993.3203]
+        >>> round(float(log_bessel_iv(2.3, 7.0)), 4)  # scipy: log(iv(2.3, 7)) = 4.72263
+        4.7226
     """
     where = "log_bessel_iv"
     x = as_float("x", x, where=where)
@@ -256,12 +257,22 @@ def log_bessel_iv(order, x) -> jax.Array:
                 f"{np.asarray(x).min()!r}."
             )
     if static:
-        n, _ = _normalized_log_bessel_static(v, x)
-    else:
-        v, x = jnp.broadcast_arrays(v.astype(x.dtype), x)
-        n, _ = _normalized_log_bessel(v, x)
-    vv = jnp.asarray(v, x.dtype)
-    return n + jax.scipy.special.xlogy(vv, 0.5 * x) - jax.lax.lgamma(vv + 1.0)
+        return _log_bessel_static(v, x)
+    return _log_bessel_general(v.astype(x.dtype), x)
+
+
+@functools.partial(jax.jit, static_argnums=(0,))
+def _log_bessel_static(order: float, x):
+    n, _ = _normalized_log_bessel_static(order, x)
+    v = jnp.asarray(order, x.dtype)
+    return n + jax.scipy.special.xlogy(v, 0.5 * x) - jax.lax.lgamma(v + 1.0)
+
+
+@jax.jit
+def _log_bessel_general(v, x):
+    v, x = jnp.broadcast_arrays(v, x)
+    n, _ = _normalized_log_bessel(v, x)
+    return n + jax.scipy.special.xlogy(v, 0.5 * x) - jax.lax.lgamma(v + 1.0)
 
 
 def _checked_dim_kappa(concentration, dim, where):
@@ -280,6 +291,11 @@ def log_normalizer(concentration, dim: int) -> jax.Array:
         True
     """
     m, kappa = _checked_dim_kappa(concentration, dim, "log_normalizer")
+    return _log_normalizer(kappa, m)
+
+
+@functools.partial(jax.jit, static_argnums=(1,))
+def _log_normalizer(kappa, m):
     n, _ = _normalized_log_bessel_static(0.5 * m - 1.0, kappa)
     return -log_sphere_area(m) - n
 
@@ -289,13 +305,19 @@ def mean_resultant_length(concentration, dim: int) -> jax.Array:
 
     Example:
         >>> import math
-        >>> round(float(mean_resultant_length(3.0, 3)), 6) == round(1 / math.tanh(3) - 1 / 3, 6)
+        >>> abs(float(mean_resultant_length(3.0, 3)) - (1 / math.tanh(3) - 1 / 3)) < 1e-6
         True
     """
     m, kappa = _checked_dim_kappa(concentration, dim, "mean_resultant_length")
+    return _mean_resultant_length(kappa, m)
+
+
+@functools.partial(jax.jit, static_argnums=(1,))
+def _mean_resultant_length(kappa, m):
     return jnp.exp(_log_ratio(jnp.asarray(0.5 * m - 1.0, kappa.dtype), kappa))
 
 
+@functools.partial(jax.jit, static_argnums=(1,))
 def _kl_to_uniform(kappa, m):
     v = jnp.asarray(0.5 * m - 1.0, kappa.dtype)
     log_a = _log_ratio(v, kappa)
@@ -333,6 +355,7 @@ def entropy(concentration, dim: int) -> jax.Array:
     return log_sphere_area(m) - _kl_to_uniform(kappa, m)
 
 
+@functools.partial(jax.jit, static_argnums=(3,))
 def _log_prob(x, mu, kappa, m):
     n, n_e = _normalized_log_bessel_static(0.5 * m - 1.0, kappa)
     return -log_sphere_area(m) - n_e - 0.5 * kappa * squared_distance(x, mu)
@@ -420,6 +443,7 @@ def _prepare(key, mean_direction, concentration, shape, where):
     return mu, kappa, full, m
 
 
+@functools.partial(jax.jit, static_argnums=(3, 4, 5))
 def _sample(key, mu, kappa, full, m, max_iterations):
     """z and the pieces of the correction term: (z, w, eps, b)."""
     w_key, v_key = jax.random.split(key)
@@ -480,15 +504,20 @@ def sample_and_log_correction(
         ...     z, c = sample_and_log_correction(jax.random.key(0), mu, k, shape=(2000,))
         ...     f = z @ mu
         ...     return jnp.mean(f + jax.lax.stop_gradient(f) * (c - jax.lax.stop_gradient(c)))
-        >>> g = jax.grad(surrogate)(2.0)  # d A_3 / d kappa = 1 - A^2 - 2 A / kappa = 0.1413
-        >>> bool(abs(g - 0.1413) < 0.03)
+        >>> g = jax.grad(surrogate)(2.0)  # d A_3 / d kappa = 1 - A^2 - 2 A / kappa = 0.17398
+        >>> bool(abs(g - 0.17398) < 0.03)
         True
     """
     mu, kappa, full, m = _prepare(key, mean_direction, concentration, shape, "vmf.sample")
     z, one_minus_w, eps, b, denominator = _sample(key, mu, kappa, full, m, max_iterations)
+    return z, _log_correction(kappa, one_minus_w, b, denominator, m)
+
+
+@functools.partial(jax.jit, static_argnums=(4,))
+def _log_correction(kappa, one_minus_w, b, denominator, m):
     _, n_e = _normalized_log_bessel_static(0.5 * m - 1.0, kappa)
     log_one_minus_w2 = jnp.log(one_minus_w) + jnp.log(2.0 - one_minus_w)
-    c = (  # log C_m(kappa) + kappa w = -log|S| - n_e - kappa (1 - w): no large cancellation
+    return (  # log C_m(kappa) + kappa w = -log|S| - n_e - kappa (1 - w): no large cancellation
         -log_sphere_area(m)
         - n_e
         - kappa * one_minus_w
@@ -496,9 +525,9 @@ def sample_and_log_correction(
         + jnp.log(2.0 * b)
         - 2.0 * jnp.log(denominator)
     )
-    return z, c
 
 
+@functools.partial(jax.jit, static_argnums=(4,))
 def _kl(mu1, k1, mu2, k2, m):
     v = jnp.asarray(0.5 * m - 1.0, k1.dtype)
     log_a1 = _log_ratio(v, k1)
@@ -533,8 +562,8 @@ def kl_divergence(mu1, k1, mu2, k2) -> jax.Array:
     Example:
         >>> import jax.numpy as jnp
         >>> mu = jnp.array([1.0, 0.0, 0.0])
-        >>> float(kl_divergence(mu, 3.0, mu, 3.0))
-        0.0
+        >>> abs(float(kl_divergence(mu, 3.0, mu, 3.0))) < 1e-6
+        True
     """
     mu1, k1, mu2, k2 = _check_pair(mu1, k1, mu2, k2, "vmf.kl_divergence")
     return _kl(mu1, k1, mu2, k2, mu1.shape[-1])
@@ -546,8 +575,8 @@ def symmetric_kl(mu1, k1, mu2, k2) -> jax.Array:
     Example:
         >>> import jax.numpy as jnp
         >>> a, b = jnp.array([1.0, 0.0]), jnp.array([0.0, 1.0])
-        >>> round(float(symmetric_kl(a, 2.0, b, 2.0)), 5)  # 2 k A_2(k) (1 - a.b)
-        2.78954
+        >>> round(float(symmetric_kl(a, 2.0, b, 2.0)), 4)  # 2 k A_2(k) (1 - a.b)
+        2.7911
     """
     mu1, k1, mu2, k2 = _check_pair(mu1, k1, mu2, k2, "vmf.symmetric_kl")
     m = mu1.shape[-1]

@@ -24,6 +24,7 @@ Examples:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -110,6 +111,7 @@ class LipschitzMLP(nn.Module):
     features: Sequence[int]
     lipschitz: float = 1.0
     group_size: int = 2
+    dtype: Any = None  # compute dtype (None: float32); kernels and outputs stay float32
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -121,7 +123,9 @@ class LipschitzMLP(nn.Module):
                 f"kernel_{i}", nn.initializers.lecun_normal(), (x.shape[-1], width), jnp.float32
             )
             rows = project_rows_l1(kernel.T)  # [out, in]: one row per output unit
+            if self.dtype is not None:
+                x, rows = x.astype(self.dtype), rows.astype(self.dtype)
             x = scale * (x @ rows.T)
             if i < len(self.features) - 1:
                 x = group_sort(x, self.group_size)
-        return x
+        return x.astype(jnp.float32)

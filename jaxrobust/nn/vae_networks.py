@@ -491,12 +491,15 @@ class LipschitzEncoder(nn.Module):
     lipschitz: float = 1.0
     group_size: int = 2
     head_width: int | None = None
+    dtype: Any = None
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
         del train
         width = self.head_width or 2 * self.latent_dim
-        mlp = LipschitzMLP((*self.hidden, width), self.lipschitz, self.group_size, name="mlp")
+        mlp = LipschitzMLP(
+            (*self.hidden, width), self.lipschitz, self.group_size, self.dtype, name="mlp"
+        )
         return mlp(_flatten(x))
 
 
@@ -521,6 +524,7 @@ class LipschitzDecoder(nn.Module):
     lipschitz: float | None = None
     prior_std: float = 1.0
     group_size: int = 2
+    dtype: Any = None
 
     def check_image_shape(self) -> None:
         _split_shape(self.image_shape, "LipschitzDecoder")
@@ -538,7 +542,9 @@ class LipschitzDecoder(nn.Module):
         height, width, _ = self.image_shape
         out_channels = _out_channels(self)
         features = (*reversed(tuple(self.hidden)), height * width * out_channels)
-        mlp = LipschitzMLP(features, self.bound(z.shape[-1]), self.group_size, name="mlp")
+        mlp = LipschitzMLP(
+            features, self.bound(z.shape[-1]), self.group_size, self.dtype, name="mlp"
+        )
         return mlp(z).reshape(z.shape[:-1] + (height, width, out_channels))
 
 
