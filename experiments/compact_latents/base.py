@@ -51,18 +51,33 @@ def svae(sphere_dim: int, num_runs: int, epochs: int = MLP_EPOCHS) -> dict:
     return _vae("mlp", sphere_dim + 1, "von_mises_fisher", options, 64, num_runs, epochs)
 
 
+def psvae(sphere_dim: int, num_runs: int, epochs: int = MLP_EPOCHS) -> dict:
+    """The S-VAE's networks with a Power Spherical q(z|x) (De Cao & Aziz 2020) instead of the
+    vMF: the same head (direction, kappa = softplus + 1) and uniform prior, an exact
+    reparameterised sample without rejection."""
+    options = {"hidden": (256, 128)}
+    return _vae("mlp", sphere_dim + 1, "power_spherical", options, 64, num_runs, epochs)
+
+
 def vanilla_mlp_small(latent_dim: int, num_runs: int, epochs: int = MLP_EPOCHS) -> dict:
     """Table 4.7's vanilla baseline: the S-VAE's MLP with a Gaussian latent."""
     return _vae("mlp", latent_dim, "gaussian", {"hidden": (256, 128)}, 64, num_runs, epochs)
 
 
 def lipschitz(
-    num_runs: int, decoder_lipschitz: float | None = None, epochs: int = MLP_EPOCHS
+    num_runs: int,
+    decoder_lipschitz: float | None = None,
+    epochs: int = MLP_EPOCHS,
+    output_bias: bool = False,
 ) -> dict:
-    """The Lipschitz VAE (decoder M from eq. 4.5 unless ``decoder_lipschitz`` is given)."""
+    """The Lipschitz VAE (decoder M from eq. 4.5 unless ``decoder_lipschitz`` is given);
+    ``output_bias``: the ablation with a learned bias on the decoder's logits (not in
+    Algorithm 1; it leaves the Lipschitz constant unchanged)."""
     options = {"hidden": (512, 256), "encoder_lipschitz": 1.0}
     if decoder_lipschitz is not None:
         options["decoder_lipschitz"] = float(decoder_lipschitz)
+    if output_bias:
+        options["decoder_output_bias"] = True
     return _vae("lipschitz_mlp", 10, "gaussian", options, 128, num_runs, epochs)
 
 
@@ -100,29 +115,51 @@ def _vae(network, latent_dim, latent, options, batch_size, num_runs, epochs) -> 
     }
 
 
-def svae_cell(title: str, train: str, out_datasets: list[str], sphere_dim: int, epochs: int):
+def svae_cell(
+    title: str,
+    train: str,
+    out_datasets: list[str],
+    sphere_dim: int,
+    epochs: int,
+    power_spherical: bool = False,
+):
     """Tables 4.1 / 4.7: the S-VAE on S^{sphere_dim} and its vanilla baseline (Gaussian latent
-    of dimension ``sphere_dim``), 10 runs each, scored by every Table 4.7 score."""
+    of dimension ``sphere_dim``), 10 runs each, scored by every Table 4.7 score;
+    ``power_spherical``: also the Power Spherical twin of the S-VAE ("psvae")."""
     models = {
         "svae": svae(sphere_dim=sphere_dim, num_runs=10, epochs=epochs),
         "vanilla": vanilla_mlp_small(latent_dim=sphere_dim, num_runs=10, epochs=epochs),
     }
-    return make_config(title, train, out_datasets, models, {"svae": SCORES, "vanilla": SCORES})
+    if power_spherical:
+        models["psvae"] = psvae(sphere_dim=sphere_dim, num_runs=10, epochs=epochs)
+    scores = {name: SCORES for name in models}
+    return make_config(title, train, out_datasets, models, scores)
 
 
-def table4_2_cell(title: str, train: str, out: str) -> ml_collections.ConfigDict:
+def table4_2_cell(
+    title: str,
+    train: str,
+    out: str,
+    mlp_epochs: int = MLP_EPOCHS,
+    cnn_epochs: int = CNN_EPOCHS,
+    bias_ablation: bool = False,
+) -> ml_collections.ConfigDict:
     """Table 4.2: the vanilla CNN VAE (LL, input complexity, typicality; 1 run), the Lipschitz
-    VAE (std of the log-weights, hole indicator) and its unconstrained MLP twin (3 runs each)."""
+    VAE (std of the log-weights, hole indicator) and its unconstrained MLP twin (3 runs each);
+    ``bias_ablation``: also "lipschitz_bias", the Lipschitz VAE with a decoder output bias."""
     models = {
-        "vanilla": vanilla_cnn(num_runs=1),
-        "lipschitz": lipschitz(num_runs=3),
-        "vanilla_mlp": vanilla_mlp(num_runs=3),
+        "vanilla": vanilla_cnn(num_runs=1, epochs=cnn_epochs),
+        "lipschitz": lipschitz(num_runs=3, epochs=mlp_epochs),
+        "vanilla_mlp": vanilla_mlp(num_runs=3, epochs=mlp_epochs),
     }
     scores = {
         "vanilla": ("iwae", "input_complexity", "typicality"),
         "lipschitz": ("iwae_std", "hole_indicator", "iwae"),
         "vanilla_mlp": ("hole_indicator", "iwae"),
     }
+    if bias_ablation:
+        models["lipschitz_bias"] = lipschitz(num_runs=3, epochs=mlp_epochs, output_bias=True)
+        scores["lipschitz_bias"] = ("iwae_std", "hole_indicator", "iwae")
     return make_config(title, train, [out], models, scores)
 
 

@@ -3,7 +3,8 @@
 The hyperspherical VAE on S^2 (m = 3) and its vanilla baseline (Gaussian latent, m = 2), 10 runs
 each as one program; outliers: the held-out digits 2-9 of MNIST's test split (Table 4.7's
 "held-out" column, Table 4.1's first) and Fashion-MNIST (Table 4.1's second column). Figure 4.1
-draws the latent means of this model.
+draws the latent means of this model. "psvae": the same S-VAE with a Power Spherical q(z|x)
+instead of the vMF (the issue's comparison of the two families).
 """
 
 from pathlib import Path
@@ -22,4 +23,5 @@ def get_config():
         OUT,
         sphere_dim=2,
         epochs=EPOCHS,
+        power_spherical=True,
     )

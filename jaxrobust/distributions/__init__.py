@@ -1,5 +1,8 @@
-"""Observation models p(x|z), Gaussian latent densities and divergences, all in nats."""
+"""Observation models p(x|z), Gaussian latent densities and divergences, latent families
+q(z|x), and the distributions on the sphere (:mod:`von_mises_fisher`, :mod:`power_spherical`),
+all in nats."""
 
+from jaxrobust.distributions import power_spherical, von_mises_fisher
 from jaxrobust.distributions.gaussian import (
     diagonal_gaussian_kl,
     diagonal_gaussian_kl_to_standard,
@@ -29,7 +32,9 @@ __all__ = [
     "diagonal_gaussian_sample",
     "gaussian_log_prob",
     "make_observation_model",
+    "power_spherical",
     "quantized_gaussian_log_prob",
     "shifted_normal_kl",
     "standard_normal_log_prob",
+    "von_mises_fisher",
 ]

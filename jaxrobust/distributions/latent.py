@@ -21,6 +21,11 @@ leaf ``[..., ...]`` with the batch axes leading); everything else works on those
 ``numpyro.distributions`` because the VAE needs the reparameterised sample with a key that
 reproduces the earlier ``mu + exp(log_var / 2) * normal(key)`` draws bit for bit.
 
+:data:`VON_MISES_FISHER` and :data:`POWER_SPHERICAL` (names ``"von_mises_fisher"``,
+``"power_spherical"``): q on the sphere S^{m-1} (m = ``latent_dim``, the ambient dimension: S^2
+is m = 3), p = U(S^{m-1}), head ``[direction (m), kappa (1)]`` of width m + 1 mapped by
+:func:`spherical_params`.
+
 Example:
     >>> import jax, jax.numpy as jnp
     >>> head = jnp.zeros((2, 6))  # two inputs, latent_dim 3: mu = 0, log_var = 0
@@ -41,6 +46,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from jaxrobust.distributions import power_spherical as ps
 from jaxrobust.distributions import von_mises_fisher as vmf
 from jaxrobust.distributions._sphere import log_sphere_area
 from jaxrobust.distributions.gaussian import (
@@ -162,10 +168,29 @@ VON_MISES_FISHER = LatentFamily(
     divergence=lambda a, b: vmf.symmetric_kl(a[0], a[1], b[0], b[1]),
 )
 
+#: q = PowerSpherical(mu, kappa) (De Cao & Aziz 2020) on S^{m-1}, p = U(S^{m-1}), the same head
+#: and parameters as :data:`VON_MISES_FISHER`: an exact reparameterised sample (no rejection, no
+#: gradient correction needed), KL to the uniform in closed form; the divergence is the
+#: symmetric KL by deterministic quadrature (:func:`jaxrobust.distributions.power_spherical.
+#: kl_divergence`: no closed form exists; exact at equal parameters).
+POWER_SPHERICAL = LatentFamily(
+    name="power_spherical",
+    head_width=lambda latent_dim: latent_dim + 1,
+    params=spherical_params,
+    sample=lambda key, p: ps.sample(key, p[0], p[1]),
+    log_prob=lambda z, p: ps.log_prob(z, p[0], p[1]),
+    prior_log_prob=_uniform_sphere_log_prob,
+    kl_to_prior=lambda p: ps.kl_to_uniform(p[1], p[0].shape[-1]),
+    mean=lambda p: p[0],
+    sample_prior=_uniform_sphere_sample,
+    divergence=lambda a, b: ps.symmetric_kl(a[0], a[1], b[0], b[1]),
+)
+
 #: Latent families by name (``architecture.latent`` of a VAE config); open for registration.
 LATENT_FAMILIES: Registry[LatentFamily] = Registry("latent family")
 LATENT_FAMILIES.register("gaussian", GAUSSIAN)
 LATENT_FAMILIES.register("von_mises_fisher", VON_MISES_FISHER)
+LATENT_FAMILIES.register("power_spherical", POWER_SPHERICAL)
 
 
 def register_latent_family(family: LatentFamily, *, overwrite: bool = False) -> None:

@@ -507,7 +507,10 @@ class LipschitzDecoder(nn.Module):
     """L1-projected layers reversed ``hidden`` (GroupSort) - L1-projected linear output
     ``H * W * out_channels``, no biases, reshaped; ``lipschitz``-Lipschitz in the inf-norm.
     ``lipschitz=None``: eq. 4.5 for the latent size and ``prior_std``
-    (:func:`decoder_lipschitz_bound`, 5 for m = 10).
+    (:func:`decoder_lipschitz_bound`, 5 for m = 10). ``output_bias=True`` (not in Algorithm 1,
+    an ablation): a learned bias on the output logits, which leaves the Lipschitz constant as it
+    is; without it the bias-free GroupSort network is positively homogeneous, f(c z) = c f(z), so
+    every logit is 0 (p = 1/2) at z = 0, the prior's mode.
 
     Examples:
         >>> import jax
@@ -524,6 +527,7 @@ class LipschitzDecoder(nn.Module):
     lipschitz: float | None = None
     prior_std: float = 1.0
     group_size: int = 2
+    output_bias: bool = False
     dtype: Any = None
 
     def check_image_shape(self) -> None:
@@ -545,7 +549,10 @@ class LipschitzDecoder(nn.Module):
         mlp = LipschitzMLP(
             features, self.bound(z.shape[-1]), self.group_size, self.dtype, name="mlp"
         )
-        return mlp(z).reshape(z.shape[:-1] + (height, width, out_channels))
+        logits = mlp(z)
+        if self.output_bias:
+            logits = logits + self.param("bias", nn.initializers.zeros, (features[-1],))
+        return logits.reshape(z.shape[:-1] + (height, width, out_channels))
 
 
 # --------------------------------------------------------------------------------------------
