@@ -7,7 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxrobust.nn.lipschitz import LipschitzMLP, group_sort, project_rows_l1
+from jaxrobust.nn.lipschitz import LipschitzMLP, group_sort, project_rows_l1, rescale_rows_l1
+from jaxrobust.nn.vae_networks import LipschitzDecoder
 
 
 def reference_projection(v: np.ndarray, radius: float) -> np.ndarray:
@@ -64,9 +65,48 @@ def test_group_sort_is_a_permutation_within_groups(group_size):
         group_sort(jnp.ones((2, 3)), 2)
 
 
+def test_rescaling_divides_rows_outside_the_ball_by_their_l1_norm():
+    rng = np.random.default_rng(3)
+    w = rng.normal(size=(6, 9)) * np.array([0.01, 0.05, 0.1, 0.5, 1.0, 3.0])[:, None]
+    got = np.asarray(rescale_rows_l1(jnp.asarray(w, jnp.float32), radius=0.7))
+    norms = np.abs(w).sum(axis=1, keepdims=True)
+    expected = np.where(norms > 0.7, w * 0.7 / norms, w)  # NumPy reference, row by row
+    np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-7)
+    assert np.all(np.abs(got).sum(axis=1) <= 0.7 * (1 + 1e-6))
+    # unlike the projection, every entry keeps a gradient
+    grads = jax.grad(lambda v: jnp.sum(rescale_rows_l1(v) * jnp.arange(9.0)))(jnp.asarray(w))
+    assert np.all(np.abs(np.asarray(grads))[3:] > 0)
+    with pytest.raises(ValueError, match="radius must be > 0"):
+        rescale_rows_l1(jnp.ones((2, 2)), radius=0.0)
+    with pytest.raises(ValueError, match="unknown projection 'clip'"):
+        LipschitzMLP(features=(4,), projection="clip").init(jax.random.key(0), jnp.ones((1, 3)))
+
+
+def test_decoder_output_bias_shifts_logits_without_changing_differences():
+    decoder = LipschitzDecoder(image_shape=(4, 4, 1), hidden=(8, 8), lipschitz=2.0)
+    biased = LipschitzDecoder(image_shape=(4, 4, 1), hidden=(8, 8), lipschitz=2.0, output_bias=True)
+    z = jax.random.normal(jax.random.key(1), (64, 3))
+    variables = decoder.init(jax.random.key(0), z)
+    # bias-free GroupSort nets are positively homogeneous: f(0) = 0, f(c z) = c f(z)
+    np.testing.assert_allclose(decoder.apply(variables, jnp.zeros((1, 3))), 0.0, atol=1e-7)
+    np.testing.assert_allclose(
+        decoder.apply(variables, 3.0 * z), 3.0 * decoder.apply(variables, z), rtol=1e-5, atol=1e-5
+    )
+    bias = jnp.linspace(-2.0, 2.0, 16)
+    biased_vars = {"params": {**variables["params"], "bias": bias}}
+    shifted = biased.apply(biased_vars, z)
+    np.testing.assert_allclose(
+        shifted, decoder.apply(variables, z) + bias.reshape(4, 4, 1), rtol=1e-5, atol=1e-5
+    )
+    # so the bias leaves the inf-norm bound of differences: ||f(z) - f(z')|| <= 2 ||z - z'||
+    diff = jnp.abs(shifted[1:] - shifted[:-1]).reshape(63, -1).max(axis=1)
+    assert float((diff / jnp.abs(z[1:] - z[:-1]).max(axis=1)).max()) <= 2.0 * (1 + 1e-5)
+
+
+@pytest.mark.parametrize("projection", ["l1_ball", "rescale"])
 @pytest.mark.parametrize("lipschitz", [1.0, 5.0])
-def test_mlp_never_exceeds_its_bound_on_random_and_adversarial_pairs(lipschitz):
-    mlp = LipschitzMLP(features=(32, 32, 6), lipschitz=lipschitz)
+def test_mlp_never_exceeds_its_bound_on_random_and_adversarial_pairs(lipschitz, projection):
+    mlp = LipschitzMLP(features=(32, 32, 6), lipschitz=lipschitz, projection=projection)
     params = mlp.init(jax.random.key(0), jnp.zeros((1, 10)))
     # Scale the kernels up so the projection is active in every layer.
     params = jax.tree.map(lambda w: 10.0 * w, params)

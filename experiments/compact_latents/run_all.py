@@ -18,6 +18,7 @@ import json
 import math
 import os
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,9 @@ from jaxrobust.config import import_file, load_config
 from jaxrobust.workdir import read_metrics
 
 HERE = Path(__file__).resolve().parent
+#: one digest per finished cell (committed): RESULTS.md is built from these, so it survives a
+#: machine without the workdirs (a cell run again refreshes its digest)
+DIGESTS = HERE / "results"
 cells = import_file(HERE.parent / "cells.py")
 CELLS = (
     "table4_1_svae_mnist01",
@@ -35,6 +39,7 @@ CELLS = (
     "table4_2_mnist_fmnist",
     "table4_2_fmnist_mnist",
     "figure4_3_decoder_lipschitz",
+    "ablation_lipschitz_projection",
 )
 
 # Seed 001 (digest section 5): "AUROC AUPR FPR80" (x100), +- the 99.9 % interval where given.
@@ -76,6 +81,21 @@ TABLE4_2 = {  # row: (reference or None = not run here, published per column)
     "Lipschitz hole ind.": ("lipschitz/hole_indicator", ("99.87 99.87 0.00", "99.69 99.65 0.28")),
     "(ours) vanilla MLP hole ind.": ("vanilla_mlp/hole_indicator", ("-", "-")),
 }  # fmt: skip
+#: Ablations of Algorithm 1 on the FMNIST-vs-MNIST cell: (row, cell, model)
+ABLATIONS = (
+    ("Lipschitz VAE (Algorithm 1: projected rows, no bias)", "table4_2_fmnist_mnist", "lipschitz"),
+    ("+ learned bias on the decoder's logits", "table4_2_fmnist_mnist", "lipschitz_bias"),
+    ("rows rescaled instead of projected", "ablation_lipschitz_projection", "lipschitz_rescale"),
+    ("unconstrained MLP twin (ReLU, biases)", "table4_2_fmnist_mnist", "vanilla_mlp"),
+)
+#: the vMF vs Power Spherical comparison: the MNIST-0/1 cell, both outlier sets
+FAMILY_COLUMNS = (("held-out digits", "mnist[0,1]->mnist[2-9]"),
+                  ("FMNIST", "mnist[0,1]->fashion_mnist"))  # fmt: skip
+FAMILY_SCORES = {"LL (IWAE)": "iwae", "input complexity": "input_complexity",
+                 "typicality": "typicality", "hole indicator": "hole_indicator",
+                 "std of log-weights": "iwae_std"}  # fmt: skip
+#: Figure 4.3 (the digest's reading of the plot): hole-indicator AUROC rises with the decoder M
+FIGURE4_3_BOUNDS = (1, 2, 3, 4, 5, 10)
 TABLE4_8 = {"vanilla": "100.0 100.0 100.0 99.69 53.40 0.00 0.00 0.03",
             "lipschitz": "100.0 100.0 100.0 99.48 99.36 95.32 99.48 95.70"}  # fmt: skip
 
@@ -156,19 +176,73 @@ def table(title: str, columns, rows, results: dict, note: str) -> list[str]:
     return lines + [""]
 
 
-def budget_table(results: dict, root: Path) -> list[str]:
-    lines = ["## Budget, runs and devices", "",
-             "| cell | model: runs x epochs | wall time (train + evaluate) | device |",
-             "|---|---|---|---|"]  # fmt: skip
-    for name, result in results.items():
-        config = json.loads((root / name / "config.json").read_text())
-        epochs = epochs_of(root / name)
-        models = ", ".join(
-            f"{m}: {config['models'][m]['training'].get('num_runs') or 1} x {epochs.get(m, 0)}"
+def make_digest(name: str, workdir: Path, result: dict) -> dict:
+    """What RESULTS.md needs of a finished cell: its OOD and intensity-scaling results, runs
+    and epochs per model, wall time, device and date (from the workdir, never by hand)."""
+    config = json.loads((workdir / "config.json").read_text())
+    epochs = epochs_of(workdir)
+    rows = read_metrics(workdir)
+    return {
+        "cell": name,
+        "config": f"experiments/compact_latents/{name}.py",
+        "finished": datetime.fromtimestamp(
+            (workdir / "results.json").stat().st_mtime, timezone.utc
+        ).isoformat(timespec="seconds"),
+        "models": {
+            m: {
+                "runs": config["models"][m]["training"].get("num_runs") or 1,
+                "epochs": epochs.get(m, 0),
+                "median_epoch_seconds": _median(
+                    r["epoch_seconds"] for r in rows if r["model"] == m
+                ),
+                "last_val_loss": next(
+                    (r.get("val/loss") for r in reversed(rows) if r["model"] == m), None
+                ),
+            }
             for m in sorted(config["models"])
+        },
+        "wall_seconds": wall_seconds(workdir, result),
+        "device": result["meta"]["device"],
+        "ood": result.get("ood", {}),
+        "intensity_scaling": result.get("intensity_scaling"),
+    }
+
+
+def _median(values) -> float | None:
+    values = list(values)
+    return float(np.median(values)) if values else None
+
+
+def write_digest(digest: dict) -> None:
+    DIGESTS.mkdir(exist_ok=True)
+    path = DIGESTS / f"{digest['cell']}.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(digest, indent=1, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+def read_digests() -> dict[str, dict]:
+    """The committed digest of every cell that has one, in ``CELLS`` order."""
+    found = {}
+    for name in CELLS:
+        path = DIGESTS / f"{name}.json"
+        if path.is_file():
+            found[name] = json.loads(path.read_text())
+    return found
+
+
+def budget_table(results: dict) -> list[str]:
+    lines = ["## Budget, runs and devices", "",
+             "| cell | model: runs x epochs | wall time (train + evaluate) | finished | device |",
+             "|---|---|---|---|---|"]  # fmt: skip
+    for name, digest in results.items():
+        models = ", ".join(
+            f"{m}: {entry['runs']} x {entry['epochs']}" for m, entry in digest["models"].items()
         )
-        seconds = wall_seconds(root / name, result)
-        lines.append(f"| {name} | {models} | {seconds / 60:.1f} min | {result['meta']['device']} |")
+        minutes = digest["wall_seconds"] / 60
+        lines.append(
+            f"| {name} | {models} | {minutes:.1f} min | {digest['finished']} | {digest['device']} |"
+        )
     return lines + [""]
 
 
@@ -201,8 +275,83 @@ def intensity_table(results: dict) -> list[str]:
     return lines + [""]
 
 
+def family_table(results: dict) -> list[str]:
+    """vMF (S-VAE) vs Power Spherical (De Cao & Aziz 2020) q(z|x): same networks, runs, epochs."""
+    lines = [
+        "## vMF vs Power Spherical (ours; not in the document)",
+        "",
+        "The MNIST-0/1 cell of Table 4.1: the S-VAE (vMF, Wood's rejection sampler) beside the "
+        "same networks with a Power Spherical q(z|x) (exact reparameterisation, no rejection), "
+        "same runs and epochs. Last rows: the final validation loss (-ELBO, nats) and the median "
+        "seconds per training epoch of all runs together.",
+        "",
+        "| score | " + " | ".join(f"{c} vMF | {c} PS" for c, _ in FAMILY_COLUMNS) + " |",
+        "|---" * (1 + 2 * len(FAMILY_COLUMNS)) + "|",
+    ]
+    digest = results.get("table4_1_svae_mnist01")
+    for row, score in FAMILY_SCORES.items():
+        out = []
+        for _, pair in FAMILY_COLUMNS:
+            for model in ("svae", "psvae"):
+                out.append(lookup(results, "table4_1_svae_mnist01", pair, f"{model}/{score}"))
+        lines.append(f"| {row} | " + " | ".join(out) + " |")
+    for row, key, fmt in (("val -ELBO", "last_val_loss", "{:.2f}"),
+                          ("s / epoch", "median_epoch_seconds", "{:.1f}")):  # fmt: skip
+        out = []
+        for model in ("svae", "psvae"):
+            value = None if digest is None else digest["models"].get(model, {}).get(key)
+            out.append("not run" if value is None else fmt.format(value))
+        lines.append(f"| {row} | " + " | ".join(out * len(FAMILY_COLUMNS)) + " |")
+    return lines + [""]
+
+
+def ablation_table(results: dict) -> list[str]:
+    """The Lipschitz VAE's open choices, FMNIST in, MNIST out (same runs, epochs, scores)."""
+    pair = "fashion_mnist->mnist"
+    lines = [
+        "## Ablations of Algorithm 1: FMNIST vs MNIST (ours; not in the document)",
+        "",
+        "The Lipschitz VAE of Table 4.2 against variants that change one open choice, each "
+        "with the same bound M (encoder 1, decoder 5); AUROC AUPR FPR80 and the final "
+        "validation -ELBO (nats). Configs: `base.lipschitz`, `ablation_lipschitz_projection.py`.",
+        "",
+        "| model | Stds of LLs | hole ind. | val -ELBO | runs x epochs |",
+        "|---|---|---|---|---|",
+    ]
+    for row, cell, model in ABLATIONS:
+        std = lookup(results, cell, pair, f"{model}/iwae_std")
+        hole = lookup(results, cell, pair, f"{model}/hole_indicator")
+        entry = results.get(cell, {}).get("models", {}).get(model)
+        loss = "not run" if entry is None else f"{entry['last_val_loss']:.1f}"
+        budget = "-" if entry is None else f"{entry['runs']} x {entry['epochs']}"
+        if model == "vanilla_mlp":
+            std = "-"
+        lines.append(f"| {row} | {std} | {hole} | {loss} | {budget} |")
+    return lines + [""]
+
+
+def figure4_3_table(results: dict) -> list[str]:
+    """Figure 4.3 as numbers: hole-indicator AUROC vs the decoder's Lipschitz bound M."""
+    lines = [
+        "## Figure 4.3: hole indicator vs the decoder's Lipschitz bound M",
+        "",
+        "FMNIST in, MNIST out; one Lipschitz VAE per M (encoder M = 1), AUROC AUPR FPR80. The "
+        "document plots AUROC rising with M toward its eq. 4.5 choice (M = 5 for latent 10). "
+        "Plot: `figures/figure4_3_auroc_vs_decoder_bound.png`.",
+        "",
+        "| decoder M | hole indicator | std of log-weights |",
+        "|---|---|---|",
+    ]
+    for bound in FIGURE4_3_BOUNDS:
+        model = f"lipschitz_m{bound}"
+        cell, pair = "figure4_3_decoder_lipschitz", "fashion_mnist->mnist"
+        hole = lookup(results, cell, pair, f"{model}/hole_indicator")
+        std = lookup(results, cell, pair, f"{model}/iwae_std")
+        lines.append(f"| {bound} | {hole} | {std} |")
+    return lines + [""]
+
+
 def write_results(results: dict, args, path: Path) -> None:
-    root = Path(args.workdir).absolute()
     t41_rows = {f"S-VAE hole, {k}": ("svae/hole_indicator", (v,)) for k, v in TABLE4_1.items()}
     lines = [
         "# Compact latent spaces and latent holes (dissertation Ch. 4, seed 001)",
@@ -233,7 +382,10 @@ def write_results(results: dict, args, path: Path) -> None:
                    "GroupSort, encoder M = 1, decoder M = 5. CIFAR10 vs SVHN is not run (no "
                    "offline data). BBB rows: Chapter 3's BBB (bayesian_vae).")  # fmt: skip
     lines += intensity_table(results)
-    lines += budget_table(results, root)
+    lines += ablation_table(results)
+    lines += figure4_3_table(results)
+    lines += family_table(results)
+    lines += budget_table(results)
     notes = HERE / "notes.md"
     if notes.is_file():
         lines += [notes.read_text().rstrip(), ""]
@@ -254,9 +406,10 @@ def main(argv=None) -> int:
     if args.print_commands:
         cells.print_commands(selected)
         return 0
-    results = {}
+    results = read_digests()
     for cell in selected:
-        results[cell.name] = cell.run()
+        write_digest(make_digest(cell.name, cell.workdir, cell.run()))
+        results = read_digests()
         write_results(results, args, Path(args.output))
     if not args.no_figures:
         figures = import_file(HERE / "figures.py")

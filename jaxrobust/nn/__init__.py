@@ -4,7 +4,7 @@ Lipschitz MLPs."""
 from jaxrobust.nn.conv import ConvDecoder, ConvEncoder, SmallCNN
 from jaxrobust.nn.conv_ops import conv_general_dilated
 from jaxrobust.nn.layers import Conv, ConvTranspose, max_pool_2x2
-from jaxrobust.nn.lipschitz import LipschitzMLP, group_sort, project_rows_l1
+from jaxrobust.nn.lipschitz import LipschitzMLP, group_sort, project_rows_l1, rescale_rows_l1
 from jaxrobust.nn.precision import COMPUTE_DTYPES, as_float32, compute_dtype
 from jaxrobust.nn.resnet import ResNet, resnet18
 from jaxrobust.nn.vae_networks import (
@@ -42,6 +42,7 @@ __all__ = [
     "compute_dtype",
     "group_sort",
     "project_rows_l1",
+    "rescale_rows_l1",
     "resnet18",
     "conv_general_dilated",
     "make_vae_networks",

@@ -13,6 +13,12 @@ the signs restored (its support found by bisection rather than sorting, see
 package provides it (optax's projections cover the L1 ball of a whole vector, not row by row in
 a network's forward pass), so it is written here, about ten lines.
 
+:func:`rescale_rows_l1` is the alternative of Gouk et al. (2021, "Regularisation of neural
+networks by enforcing Lipschitz continuity"): a row outside the ball is divided by its L1 norm.
+Same bound, but every weight keeps its gradient, where the projection zeroes (and stops the
+gradient of) all entries below theta; ``LipschitzMLP(projection="rescale")`` uses it (an
+ablation: Algorithm 1 prints the projection).
+
 Examples:
     >>> import jax.numpy as jnp
     >>> project_rows_l1(jnp.array([[0.2, -0.3], [3.0, -1.0]])).tolist()
@@ -72,6 +78,27 @@ def project_rows_l1(weights: jax.Array, radius: float = 1.0, *, iterations: int 
     return jnp.where(inside, weights, projected)
 
 
+def rescale_rows_l1(weights: jax.Array, radius: float = 1.0) -> jax.Array:
+    """Each row of ``weights`` (``[..., out, in]``) divided by ``max(1, ||w||_1 / radius)``:
+    rows inside the ball unchanged, rows outside scaled onto its surface (Gouk et al. 2021).
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> rescale_rows_l1(jnp.array([[0.2, -0.3], [3.0, -1.0]])).tolist()
+        [[0.20000000298023224, -0.30000001192092896], [0.75, -0.25]]
+    """
+    if radius <= 0:
+        raise ValueError(
+            f"radius must be > 0, got {radius}; it is the bound on each row's L1 norm."
+        )
+    norm = jnp.sum(jnp.abs(weights), axis=-1, keepdims=True)
+    return weights / jnp.maximum(1.0, norm / radius)
+
+
+#: LipschitzMLP(projection=...): how each kernel row is kept in the unit L1 ball
+ROW_CONSTRAINTS = {"l1_ball": project_rows_l1, "rescale": rescale_rows_l1}
+
+
 def group_sort(x: jax.Array, group_size: int = 2) -> jax.Array:
     """Sort the last axis of ``x`` within consecutive groups of ``group_size`` (ascending);
     ``group_size=2`` is MaxMin. The last axis must be a multiple of ``group_size``.
@@ -97,7 +124,8 @@ def group_sort(x: jax.Array, group_size: int = 2) -> jax.Array:
 class LipschitzMLP(nn.Module):
     """An MLP that is ``lipschitz``-Lipschitz in the inf-norm: every layer's kernel has its rows
     (one per output unit) projected onto the unit L1 ball in the forward pass and is scaled by
-    ``lipschitz ** (1 / L)``; no biases; GroupSort after every hidden layer.
+    ``lipschitz ** (1 / L)``; no biases; GroupSort after every hidden layer. ``projection``:
+    "l1_ball" (Algorithm 1, :func:`project_rows_l1`) or "rescale" (:func:`rescale_rows_l1`).
 
     Examples:
         >>> import jax, jax.numpy as jnp
@@ -112,17 +140,23 @@ class LipschitzMLP(nn.Module):
     lipschitz: float = 1.0
     group_size: int = 2
     dtype: Any = None  # compute dtype (None: float32); kernels and outputs stay float32
+    projection: str = "l1_ball"
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         if self.lipschitz <= 0:
             raise ValueError(f"lipschitz must be > 0, got {self.lipschitz}.")
+        if self.projection not in ROW_CONSTRAINTS:
+            raise ValueError(
+                f"unknown projection {self.projection!r}; choose one of {sorted(ROW_CONSTRAINTS)}."
+            )
+        constrain = ROW_CONSTRAINTS[self.projection]
         scale = self.lipschitz ** (1.0 / len(self.features))
         for i, width in enumerate(self.features):
             kernel = self.param(
                 f"kernel_{i}", nn.initializers.lecun_normal(), (x.shape[-1], width), jnp.float32
             )
-            rows = project_rows_l1(kernel.T)  # [out, in]: one row per output unit
+            rows = constrain(kernel.T)  # [out, in]: one row per output unit
             if self.dtype is not None:
                 x, rows = x.astype(self.dtype), rows.astype(self.dtype)
             x = scale * (x @ rows.T)

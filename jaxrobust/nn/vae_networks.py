@@ -22,7 +22,8 @@ Registry (:data:`VAE_NETWORKS`, built by :func:`make_vae_networks`):
 - ``"conv"``: :class:`jaxrobust.nn.conv.ConvEncoder` / :class:`~jaxrobust.nn.conv.ConvDecoder`.
 - ``"lipschitz_mlp"``: the Lipschitz VAE of the dissertation (seed 001, Ch. 4.4, Algorithm 1):
   :class:`LipschitzEncoder`, :class:`LipschitzDecoder`, inf-norm Lipschitz MLPs
-  (:class:`jaxrobust.nn.lipschitz.LipschitzMLP`) with GroupSort and no biases.
+  (:class:`jaxrobust.nn.lipschitz.LipschitzMLP`) with GroupSort and no biases; option
+  ``projection`` ("l1_ball", Algorithm 1, or "rescale") for both nets.
 
 Not provided: the grayscale encoder of Rosca, Lakshminarayanan & Mohamed (2018), "Distribution
 matching in variational inference" (arXiv:1802.06847), appendix K table 4, which the
@@ -491,6 +492,7 @@ class LipschitzEncoder(nn.Module):
     lipschitz: float = 1.0
     group_size: int = 2
     head_width: int | None = None
+    projection: str = "l1_ball"
     dtype: Any = None
 
     @nn.compact
@@ -498,7 +500,12 @@ class LipschitzEncoder(nn.Module):
         del train
         width = self.head_width or 2 * self.latent_dim
         mlp = LipschitzMLP(
-            (*self.hidden, width), self.lipschitz, self.group_size, self.dtype, name="mlp"
+            (*self.hidden, width),
+            self.lipschitz,
+            self.group_size,
+            self.dtype,
+            self.projection,
+            name="mlp",
         )
         return mlp(_flatten(x))
 
@@ -528,6 +535,7 @@ class LipschitzDecoder(nn.Module):
     prior_std: float = 1.0
     group_size: int = 2
     output_bias: bool = False
+    projection: str = "l1_ball"
     dtype: Any = None
 
     def check_image_shape(self) -> None:
@@ -547,7 +555,12 @@ class LipschitzDecoder(nn.Module):
         out_channels = _out_channels(self)
         features = (*reversed(tuple(self.hidden)), height * width * out_channels)
         mlp = LipschitzMLP(
-            features, self.bound(z.shape[-1]), self.group_size, self.dtype, name="mlp"
+            features,
+            self.bound(z.shape[-1]),
+            self.group_size,
+            self.dtype,
+            self.projection,
+            name="mlp",
         )
         logits = mlp(z)
         if self.output_bias:
