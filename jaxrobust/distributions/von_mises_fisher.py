@@ -34,11 +34,12 @@ al. 2018, algorithm 1): the cosine w = mu.z by rejection, ``eps ~ Beta((m-1)/2, 
 ``(m-1) log t - t + d >= log u``, with ``b = (m-1) / (2 kappa + sqrt(4 kappa^2 + (m-1)^2))``
 (the stable form of ``(-2 kappa + sqrt(...)) / (m-1)``), ``a = ((m-1) + 2 kappa + sqrt(...)) /
 4``, ``d = 4ab / (1+b) - (m-1) log(m-1)``; then ``v ~ U(S^{m-2})``, ``z' = (w, sqrt(1-w^2) v)``
-and the Householder reflection e_1 -> mu. The rejection loop is one vectorised
-``lax.while_loop`` over all elements (each with its own key, ``fold_in(key_i, iteration)``)
-until every element has accepted (at most ``max_iterations`` rounds; Wood's acceptance rate is
-above 1/2 for every m and kappa, so the cap is never reached in practice; a NaN concentration
-ends its element's loop and gives NaN).
+and the Householder reflection e_1 -> mu. The rejection loop is one ``lax.while_loop``: round
+0 proposes for every element, later rounds only for (up to n / 16 of) the elements still
+rejected, gathered with a static-size ``jnp.nonzero``, until every element has accepted (at
+most ``max_iterations`` rounds; Wood's acceptance rate is above 1/2 for every m and kappa, so
+the cap is not reached in practice; a NaN concentration ends its element's loop and gives
+NaN).
 
 **Gradients** (Davidson et al. 2018, section 3.2 and appendix D, after Naesseth et al. 2017).
 ``grad E_q[f(z)] = g_rep + g_cor``: ``g_rep`` differentiates ``f(h(eps, kappa))`` with the
@@ -111,7 +112,7 @@ __all__ = [
 _SERIES_BELOW = 15.0  # x < 15: power series; x >= 15: Debye expansion
 _SERIES_TERMS = 40  # enough for x < 15 at every order (the terms peak at k <= x / 2)
 _DEBYE_TERMS = 6
-_MAX_ITERATIONS = 100
+_MAX_ITERATIONS = 1000  # rounds of the rejection loop (see _accepted_eps)
 
 
 def _debye_polynomials(num_terms: int) -> list[tuple[float, ...]]:
@@ -398,21 +399,22 @@ def _wood_constants(kappa, m):
 def _accepted_eps(key, kappa, m, max_iterations):
     """Wood's rejection loop on the flat ``[n]`` (non-differentiable) kappa: accepted eps.
 
-    Element i draws g ~ N(0, I_{m+1}) from ``fold_in(key_i, iteration)``: eps = (1 + g_1 /
-    ||g_{1:m}||) / 2 ~ Beta((m-1)/2, (m-1)/2) (the first coordinate of a uniform point on
-    S^{m-1} has density ~ (1 - t^2)^{(m-3)/2}) and u = Phi(g_{m+1}) ~ U(0, 1), with log u =
-    ``log_ndtr(g_{m+1})``: Gaussian draws only, no gamma sampler inside the loop."""
+    A proposal draws g ~ N(0, I_{m+1}): eps = (1 + g_1 / ||g_{1:m}||) / 2 ~ Beta((m-1)/2,
+    (m-1)/2) (the first coordinate of a uniform point on S^{m-1} has density ~ (1 - t^2)^{(m-3)/2})
+    and u = Phi(g_{m+1}) ~ U(0, 1), with log u = ``log_ndtr(g_{m+1})``: Gaussian draws only, no
+    gamma sampler inside the loop. Round 0 proposes for every element; each later round
+    gathers up to ``_retry_capacity(n)`` of the elements still rejected (``jnp.nonzero`` with a
+    static size) and proposes for those only, so the loop costs about 2n proposals instead of n
+    times the largest number of rounds any element needs (about 12 for n = 10^6)."""
     n = kappa.shape[0]
-    keys = jax.random.split(key, n)
     a, b, d = _wood_constants(kappa, m)
+    capacity = _retry_capacity(n)
 
-    def propose(i):
-        g = jax.vmap(lambda k: jax.random.normal(jax.random.fold_in(k, i), (m + 1,), kappa.dtype))(
-            keys
-        )
+    def propose(round_key, index):
+        g = jax.random.normal(round_key, (index.shape[0], m + 1), kappa.dtype)
         eps = 0.5 * (1.0 + g[:, 0] / jnp.linalg.norm(g[:, :m], axis=-1))
-        t = 2.0 * a * b / (1.0 - (1.0 - b) * eps)
-        test = (m - 1) * jnp.log(t) - t + d
+        t = 2.0 * a[index] * b[index] / (1.0 - (1.0 - b[index]) * eps)
+        test = (m - 1) * jnp.log(t) - t + d[index]
         return eps, (test >= log_ndtr(g[:, m])) | jnp.isnan(test)
 
     def cond(state):
@@ -421,12 +423,20 @@ def _accepted_eps(key, kappa, m, max_iterations):
 
     def body(state):
         i, eps, done = state
-        new, accept = propose(i)
-        return i + 1, jnp.where(done, eps, new), done | accept
+        (index,) = jnp.nonzero(~done, size=capacity, fill_value=n)  # n: an unused slot
+        valid = index < n
+        new, accept = propose(jax.random.fold_in(key, i), jnp.where(valid, index, 0))
+        target = jnp.where(valid & accept, index, n)  # only accepted proposals are written
+        return i + 1, eps.at[target].set(new, mode="drop"), done.at[target].set(True, mode="drop")
 
-    eps0, done0 = propose(0)
+    eps0, done0 = propose(jax.random.fold_in(key, 0), jnp.arange(n))
     _, eps, _ = jax.lax.while_loop(cond, body, (1, eps0, done0))
     return eps
+
+
+def _retry_capacity(n: int) -> int:
+    """Elements re-proposed per round after the first: n / 16, at least min(n, 1024)."""
+    return min(n, max(-(-n // 16), 1024))
 
 
 def _prepare(key, mean_direction, concentration, shape, where):
