@@ -55,14 +55,14 @@ def test_quick_mode_json_and_section(tmp_path):
     assert bench_vmf.main(["--quick", "--json", str(out), "--output", str(md)]) == 0
     result = json.loads(out.read_text())
     assert result["device"] and result["stamp"]["torch"]
-    for key in ("vmf_m3", "vmf_m64", "hole_indicator"):
+    for key in ("vmf_m3", "vmf_m3_inverse_cdf", "vmf_m64", "hole_indicator"):
         record = result["workloads"][key]
         rates = {side: record["figures"][side]["rate"] for side in ("jaxrobust", "pytorch")}
         assert all(r > 0 for r in rates.values())
         (ratio,) = record["ratios"]
         assert ratio["value"] == pytest.approx(rates["jaxrobust"] / rates["pytorch"])
-    for m in (3, 64):
-        checks = result["workloads"][f"vmf_m{m}"]["checks"]
+    for key in ("vmf_m3", "vmf_m3_inverse_cdf", "vmf_m64"):
+        checks = result["workloads"][key]["checks"]
         assert checks["pytorch"]["ok"] and checks["jaxrobust"]["ok"]
     assert not result["workloads"]["vmf_m64"]["checks"]["pytorch, the authors' b"]["ok"]
     hole = result["workloads"]["hole_indicator"]

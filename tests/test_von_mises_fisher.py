@@ -103,6 +103,30 @@ def test_corrected_gradient_matches_the_derivative_of_a_m():
     assert abs(rep - exact) > 0.02  # g_rep alone is biased (the official code's choice)
 
 
+def test_inverse_cdf_sampler_on_s2_matches_the_cosine_cdf_and_has_an_exact_gradient():
+    mu = jnp.asarray(_mu(3), jnp.float32)
+    for kappa in (1e-2, 1.0, 30.0):
+        z = vmf.sample(jax.random.key(5), mu, kappa, (20000,), method="inverse_cdf")
+        w = np.asarray(z @ mu, np.float64)
+        # on S^2 the cosine has CDF (e^{k w} - e^{-k}) / (e^k - e^{-k}) (Mardia & Jupp 9.3)
+        cdf = lambda t, k=kappa: np.expm1(k * (t + 1)) / np.expm1(2 * k)  # noqa: E731
+        assert stats.kstest(w, cdf).pvalue > 1e-3, kappa
+        np.testing.assert_allclose(np.linalg.norm(np.asarray(z), axis=-1), 1.0, atol=1e-5)
+    kappa = 2.0
+    a = 1 / np.tanh(kappa) - 1 / kappa
+    exact = 1.0 - a**2 - 2 * a / kappa  # d A_3 / d kappa = 0.1413
+
+    def mean_cosine(k, key):
+        return jnp.mean(vmf.sample(key, mu, k, (50000,), method="inverse_cdf") @ mu)
+
+    grads = [float(jax.grad(mean_cosine)(kappa, jax.random.key(i))) for i in range(2)]
+    assert abs(np.mean(grads) - exact) < 0.01  # unbiased without a correction term
+    with pytest.raises(InputError, match="needs m = 3"):
+        vmf.sample(jax.random.key(0), jnp.eye(4)[0], 1.0, method="inverse_cdf")
+    with pytest.raises(InputError, match="unknown method 'exact'"):
+        vmf.sample(jax.random.key(0), jnp.eye(3)[0], 1.0, method="exact")
+
+
 @pytest.mark.parametrize("kappa", [1e4, 1e5])
 def test_large_concentrations_stay_finite(kappa):
     mu = jnp.asarray(_mu(10), jnp.float32)

@@ -256,10 +256,10 @@ def interleave(runners: dict, repeats: int) -> tuple[dict, dict]:
     return seconds, last
 
 
-def sampling_workload(m: int, num: int, repeats: int) -> dict:
+def sampling_workload(m: int, num: int, repeats: int, method: str = "wood") -> dict:
     mu, kappa = posteriors(num, m)
     mu_j, kappa_j = jnp.asarray(mu), jnp.asarray(kappa)
-    jitted = jax.jit(lambda key, a, b: vmf.sample(key, a, b))
+    jitted = jax.jit(lambda key, a, b: vmf.sample(key, a, b, method=method))
     tic = time.perf_counter()
     compiled = jitted.lower(jax.random.key(0), mu_j, kappa_j).compile()
     compile_s = time.perf_counter() - tic
@@ -277,7 +277,9 @@ def sampling_workload(m: int, num: int, repeats: int) -> dict:
         "jaxrobust": resultant_check(mu, kappa, np.asarray(run_jax(-1)), m),
         "pytorch": resultant_check(mu, kappa, run_torch(-1).numpy(), m),
     }
-    if m != 3:  # the authors' b as they wrote it (not timed: same cost), on up to 10^5 samples
+    if (
+        m != 3 and method == "wood"
+    ):  # the authors' b as they wrote it (not timed: same cost), on up to 10^5 samples
         sub = min(num, 100_000)
         torch.manual_seed(99)
         z = torch_vmf_rsample(loc[:sub], scale[:sub], authors_b=True).numpy()
@@ -287,7 +289,7 @@ def sampling_workload(m: int, num: int, repeats: int) -> dict:
     seconds, _ = interleave({"jaxrobust": run_jax, "pytorch": run_torch}, repeats)
     figures = {
         "jaxrobust": figure(
-            "jaxrobust vmf.sample (jit)",
+            f"jaxrobust vmf.sample(method={method!r}) (jit)",
             seconds["jaxrobust"],
             num,
             side="jaxrobust",
@@ -297,12 +299,19 @@ def sampling_workload(m: int, num: int, repeats: int) -> dict:
             "PyTorch twin of the authors' rsample", seconds["pytorch"], num, side="pytorch"
         ),  # fmt: skip
     }
+    title = f"vMF sampling, m = {m}" + (", jaxrobust inverse CDF" if method != "wood" else "")
     return workload_record(
-        f"vMF sampling, m = {m}",
+        title,
         "samples/s",
         figures,
         [ratio_spec("jaxrobust", "pytorch", name="jaxrobust / PyTorch")],
-        params={"m": m, "samples": num, "repeats": repeats, "kappa": "log-uniform [1, 1000]"},
+        params={
+            "m": m,
+            "samples": num,
+            "repeats": repeats,
+            "kappa": "log-uniform [1, 1000]",
+            "method": method,
+        },  # fmt: skip
         notes=[f"checks: {checks}"],
     ) | {"checks": checks}
 
@@ -398,6 +407,10 @@ def run(args) -> dict:
         repeats = args.repeats if m == 3 else args.repeats_64
         workloads[f"vmf_m{m}"] = sampling_workload(m, args.samples, repeats)
         print(f"vmf m={m}: {workloads[f'vmf_m{m}']['ratios'][0]['value']:.3f}", flush=True)
+    workloads["vmf_m3_inverse_cdf"] = sampling_workload(
+        3, args.samples, args.repeats, method="inverse_cdf"
+    )
+    print(f"vmf m=3 inverse CDF: {workloads['vmf_m3_inverse_cdf']['ratios'][0]['value']:.3f}")
     workloads["hole_indicator"] = hole_workload(args.images, args.batch, args.repeats_hole)
     print(f"hole: {workloads['hole_indicator']['ratios'][0]['value']:.3f}", flush=True)
     return {
@@ -452,6 +465,9 @@ def markdown(result: dict) -> str:
         "PyTorch side: `tools/bench_vmf.py`'s twin of `VonMisesFisher.rsample` of the authors' "
         "code (nicola-decao/s-vae-pytorch: closed-form w for m = 3, Wood's rejection loop in "
         "torch otherwise, Householder map) and of the MLP VAE's hole indicator (same weights). "
+        "jaxrobust: Wood's rejection sampler for every m (the default, its later rounds "
+        "re-propose only the rejected elements), and for m = 3 also the closed-form inverse "
+        "CDF (`method='inverse_cdf'`, the authors' m = 3 method: like for like). "
         "Ratio = jaxrobust rate / PyTorch rate (above 1: jaxrobust faster). The timed PyTorch "
         "sampler uses Wood's exact b; the authors' switch to the Taylor form b = (m-1) / "
         "(4 kappa) above kappa = 10 (valid only for kappa >> m) biases their m = 64 samples "
@@ -461,7 +477,7 @@ def markdown(result: dict) -> str:
         "repeats | ratio jaxrobust / PyTorch |",
         "|---|---|---:|---:|---:|---:|---:|",
     ]
-    for key in ("vmf_m3", "vmf_m64", "hole_indicator"):
+    for key in ("vmf_m3", "vmf_m3_inverse_cdf", "vmf_m64", "hole_indicator"):
         rec = w[key]
         fj, ft = rec["figures"]["jaxrobust"], rec["figures"]["pytorch"]
         p = rec["params"]
@@ -476,8 +492,10 @@ def markdown(result: dict) -> str:
             f"{p['repeats']} | **{rec['ratios'][0]['value']:.2f}x** |"
         )
     lines += ["", "Checks, before timing (both samplers, on the timed workload's own samples):"]
-    for m in (3, 64):
-        for side, c in w[f"vmf_m{m}"]["checks"].items():
+    for key in ("vmf_m3", "vmf_m3_inverse_cdf", "vmf_m64"):
+        m, method = w[key]["params"]["m"], w[key]["params"]["method"]
+        for side, c in w[key]["checks"].items():
+            side = f"{side} ({method})" if side == "jaxrobust" else side
             decades = ", ".join(f"{k}: {v:+.2f}" for k, v in c["z_per_decade"].items())
             lines.append(
                 f"- m = {m}, {side}: mean mu.z {c['mean_cos']:.5f} vs mean A_m(kappa) "

@@ -39,7 +39,9 @@ and the Householder reflection e_1 -> mu. The rejection loop is one ``lax.while_
 rejected, gathered with a static-size ``jnp.nonzero``, until every element has accepted (at
 most ``max_iterations`` rounds; Wood's acceptance rate is above 1/2 for every m and kappa, so
 the cap is not reached in practice; a NaN concentration ends its element's loop and gives
-NaN).
+NaN). On S^2 (m = 3) ``sample(..., method="inverse_cdf")`` draws w from its closed-form inverse
+CDF instead (the authors' code does so for m = 3), with an exact pathwise gradient; "wood"
+stays the default, so every m uses the same estimator.
 
 **Gradients** (Davidson et al. 2018, section 3.2 and appendix D, after Naesseth et al. 2017).
 ``grad E_q[f(z)] = g_rep + g_cor``: ``g_rep`` differentiates ``f(h(eps, kappa))`` with the
@@ -105,6 +107,7 @@ __all__ = [
     "log_prob",
     "mean_resultant_length",
     "sample",
+    "SAMPLING_METHODS",
     "sample_and_log_correction",
     "symmetric_kl",
 ]
@@ -471,6 +474,22 @@ def _sample(key, mu, kappa, full, m, max_iterations):
     return z, one_minus_w, eps, b, denominator
 
 
+@functools.partial(jax.jit, static_argnums=(3,))
+def _sample_inverse_cdf(key, mu, kappa, full):
+    """m = 3: w by its inverse CDF, ``1 - w = -log(u + (1 - u) exp(-2 kappa)) / kappa``."""
+    w_key, v_key = jax.random.split(key)
+    u = jax.random.uniform(w_key, full, kappa.dtype, minval=jnp.finfo(kappa.dtype).tiny)
+    one_minus_w = -jnp.logaddexp(jnp.log(u), jnp.log1p(-u) - 2.0 * kappa) / kappa
+    one_minus_w = jnp.clip(one_minus_w, 0.0, 2.0)
+    sin = jnp.sqrt(one_minus_w * (2.0 - one_minus_w))
+    v = uniform_tangent(v_key, full, 3, kappa.dtype)
+    return householder_from_e1(tangent_point(1.0 - one_minus_w, sin, v), mu)
+
+
+#: sample(method=...): Wood's rejection sampler (every m) or the inverse CDF (m = 3)
+SAMPLING_METHODS = ("wood", "inverse_cdf")
+
+
 def sample(
     key: jax.Array,
     mean_direction,
@@ -478,18 +497,36 @@ def sample(
     shape: tuple[int, ...] = (),
     *,
     max_iterations: int = _MAX_ITERATIONS,
+    method: str = "wood",
 ) -> jax.Array:
     """z ~ vMF(mu, kappa), ``shape + batch + (m,)`` (batch = the broadcast of mu's leading axes
-    and kappa's shape), reparameterised with the **g_rep** gradient only (see the module
-    docstring; :func:`sample_and_log_correction` adds what g_cor needs).
+    and kappa's shape). ``method="wood"``: Wood's rejection sampler, reparameterised with the
+    **g_rep** gradient only (see the module docstring; :func:`sample_and_log_correction` adds
+    what g_cor needs). ``method="inverse_cdf"`` (m = 3 only, the authors' code's choice for
+    S^2): w = 1 + log(u + (1 - u) e^{-2 kappa}) / kappa from u ~ U(0, 1), no rejection, so
+    its pathwise gradient in kappa is exact (unbiased) without a correction term.
 
     Example:
         >>> import jax, jax.numpy as jnp
         >>> mu = jnp.eye(4)[:2]  # two mean directions on S^3
         >>> sample(jax.random.key(0), mu, jnp.array([1.0, 100.0]), shape=(7,)).shape
         (7, 2, 4)
+        >>> z = sample(jax.random.key(0), jnp.eye(3)[0], 10.0, (4,), method="inverse_cdf")
+        >>> z.shape
+        (4, 3)
     """
+    if method not in SAMPLING_METHODS:
+        raise InputError(
+            f"vmf.sample: unknown method {method!r}; choose one of {', '.join(SAMPLING_METHODS)}."
+        )
     mu, kappa, full, m = _prepare(key, mean_direction, concentration, shape, "vmf.sample")
+    if method == "inverse_cdf":
+        if m != 3:
+            raise InputError(
+                f"vmf.sample: method='inverse_cdf' needs m = 3 (S^2), got m = {m}; the "
+                "cosine's CDF has no closed-form inverse for other m: use method='wood'."
+            )
+        return _sample_inverse_cdf(key, mu, kappa, full)
     return _sample(key, mu, kappa, full, m, max_iterations)[0]
 
 
