@@ -70,12 +70,14 @@ def lipschitz(
     epochs: int = MLP_EPOCHS,
     output_bias: bool = False,
     projection: str = "l1_ball",
+    encoder_lipschitz: float = 1.0,
 ) -> dict:
     """The Lipschitz VAE (decoder M from eq. 4.5 unless ``decoder_lipschitz`` is given);
     ``output_bias``: the ablation with a learned bias on the decoder's logits (not in
     Algorithm 1; it leaves the Lipschitz constant unchanged); ``projection="rescale"``: the
-    ablation that divides a kernel row by its L1 norm instead of projecting it (same bound)."""
-    options = {"hidden": (512, 256), "encoder_lipschitz": 1.0}
+    ablation that divides a kernel row by its L1 norm instead of projecting it (same bound);
+    ``encoder_lipschitz``: the encoder's M (1 in the experiments, section 4.5)."""
+    options = {"hidden": (512, 256), "encoder_lipschitz": float(encoder_lipschitz)}
     if projection != "l1_ball":
         options["projection"] = projection
     if decoder_lipschitz is not None:
