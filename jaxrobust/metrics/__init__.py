@@ -1,4 +1,5 @@
-"""Metrics on arrays: OOD detection, calibration, classification with rejection, adversarial.
+"""Metrics on arrays: OOD detection, calibration, classification with rejection, adversarial,
+image similarity (SSIM, MS-SSIM).
 
 Plots (ROC curves, score histograms, reliability diagrams) live in :mod:`jaxrobust.metrics.plots`
 (imported on demand: it loads matplotlib).
@@ -29,8 +30,17 @@ from jaxrobust.metrics.rejection import (
     class_thresholds_from_percentile,
     classification_with_rejection,
 )
+from jaxrobust.metrics.similarity import (
+    MNIST_MS_SSIM,
+    MS_SSIM_WEIGHTS,
+    ms_ssim,
+    ms_ssim_weights,
+    ssim,
+)
 
 __all__ = [
+    "MNIST_MS_SSIM",
+    "MS_SSIM_WEIGHTS",
     "DetectionAtThreshold",
     "RejectionResult",
     "accept_above_class_thresholds",
@@ -47,8 +57,11 @@ __all__ = [
     "expected_calibration_error",
     "fpr_at_tpr",
     "maximum_calibration_error",
+    "ms_ssim",
+    "ms_ssim_weights",
     "negative_log_likelihood",
     "reliability_bins",
     "roc_curve",
+    "ssim",
     "threshold_from_percentile",
 ]

@@ -11,6 +11,8 @@ function) or absent (None), and code asks for a capability, never for a family's
   nats (a VAE's importance-weighted bound), the density that posterior scores stack;
 - ``encode(variables, x) -> latent params`` (a pytree, e.g. ``(mu, log_var)``) and
   ``decode(variables, z) -> E[x | z]``, with ``latent`` the :class:`LatentFamily`;
+- ``log_joint(variables, x, z) -> [B]``: log p(x | z) + log p(z) in nats, the negative potential
+  of latent HMC (:func:`jaxrobust.inference.latent_hmc`);
 - ``outputs(variables, x, *, key, names) -> {name: ...}`` computes named outputs once each, and
   ``scores`` (a table of :class:`~jaxrobust.scores.Score`) are functions of those outputs, so all
   scores of a model on a batch come from one call (:func:`jaxrobust.scores.compute_scores`).
@@ -48,7 +50,15 @@ Batch = Mapping[str, jax.Array]  # {"image": float [B, H, W, C], "label": int [B
 LossFn = Callable[..., tuple[jax.Array, tuple[dict, PyTree]]]
 
 #: The optional capabilities of a model (see the module docstring).
-CAPABILITIES = ("logits", "features", "log_likelihood", "encode", "decode", "outputs")
+CAPABILITIES = (
+    "logits",
+    "features",
+    "log_likelihood",
+    "encode",
+    "decode",
+    "log_joint",
+    "outputs",
+)
 
 
 class Model(NamedTuple):
@@ -76,6 +86,7 @@ class Model(NamedTuple):
     encode: Callable[[PyTree, jax.Array], Any] | None = None
     decode: Callable[[PyTree, jax.Array], jax.Array] | None = None
     latent: Any = None
+    log_joint: Callable[[PyTree, jax.Array, jax.Array], jax.Array] | None = None
 
     def capabilities(self) -> tuple[str, ...]:
         """The names of the capabilities this model has.

@@ -122,6 +122,10 @@ class VAE(nn.Module):
         log_w = log_lik + self.latent.prior_log_prob(z) - self.latent.log_prob(z, params)
         return log_w, log_lik
 
+    def log_joint(self, x: jax.Array, z: jax.Array) -> jax.Array:
+        """log p(x | z) + log p(z) per input (nats, ``[B]``): log p(z | x) + log p(x)."""
+        return self.log_likelihood(self.decode(z), x) + self.latent.prior_log_prob(z)
+
     def generate_mean(self, z: jax.Array, train: bool = False) -> jax.Array:
         """E[x | z]: the generator's output for latent codes ``z``."""
         return self.reconstruction_mean(self.decode(z, train))
@@ -159,7 +163,8 @@ def make_vae(
     """A :class:`Model` whose per-example loss is -ELBO (+ the negative-sampling KL), in nats.
 
     Capabilities: ``encode`` (the latent family's parameters), ``decode`` (E[x | z]),
-    ``log_likelihood`` (IWAE, ``num_samples`` defaulting to ``iwae_samples``), ``outputs``
+    ``log_likelihood`` (IWAE, ``num_samples`` defaulting to ``iwae_samples``), ``log_joint``
+    (log p(x|z) + log p(z)), ``outputs``
     (:data:`OUTPUTS`). Scores: ``elbo`` (larger = in-distribution), ``bpd`` (bits per dimension
     of -ELBO, larger = OOD: the paper's "AUC BPD"), ``kl`` (KL(q(z|x) || p(z)), larger = OOD:
     "AUC KL"), ``iwae`` (importance-weighted log p(x) with ``iwae_samples`` samples),
@@ -297,6 +302,9 @@ def make_vae(
     def decode(variables, z):
         return module.apply(variables, z, method=VAE.generate_mean)
 
+    def log_joint(variables, images, z):
+        return module.apply(variables, images, z, method=VAE.log_joint)
+
     def _log_weight_fn(variables, images):
         def log_weight_fn(k):
             return module.apply(variables, images, k, method=VAE.log_weight)
@@ -417,4 +425,5 @@ def make_vae(
         encode=encode,
         decode=decode,
         latent=family,
+        log_joint=log_joint,
     )
