@@ -285,6 +285,29 @@ def test_vae_hole_indicator_is_the_std_of_log_p_x_given_z_of_its_iwae_samples(ti
     assert vae.scores["hole_indicator"].higher_is_ood
 
 
+def test_vae_per_term_stds_are_the_stds_of_the_log_weight_terms_of_its_samples(tiny_vae):
+    """Fig. 5.1's scores: stds (ddof 1) of log p(x|z_k), log q(z_k|x) and log p(z_k) over the
+    same z_k as the IWAE estimate, against SciPy's Gaussian log-densities in float64."""
+    from scipy import stats
+
+    vae, variables, x = tiny_vae
+    key = jax.random.key(9)
+    names = ["hole_indicator", "std_log_q", "std_log_prior", "iwae"]
+    out = vae.score(variables, x, names, key=key)
+    alone = vae.score(variables, x, ["hole_indicator", "iwae"], key=key)
+    np.testing.assert_allclose(out["hole_indicator"], alone["hole_indicator"], rtol=1e-5)
+    np.testing.assert_allclose(out["iwae"], alone["iwae"], rtol=1e-6)
+    mu, log_var = (np.asarray(p, np.float64) for p in vae.encode(variables, x))
+    log_q, log_prior = [], []
+    for k in range(6):
+        z = np.asarray(vae.latent.sample(jax.random.fold_in(key, k), vae.encode(variables, x)))
+        log_q.append(stats.norm.logpdf(z, mu, np.exp(0.5 * log_var)).sum(-1))
+        log_prior.append(stats.norm.logpdf(z).sum(-1))
+    np.testing.assert_allclose(out["std_log_q"], np.std(log_q, 0, ddof=1), rtol=2e-3)
+    np.testing.assert_allclose(out["std_log_prior"], np.std(log_prior, 0, ddof=1), rtol=2e-3)
+    assert not np.allclose(out["std_log_q"], out["std_log_prior"])
+
+
 def test_vae_scores_come_from_one_call_of_its_outputs(tiny_vae):
     vae, variables, x = tiny_vae
     key = jax.random.key(8)

@@ -259,6 +259,13 @@ CLASSIFIER_ARCHITECTURE: Schema = {
     "network": Field(str, REQUIRED, check=_registered_network, help="a registered network"),
     "network_options": Field(dict, {}),
     "compute_dtype": _COMPUTE_DTYPE,
+    "label_smoothing": Field(
+        float,
+        0.0,
+        minimum=0.0,
+        below=1.0,
+        help="cross-entropy against (1 - a) one_hot + a / C (CleverHans tutorials: 0.1)",
+    ),  # fmt: skip
 }
 
 # --- models: training --------------------------------------------------------------------------

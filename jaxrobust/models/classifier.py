@@ -22,6 +22,7 @@ from __future__ import annotations
 import inspect
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 import optax
 
@@ -34,8 +35,12 @@ def _has_features(network: nn.Module) -> bool:
     return "return_features" in inspect.signature(type(network).__call__).parameters
 
 
-def make_classifier(network: nn.Module) -> Model:
+def make_classifier(network: nn.Module, *, label_smoothing: float = 0.0) -> Model:
     """Wrap a Flax network ``network(x, train) -> logits`` (dropout, batch norm allowed).
+
+    The loss is the cross-entropy against ``(1 - a) one_hot(y) + a / C`` with ``a =
+    label_smoothing`` (``optax.smooth_labels``; 0: the plain cross-entropy); the reported
+    ``loss`` metric is that training loss.
 
     Logits and features of a lower-precision network (e.g. bfloat16) are cast to float32
     before the loss and scores.
@@ -57,7 +62,14 @@ def make_classifier(network: nn.Module) -> Model:
                 state,
             )
         logits = as_float32(logits)
-        ce = optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"])
+        if label_smoothing:
+            targets = optax.smooth_labels(
+                jax.nn.one_hot(batch["label"], logits.shape[-1], dtype=logits.dtype),
+                label_smoothing,
+            )
+            ce = optax.softmax_cross_entropy(logits, targets)
+        else:
+            ce = optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"])
         accuracy = (jnp.argmax(logits, -1) == batch["label"]).astype(jnp.float32)
         return ce, ({"loss": ce, "accuracy": accuracy}, new_state)
 

@@ -34,7 +34,7 @@ from jaxrobust.errors import ConfigError
 from jaxrobust.models.base import Model
 from jaxrobust.models.classifier import make_classifier
 from jaxrobust.models.vae import make_vae
-from jaxrobust.nn import SmallCNN, compute_dtype, resnet18
+from jaxrobust.nn import BasicCNN, SmallCNN, compute_dtype, resnet18
 from jaxrobust.registry import MODELS, NETWORKS
 
 Builder = Callable[[Mapping[str, Any], Sequence[int], int], Model]
@@ -175,10 +175,16 @@ def _build_classifier(
     factory = NETWORKS.get(cfg["network"], where="architecture.network")
     network = factory(num_classes, **_network_options(cfg))
     compute = cfg.get("compute_dtype", "float32")
-    return make_classifier(with_compute_dtype(network, compute, f"network {cfg['network']!r}"))
+    return make_classifier(
+        with_compute_dtype(network, compute, f"network {cfg['network']!r}"),
+        label_smoothing=cfg.get("label_smoothing", 0.0),
+    )
 
 
 register_network("small_cnn", lambda num_classes, **options: SmallCNN(num_classes, **options))
+register_network(
+    "cleverhans_basic_cnn", lambda num_classes, **options: BasicCNN(num_classes, **options)
+)
 register_network("resnet18", lambda num_classes, **options: resnet18(num_classes, **options))
 register_model(
     "vae",

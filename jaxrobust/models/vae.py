@@ -55,6 +55,7 @@ from jaxrobust.scores.complexity import input_complexity, jpeg2000_bits_per_dim
 from jaxrobust.scores.importance import (
     importance_weighted_log_likelihood,
     iwae_and_hole_indicator,
+    iwae_and_term_stds,
     repeated_log_likelihood_std,
 )
 from jaxrobust.scores.stacked import typicality_per_input
@@ -63,7 +64,8 @@ NEGATIVE_SOURCES = ("none", "dataset", "uniform_noise", "data_noise", "generated
 #: Names of the VAE's ``outputs`` (each computed once per call, whatever scores need it):
 #: ``iwae`` (an :class:`~jaxrobust.scores.IWAEResult`) and ``hole_indicator`` come from one
 #: scan over the same K samples; ``complexity_bpd`` is the JPEG2000 bits/dim of the input;
-#: ``latent_mean`` the mean of q(z|x).
+#: ``latent_mean`` the mean of q(z|x); ``term_stds`` the stds of log p(x|z), log q(z|x) and
+#: log p(z) over the same K samples (Fig. 5.1).
 OUTPUTS = (
     "elbo",
     "kl",
@@ -72,6 +74,7 @@ OUTPUTS = (
     "iwae_repeat_std",
     "complexity_bpd",
     "latent_mean",
+    "term_stds",
 )
 
 
@@ -121,6 +124,14 @@ class VAE(nn.Module):
         log_lik = self.log_likelihood(self.decode(z), x)
         log_w = log_lik + self.latent.prior_log_prob(z) - self.latent.log_prob(z, params)
         return log_w, log_lik
+
+    def log_weight_components(self, x: jax.Array, key: jax.Array) -> tuple[jax.Array, ...]:
+        """``(log w, log p(x|z), log q(z|x), log p(z))`` per input for one z ~ q(z|x)."""
+        params = self.encode(x)
+        z = self.latent.sample(key, params)
+        log_lik = self.log_likelihood(self.decode(z), x)
+        log_q, log_prior = self.latent.log_prob(z, params), self.latent.prior_log_prob(z)
+        return log_lik + log_prior - log_q, log_lik, log_q, log_prior
 
     def log_joint(self, x: jax.Array, z: jax.Array) -> jax.Array:
         """log p(x | z) + log p(z) per input (nats, ``[B]``): log p(z | x) + log p(x)."""
@@ -338,7 +349,16 @@ def make_vae(
                 out["kl"] = family.kl_to_prior(latent_params)
             if "latent_mean" in names:
                 out["latent_mean"] = family.mean(latent_params)
-        if "iwae" in names or "hole_indicator" in names:  # one scan over the same K samples
+        if "term_stds" in names:  # one scan: IWAE, the hole indicator and the per-term stds
+            out["iwae"], stds = iwae_and_term_stds(
+                lambda k: module.apply(variables, images, k, method=VAE.log_weight_components),
+                key=key,
+                num_samples=iwae_samples,
+                chunk_size=iwae_chunk,
+            )
+            out["term_stds"] = dict(zip(("log_lik", "log_q", "log_prior"), stds, strict=True))
+            out["hole_indicator"] = stds[0]
+        elif "iwae" in names or "hole_indicator" in names:  # one scan over the same K samples
             out["iwae"], out["hole_indicator"] = iwae_and_hole_indicator(
                 _log_terms_fn(variables, images),
                 key=key,
@@ -389,6 +409,15 @@ def make_vae(
             f"std over {iwae_repeats} IWAE estimates of log p(x), K = {iwae_samples} (nats)",
             ("iwae_repeat_std",),
         ),
+        **{
+            f"std_{term}": Score(
+                lambda o, t=term: o["term_stds"][t],
+                True,
+                f"std of {what} over the K = {iwae_samples} samples z_k ~ q(z|x) (Fig. 5.1, nats)",
+                ("term_stds",),
+            )
+            for term, what in (("log_q", "log q(z|x)"), ("log_prior", "log p(z)"))
+        },
         "hole_indicator": Score(
             lambda o: o["hole_indicator"],
             True,

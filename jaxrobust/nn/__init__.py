@@ -1,7 +1,7 @@
 """Flax building blocks: small conv encoders/decoders, VAE networks, CNN classifiers, ResNets,
 Lipschitz MLPs."""
 
-from jaxrobust.nn.conv import ConvDecoder, ConvEncoder, SmallCNN
+from jaxrobust.nn.conv import BasicCNN, ConvDecoder, ConvEncoder, SmallCNN
 from jaxrobust.nn.conv_ops import conv_general_dilated
 from jaxrobust.nn.layers import Conv, ConvTranspose, max_pool_2x2
 from jaxrobust.nn.lipschitz import LipschitzMLP, group_sort, project_rows_l1, rescale_rows_l1
@@ -37,6 +37,7 @@ __all__ = [
     "MLPDecoder",
     "MLPEncoder",
     "ResNet",
+    "BasicCNN",
     "SmallCNN",
     "as_float32",
     "compute_dtype",

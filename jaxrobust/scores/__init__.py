@@ -19,6 +19,7 @@ from jaxrobust.scores.importance import (
     hole_indicator,
     importance_weighted_log_likelihood,
     iwae_and_hole_indicator,
+    iwae_and_term_stds,
     repeated_log_likelihood_std,
     repeated_log_likelihoods,
 )
@@ -71,6 +72,7 @@ __all__ = [
     "hole_indicator",
     "input_complexity",
     "iwae_and_hole_indicator",
+    "iwae_and_term_stds",
     "jpeg2000_bits_per_dim",
     "jpeg2000_bytes",
     "max_softmax",

@@ -54,6 +54,7 @@ __all__ = [
     "hole_indicator",
     "importance_weighted_log_likelihood",
     "iwae_and_hole_indicator",
+    "iwae_and_term_stds",
     "repeated_log_likelihood_std",
     "repeated_log_likelihoods",
 ]
@@ -284,31 +285,76 @@ def iwae_and_hole_indicator(
         >>> [round(v, 1) for v in hole.tolist()]
         [2.0, 2.0, 2.0]
     """
-    _check_positive("num_samples", num_samples, 1)
-    _check_positive("chunk_size", chunk_size, 1)
-    num_inputs, dtype = _output_shape(log_terms_fn, key, name="log_terms_fn", arity=2)
-
-    def merge(state, terms, valid):
-        log_w, log_lik = terms
-        return (
-            _merge_chunk(state[0], log_w.astype(dtype), valid),
-            _merge_moments(state[1], log_lik.astype(dtype), valid),
-        )
-
-    running, moments = _stream(
-        log_terms_fn,
-        merge,
-        (_init_running(num_inputs, dtype), _init_moments(num_inputs, dtype)),
-        key=key,
-        num_samples=num_samples,
-        chunk_size=chunk_size,
-    )
-    result = _iwae_result(running, num_samples)
-    hole = _std(moments, num_samples)
-    refuse_non_finite_result("the IWAE log-likelihood", result.log_likelihood, "log_terms_fn")
+    result, (hole,) = _iwae_and_stds(log_terms_fn, key, num_samples, chunk_size, 2)
     if num_samples > 1:
         refuse_non_finite_result("the hole indicator", hole, "log_terms_fn")
     return result, hole
+
+
+def iwae_and_term_stds(
+    log_terms_fn: Callable[[jax.Array], tuple[jax.Array, ...]],
+    *,
+    key: jax.Array,
+    num_samples: int,
+    chunk_size: int,
+) -> tuple[IWAEResult, tuple[jax.Array, ...]]:
+    """The IWAE estimate and the sample std (ddof 1) of each term of the log-weight, from ONE
+    set of samples z_1..z_K ~ q(z|x) (the per-term stds of the dissertation's Fig. 5.1).
+
+    ``log_terms_fn(key) -> (log_w, t_1, ..., t_m)``, each ``[N]`` (for a VAE: log w and its
+    terms log p(x|z), log q(z|x), log p(z)); returns ``(IWAEResult, (std t_1, ..., std t_m))``.
+    :func:`iwae_and_hole_indicator` is the case m = 1, t_1 = log p(x|z).
+
+    Example:
+        >>> def log_terms_fn(key):  # log w = a - b with independent a ~ N(0, 4), b ~ N(0, 1)
+        ...     a, b = 2.0 * jax.random.normal(key, (2, 3))
+        ...     return a - b / 2.0, a, b / 2.0
+        >>> iwae, (std_a, std_b) = iwae_and_term_stds(
+        ...     log_terms_fn, key=jax.random.key(0), num_samples=4096, chunk_size=512)
+        >>> [round(v, 1) for v in std_a.tolist()], [round(v, 1) for v in std_b.tolist()]
+        ([2.0, 2.0, 2.0], [1.0, 1.0, 1.0])
+    """
+    if not callable(log_terms_fn):
+        raise InputError(f"log_terms_fn must be a function key -> (log_w, terms...), got "
+                         f"{log_terms_fn!r}.")  # fmt: skip
+    check_key(key)
+    arity = len(jax.eval_shape(log_terms_fn, key))
+    if arity < 2:
+        raise InputError("log_terms_fn(key) must return (log_w, t_1, ...): at least one term.")
+    result, stds = _iwae_and_stds(log_terms_fn, key, num_samples, chunk_size, arity)
+    if num_samples > 1:
+        for std in stds:
+            refuse_non_finite_result("a per-term std", std, "log_terms_fn")
+    return result, stds
+
+
+def _iwae_and_stds(log_terms_fn, key, num_samples: int, chunk_size: int, arity: int):
+    """One scan over the samples: the IWAE running state of the first output (the log-weight)
+    and the streamed moments of every other output."""
+    _check_positive("num_samples", num_samples, 1)
+    _check_positive("chunk_size", chunk_size, 1)
+    num_inputs, dtype = _output_shape(log_terms_fn, key, name="log_terms_fn", arity=arity)
+
+    def merge(state, terms, valid):
+        running, moments = state
+        return (
+            _merge_chunk(running, terms[0].astype(dtype), valid),
+            tuple(
+                _merge_moments(m, t.astype(dtype), valid)
+                for m, t in zip(moments, terms[1:], strict=True)
+            ),
+        )
+
+    init = (
+        _init_running(num_inputs, dtype),
+        tuple(_init_moments(num_inputs, dtype) for _ in range(arity - 1)),
+    )
+    running, moments = _stream(
+        log_terms_fn, merge, init, key=key, num_samples=num_samples, chunk_size=chunk_size
+    )
+    result = _iwae_result(running, num_samples)
+    refuse_non_finite_result("the IWAE log-likelihood", result.log_likelihood, "log_terms_fn")
+    return result, tuple(_std(m, num_samples) for m in moments)
 
 
 def hole_indicator(

@@ -1,0 +1,16 @@
+"""Chapter 5, the FMNIST column: the victim CNN, the Lipschitz VAE and the classical VAE trained on
+FMNIST (MNIST as outliers); every Chapter-5 table of that column evaluates this workdir.
+
+    jaxrobust train --config experiments/unified_detection/fashion_mnist_cell.py \
+        --workdir runs/unified_detection/fashion_mnist
+"""
+
+from pathlib import Path
+
+from jaxrobust.config import import_file
+
+_base = import_file(Path(__file__).with_name("base.py"))
+
+
+def get_config():
+    return _base.make_config("Chapter 5: FMNIST in, MNIST out", "fashion_mnist", "mnist")
