@@ -1,10 +1,11 @@
 """Evaluation in its own process: restore checkpoints, run registered tasks, report, plot.
 
-Tasks (keys of ``config.evaluate``): ``classification``, ``ood``, ``attacks``, ``rejection``;
-add one with :func:`register_evaluation`.
+Tasks (keys of ``config.evaluate``): ``classification``, ``ood``, ``attacks``, ``rejection``,
+``intensity_scaling``, ``adversarial_detection``; add one with :func:`register_evaluation`.
 """
 
 from jaxrobust.evaluate import (  # noqa: F401 (register the tasks)
+    adversarial_detection,
     classification,
     intensity,
     ood,

@@ -26,7 +26,6 @@ what Tables 5.7 / 5.8 report (mean MS-SSIM without and with HMC, and the gain).
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Mapping
 from typing import Any, NamedTuple
@@ -46,6 +45,7 @@ __all__ = [
     "ActiveDefenseThresholds",
     "active_defense",
     "decide",
+    "defense_quantities",
     "fit_gain_threshold",
     "fit_thresholds",
 ]
@@ -182,37 +182,47 @@ def active_defense(
             f"active_defense: latent HMC runs in R^d and needs a Gaussian latent; this model's "
             f"latent is {model.latent.name!r} (a sphere). Use a Gaussian-latent VAE."
         )
-    hmc = dict(hmc or {})
     similarity = dict(MNIST_MS_SSIM if similarity is None else similarity)
     x = jnp.asarray(x)
-    # the image-size check of MS-SSIM, before any work
-    ms_ssim(x[:1], x[:1], **similarity)
+    ms_ssim(x[:1], x[:1], **similarity)  # the image-size check of MS-SSIM, before any work
+    out = defense_quantities(model, variables, x, key=key, hmc=hmc, similarity=similarity)
+    if thresholds is not None:
+        out["decision"] = decide(out["hole_indicator"], out["gain"], thresholds)
+    return out
+
+
+def defense_quantities(
+    model,
+    variables,
+    x: jax.Array,
+    *,
+    key: jax.Array,
+    hmc: Mapping[str, Any] | None = None,
+    similarity: Mapping[str, Any] | None = None,
+) -> dict[str, jax.Array]:
+    """The quantities of :func:`active_defense` without its checks or the decision: pure and
+    jittable, so that callers can ``vmap`` it over stacked runs of a model."""
+    hmc = dict(hmc or {})
+    similarity = dict(MNIST_MS_SSIM if similarity is None else similarity)
     score_key, hmc_key = jax.random.split(key)
     hole = model.score(variables, x, ["hole_indicator"], key=score_key)["hole_indicator"]
     z0 = _encoder_mean(model, variables, x)
     chains = latent_hmc(model.log_joint, x, z0, key=hmc_key, variables=variables, **hmc)
-    out = _similarities(model.decode, variables, x, z0, chains.z, tuple(sorted(similarity.items())))
-    out.update(
-        hole_indicator=hole,
-        acceptance_rate=chains.acceptance_rate,
-        step_size=chains.step_size,
-        z=z0,
-        z_hmc=chains.z,
-    )
-    if thresholds is not None:
-        out["decision"] = decide(hole, out["gain"], thresholds)
-    return out
+    reconstruction = jnp.clip(model.decode(variables, z0), 0.0, 1.0)
+    after_hmc = jnp.clip(model.decode(variables, chains.z), 0.0, 1.0)
+    g0 = ms_ssim(x, reconstruction, **similarity)
+    gh = ms_ssim(x, after_hmc, **similarity)
+    return {
+        "hole_indicator": hole,
+        "ms_ssim_reconstruction": g0,
+        "ms_ssim_hmc": gh,
+        "gain": gh - g0,
+        "acceptance_rate": chains.acceptance_rate,
+        "step_size": chains.step_size,
+        "z": z0,
+        "z_hmc": chains.z,
+    }
 
 
 def _encoder_mean(model, variables, x):
     return model.latent.mean(model.encode(variables, x))
-
-
-@functools.partial(jax.jit, static_argnums=(0, 5))
-def _similarities(decode, variables, x, z0, z_hmc, similarity):
-    options = dict(similarity)
-    reconstruction = jnp.clip(decode(variables, z0), 0.0, 1.0)
-    after_hmc = jnp.clip(decode(variables, z_hmc), 0.0, 1.0)
-    g0 = ms_ssim(x, reconstruction, **options)
-    gh = ms_ssim(x, after_hmc, **options)
-    return {"ms_ssim_reconstruction": g0, "ms_ssim_hmc": gh, "gain": gh - g0}
