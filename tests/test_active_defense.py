@@ -109,6 +109,8 @@ def test_decide_signed_and_fitted_gain_threshold():
 def test_thresholds_from_the_test_split_and_spherical_latents_are_refused(vae):
     with pytest.raises(InputError, match="not on 'test'"):
         fit_thresholds(np.arange(10.0), split="test")
+    with pytest.raises(InputError, match="fit_thresholds"):
+        decide(jnp.ones(2), jnp.ones(2), None)  # thresholds missing
     model, variables = vae
     with pytest.raises(InputError, match="minimum size"):
         active_defense(model, variables, jnp.zeros((2, 28, 28, 1)), key=jax.random.key(0),

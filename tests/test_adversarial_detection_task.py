@@ -42,6 +42,13 @@ def _config():
                 "fgsm": {"attack": "fgsm", "epsilon": 0.3},
                 "cw": {"attack": "cw_l2", "max_iterations": 5},
                 "encoder": {"attack": "encoder", "model": "vae", "epsilon": 0.1, "num_steps": 3},
+                "adaptive": {
+                    "attack": "adaptive",
+                    "model": "vae",
+                    "epsilon": 0.3,
+                    "num_steps": 2,
+                    "eot_samples": 2,
+                },
             },
             "active_defense": {
                 "models": ["vae"],
@@ -102,6 +109,9 @@ def test_targeted_and_encoder_attacks_count_their_attempts(evaluated):
     assert (encoder["attempts"], encoder["runs"]) == (SOURCES, 2)
     assert set(encoder["detectors"]) == {"vae/kl", "vae/hole_indicator"}
     assert encoder["detectors"]["vae/kl"]["num_runs"] == 2
+    adaptive = result["attacks"]["adaptive"]
+    assert adaptive["attempts"] == SOURCES and 0 <= adaptive["evaded"] <= adaptive["successes"]
+    assert adaptive["hole_threshold"] > 0
 
 
 def test_active_defense_reports_every_group_with_validation_thresholds(evaluated):

@@ -11,7 +11,13 @@ positive), with the attack's success rate and counts (digest open point 21):
 - ``encoder``: the latent attack on a VAE (eq. 5.1: maximise the symmetric KL between q(z|x +
   e) and q(z|x), L-inf ball ``epsilon``, ``num_steps`` of size epsilon / 10, random start; open
   point 23), one attack per run of the attacked model; every attacked input counts, and only
-  that model's detectors score it (run r's detector on run r's attacks).
+  that model's detectors score it (run r's detector on run r's attacks);
+- ``adaptive``: an attacker who knows the detector: L-inf PGD (``num_steps`` of epsilon / 10,
+  random start) on CE(victim(x), y) - ``detector_weight`` * hole_indicator(x) of run 0 of the
+  VAE ``model``, the hole indicator's sampling averaged over ``eot_samples`` draws (EOT,
+  Athalye et al. 2018). Success = the victim is fooled; the task also reports how many of those
+  evade the hole test (hole indicator at most the ``percentile`` of the validation carve's),
+  i.e. pass Algorithm 2 as inliers.
 
 ``active_defense`` (Algorithm 2, :mod:`jaxrobust.inference.active_defense`): for each listed VAE,
 the hole threshold is the ``percentile`` of its hole indicator on the validation carve of the
@@ -59,7 +65,7 @@ from jaxrobust.inference.active_defense import (
 from jaxrobust.registry import unknown_name_message
 from jaxrobust.runs import over_runs
 
-ATTACK_KINDS = ("fgsm", "cw_l2", "jsma", "encoder")
+ATTACK_KINDS = ("fgsm", "cw_l2", "jsma", "encoder", "adaptive")
 ATTACK_SCHEMA = {
     "attack": Field(str, choices=ATTACK_KINDS),
     "epsilon": Field(float, 0.3, above=0.0, maximum=1.0, help="fgsm / encoder: L-inf radius"),
@@ -72,6 +78,10 @@ ATTACK_SCHEMA = {
     "confidence": Field(float, 0.0, minimum=0.0, help="cw_l2 kappa"),
     "theta": Field(float, 1.0, help="jsma: the change per feature"),
     "gamma": Field(float, 0.1, above=0.0, maximum=1.0, help="jsma: the largest share changed"),
+    "num_sources": Field(int, 0, minimum=0, help="the first N of the task's sources (0: all)"),
+    "detector_weight": Field(float, 0.1, minimum=0.0, help="adaptive: lambda on the hole score"),
+    "eot_samples": Field(int, 4, minimum=1, help="adaptive: EOT draws of the hole indicator"),
+    "percentile": Field(float, 95.0, above=0.0, below=100.0, help="adaptive: hole threshold"),
 }
 HMC_SCHEMA = {
     "num_steps": Field(int, 100, minimum=1),
@@ -145,6 +155,16 @@ def _detector(ref: str, ctx, where: str = "evaluate.adversarial_detection.detect
     return model_name, score_name, score
 
 
+def _require_validation_carve(ctx, where: str) -> None:
+    if ctx.config.data.get("validation_split", "train") != "train":
+        raise ConfigError(
+            f"{where}: its hole threshold is fitted on held-out in-distribution data, which "
+            "must not be the test split it is evaluated on; this config validates on the test "
+            "split (data.validation_split = 'test'). Set data.validation_split = 'train' "
+            "(data.validation_size sets the carve)."
+        )
+
+
 def plan(section, ctx) -> None:
     where = "evaluate.adversarial_detection"
     victim = ctx.restored(section["victim"])
@@ -155,7 +175,7 @@ def plan(section, ctx) -> None:
     for ref in section["detectors"]:
         _detector(ref, ctx)
     for name, spec in section["attacks"].items():
-        if spec["attack"] == "encoder":
+        if spec["attack"] in ("encoder", "adaptive"):
             if spec["model"] not in ctx.config.models:
                 raise ConfigError(
                     f"{where}.attacks.{name}.model: {spec['model']!r} is not a key of "
@@ -164,14 +184,15 @@ def plan(section, ctx) -> None:
             if ctx.restored(spec["model"]).model.encode is None:
                 raise ConfigError(f"{where}.attacks.{name}.model: {spec['model']!r} has no "
                                   "encoder.")  # fmt: skip
+            if spec["attack"] == "adaptive":
+                if "hole_indicator" not in ctx.restored(spec["model"]).model.scores:
+                    raise ConfigError(f"{where}.attacks.{name}.model: {spec['model']!r} has no "
+                                      "hole indicator to evade.")  # fmt: skip
+                _require_validation_carve(ctx, f"{where}.attacks.{name}")
+                ctx.request(spec["model"], ctx.held_out_name, ["hole_indicator"])
     defense = section["active_defense"]
-    if defense["models"] and ctx.config.data.get("validation_split", "train") != "train":
-        raise ConfigError(
-            f"{where}.active_defense: its hole threshold is fitted on held-out in-distribution "
-            "data, which must not be the test split it is evaluated on; this config validates "
-            "on the test split (data.validation_split = 'test'). Set data.validation_split = "
-            "'train' (data.validation_size sets the carve)."
-        )
+    if defense["models"]:
+        _require_validation_carve(ctx, f"{where}.active_defense")
     for name in defense["models"]:
         model = ctx.restored(name).model
         if model.log_joint is None or "hole_indicator" not in model.scores:
@@ -260,6 +281,29 @@ def _attack(spec, victim, x, y, num_classes: int, key, chunk: int, ctx):
 
         adv, success = _chunked(one, (xs, ys, ts), chunk)
         return adv, success, source, targets
+    if kind == "adaptive":
+        target = ctx.restored(spec["model"])
+        variables = _run_zero(target)
+        model = target.model
+        ce = attack_lib.cross_entropy_loss(logits)
+
+        def loss_with_key(xs, ys, k):
+            hole = model.score(variables, xs, ["hole_indicator"], key=k)["hole_indicator"]
+            return ce(xs, ys) - spec["detector_weight"] * hole
+
+        def one(xs, ys, k):
+            loss = attack_lib.expectation_over_transformation(
+                loss_with_key, spec["eot_samples"], key=k
+            )
+            adv = attack_lib.pgd(
+                loss, xs, ys, key=jax.random.fold_in(k, 1), epsilon=spec["epsilon"],
+                step_size=spec["epsilon"] / 10.0, num_steps=spec["num_steps"],
+            )  # fmt: skip
+            return adv, jnp.argmax(logits(adv), -1) != ys
+
+        keys = jax.random.split(key, len(x))
+        adv, success = _chunked(lambda a, b, k: one(a, b, k[0]), (x, y, keys), chunk)
+        return adv, success, np.arange(len(x)), None
     # the encoder attack, one per run of the attacked VAE
     target = ctx.restored(spec["model"])
     model = target.model
@@ -281,6 +325,13 @@ def _attack(spec, victim, x, y, num_classes: int, key, chunk: int, ctx):
         )  # [n, R, ...]
         adv = np.moveaxis(adv, 1, 0)
     return adv, np.ones(adv.shape[:2], bool), np.arange(len(x)), None
+
+
+def _run_zero(restored):
+    """Run 0's variables of a model with stacked runs (the variables of one without)."""
+    if restored.num_runs is None:
+        return restored.variables
+    return jax.tree.map(lambda a: a[0], restored.variables)
 
 
 def _detection(s_in: np.ndarray, s_adv: np.ndarray, higher_is_ood: bool, num_runs):
@@ -318,19 +369,20 @@ def run(section, ctx) -> dict:
     adversarial_sets = {}
     for name, spec in section["attacks"].items():
         tic = time.perf_counter()
+        n_src = min(spec["num_sources"] or ns, ns)
         adv, success, source, targets = _attack(
-            spec, victim, jnp.asarray(x_src), y_src, num_classes, jax.random.fold_in(key, 1),
-            section["chunk_size"], ctx,
+            spec, victim, jnp.asarray(x_src[:n_src]), y_src[:n_src], num_classes,
+            jax.random.fold_in(key, 1), section["chunk_size"], ctx,
         )  # fmt: skip
         seconds = time.perf_counter() - tic
-        entry = {"spec": dict(spec), "seconds": seconds, "detectors": {}}
+        entry = {"spec": dict(spec), "seconds": seconds, "detectors": {}, "sources": n_src}
         if spec["attack"] == "encoder":
             flat = adv.reshape(-1, *adv.shape[2:])
             pred = np.asarray(jnp.argmax(victim.model.logits(victim.variables,
                                                              jnp.asarray(flat)), -1))  # fmt: skip
             entry.update(attempts=int(adv.shape[1]), successes=int(adv.shape[1]),
                          success_rate=1.0, runs=int(adv.shape[0]),
-                         victim_misclassified=float(np.mean(pred != np.tile(labels[:ns],
+                         victim_misclassified=float(np.mean(pred != np.tile(labels[:n_src],
                                                     adv.shape[0]))))  # fmt: skip
             adversarial_sets[name] = adv[0]
             for ref, model_name, score_name, score in detectors:
@@ -343,6 +395,8 @@ def run(section, ctx) -> dict:
                 )
         else:
             ok = np.asarray(success, bool)
+            if spec["attack"] == "adaptive":
+                entry.update(_evasion(ctx, spec, adv, ok, key, batch))
             entry.update(attempts=int(ok.size), successes=int(ok.sum()),
                          success_rate=float(ok.mean()),
                          sources_with_a_success=int(len(np.unique(source[ok]))))  # fmt: skip
@@ -361,6 +415,18 @@ def run(section, ctx) -> dict:
             section["active_defense"], ctx, x_in, adversarial_sets, key
         )
     return results
+
+
+def _evasion(ctx, spec, adv, fooled, key, batch) -> dict:
+    """How many fooling adaptive inputs also pass the hole test of run 0 of the VAE."""
+    restored = ctx.restored(spec["model"])
+    held_out = ctx.outputs(spec["model"], ctx.held_out_name)["hole_indicator"][0]
+    tau = float(np.percentile(held_out, spec["percentile"]))
+    if not fooled.any():
+        return {"hole_threshold": tau, "evaded": 0, "evasion_rate": 0.0}
+    hole = _score_arrays(restored, "hole_indicator", adv[fooled], key, batch)[0]
+    evaded = int(np.sum(hole <= tau))
+    return {"hole_threshold": tau, "evaded": evaded, "evasion_rate": evaded / fooled.size}
 
 
 def _encoder_attack_scores(restored, score_name, adv, key, batch) -> np.ndarray:
@@ -481,6 +547,14 @@ def markdown(result: dict) -> str:
                 f"{cell(r, 'auroc')} | {cell(r, 'aupr_out')} | {cell(r, 'fpr80')} |"
             )
     lines.append(runs_note(notes))
+    for name, entry in result["attacks"].items():
+        if "evaded" in entry:
+            lines.append(
+                f"\nAdaptive attack {name}: fooled the victim on {entry['successes']} of "
+                f"{entry['attempts']} sources; {entry['evaded']} of them "
+                f"({100 * entry['evasion_rate']:.1f} % of the sources) also pass the hole test "
+                f"(hole indicator <= {entry['hole_threshold']:.2f}, run 0)."
+            )
     for model_name, d in result.get("active_defense", {}).items():
         t = d["thresholds"][0]
         per_run = ", ".join(f"{x['hole']:.2f}" for x in d["thresholds"])

@@ -132,6 +132,12 @@ def decide(hole_score, gain, thresholds: ActiveDefenseThresholds) -> jax.Array:
         >>> decide(jnp.array([0.5, 2.0, 2.0, 2.0]), jnp.array([0.9, 0.1, 0.3, -0.3]), t).tolist()
         [0, 1, 2, 2]
     """
+    if not isinstance(thresholds, ActiveDefenseThresholds):
+        raise InputError(
+            f"decide: thresholds must be ActiveDefenseThresholds, got {thresholds!r}; fit them "
+            "on held-out in-distribution data with fit_thresholds(validation_hole_scores, "
+            "split='validation')."
+        )
     hole_score, gain = jnp.asarray(hole_score), jnp.asarray(gain)
     in_hole = hole_score > thresholds.hole
     moved = (gain if thresholds.signed else jnp.abs(gain)) > thresholds.gain
