@@ -172,8 +172,8 @@ def tables(digests: dict[str, dict]) -> list[str]:
     ]
     lines += ["| score | " + " | ".join(f"{CELLS[c][1]} in" for c in present) + " |",
               "|---|" + "---|" * len(present)]  # fmt: skip
-    for label, ref in (("std log p(x|z) (hole indicator)", "vae/hole_indicator"),
-                       ("std log q(z|x)", "vae/std_log_q"), ("std log p(z)", "vae/std_log_prior"),
+    for label, ref in ((r"std log p(x\|z) (hole indicator)", "vae/hole_indicator"),
+                       (r"std log q(z\|x)", "vae/std_log_q"), ("std log p(z)", "vae/std_log_prior"),
                        ("Lipschitz VAE hole indicator", "lipschitz/hole_indicator"),
                        ("Lipschitz VAE std of log-weights", "lipschitz/iwae_std")):  # fmt: skip
         lines.append(f"| {label} | " + " | ".join(_fmt(_ood(digests[c], ref)) for c in present)
@@ -288,8 +288,14 @@ def main(argv=None) -> int:
     parser.add_argument("--epochs", type=int, default=None, help="every model's epochs")
     parser.add_argument("--workdir", default="runs/unified_detection")
     parser.add_argument("--output", default=str(HERE / "RESULTS.md"))
+    parser.add_argument(
+        "--collect", action="store_true", help="only rebuild RESULTS.md from the digests"
+    )
     cells.add_arguments(parser)
     args = parser.parse_args(argv)
+    if args.collect:
+        write_results(read_digests(), Path(args.output))
+        return 0
     selected = cells.select(make_cells(args), args.cells)
     if args.print_commands:
         cells.print_commands(selected)
