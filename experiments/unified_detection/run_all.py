@@ -167,6 +167,11 @@ def tables(digests: dict[str, dict]) -> list[str]:
         ]
     lines += [
         "",
+        "Table 5.9 is Table 3.3 without its typicality row (the same numbers in the document): "
+        "`experiments/bayesian_vae/RESULTS.md`, MNIST in, FMNIST out.",
+    ]
+    lines += [
+        "",
         "Per-term stds over the same K = 100 samples (Figure 5.1's quantities, ours):",
         "",
     ]
@@ -248,6 +253,15 @@ def tables(digests: dict[str, dict]) -> list[str]:
                 f"{100 * g['decided_inlier']:.1f} | {100 * g['decided_outlier']:.1f} | "
                 f"{100 * g['decided_attack']:.1f} | {g['acceptance_rate']:.2f} |"
             )
+    figures = sorted((HERE / "figures").glob("*.png"))
+    if figures:
+        lines += ["", "## Figures", ""]
+        lines += [f"- `figures/{f.name}`" for f in figures]
+        lines += [
+            "",
+            "`python experiments/unified_detection/figures.py --workdir runs/unified_detection` "
+            "(run 0 of each model, 1,000 test images per set).",
+        ]
     lines += ["", "## Budget, runs and devices", "",
               "| cell | model: runs x epochs (s / epoch) | evaluation | finished | device |",
               "|---|---|---|---|---|"]  # fmt: skip
