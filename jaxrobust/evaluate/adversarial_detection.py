@@ -58,7 +58,7 @@ from jaxrobust.evaluate.context import _pass_fn
 from jaxrobust.evaluate.task import register_evaluation
 from jaxrobust.inference.active_defense import (
     DECISIONS,
-    ActiveDefenseThresholds,
+    decide,
     defense_quantities,
     fit_thresholds,
 )
@@ -471,7 +471,7 @@ def _run_defense(defense, ctx, x_in, adversarial_sets, key) -> dict:
         for group, xs in groups.items():
             q = quantities(xs)  # {name: [R, M]}
             decisions = np.stack([
-                np.asarray(jax.device_get(_decide(q["hole_indicator"][r], q["gain"][r], t)))
+                np.asarray(decide(q["hole_indicator"][r], q["gain"][r], t))
                 for r, t in enumerate(thresholds)
             ])  # fmt: skip
             shares = {d: (decisions == i).mean(1) for i, d in enumerate(DECISIONS)}
@@ -489,12 +489,6 @@ def _run_defense(defense, ctx, x_in, adversarial_sets, key) -> dict:
             "groups": per_group,
         }
     return results
-
-
-def _decide(hole, gain, thresholds: ActiveDefenseThresholds):
-    from jaxrobust.inference.active_defense import decide
-
-    return decide(hole, gain, thresholds)
 
 
 def _defense_over_runs(restored, hmc: dict, batch_size: int, key):
