@@ -99,6 +99,8 @@ def adversarial_detection(out: str) -> dict:
             "percentile": 95.0,
             "gain_threshold": 0.15,
             "batch_size": 100,
+            # MS-SSIM (unstated in the document): 3 scales (28, 14, 7), 7x7 window
+            "ms_ssim": {"filter_size": 7, "filter_sigma": 1.5, "num_scales": 3},
             "hmc": {
                 "num_steps": 100,
                 "num_integration_steps": 20,

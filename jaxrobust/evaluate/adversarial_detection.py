@@ -62,6 +62,7 @@ from jaxrobust.inference.active_defense import (
     defense_quantities,
     fit_thresholds,
 )
+from jaxrobust.metrics.similarity import ms_ssim_weights
 from jaxrobust.registry import unknown_name_message
 from jaxrobust.runs import over_runs
 
@@ -102,6 +103,19 @@ def _check_hmc(value, path: str) -> dict:
     return validate_section(value or {}, HMC_SCHEMA, path)
 
 
+#: MS-SSIM of Algorithm 2 (the document states no setting; digest open point 7: 28x28 images,
+#: 3 scales, a 7x7 window, Wang et al.'s first three weights renormalised)
+MS_SSIM_SCHEMA = {
+    "filter_size": Field(int, 7, minimum=1),
+    "filter_sigma": Field(float, 1.5, above=0.0),
+    "num_scales": Field(int, 3, minimum=1, maximum=5),
+}
+
+
+def _check_ms_ssim(value, path: str) -> dict:
+    return validate_section(value or {}, MS_SSIM_SCHEMA, path)
+
+
 DEFENSE_SCHEMA = {
     "models": Field(list, [], items=Field(str), help="Gaussian-latent VAEs (Algorithm 2)"),
     "outliers": Field(list, [], items=Field(str), help="outlier test sets"),
@@ -111,6 +125,7 @@ DEFENSE_SCHEMA = {
     "signed": Field(bool, False, help="test gain > theta instead of |gain| > theta"),
     "batch_size": Field(int, 100, minimum=1, help="inputs per HMC call"),
     "hmc": Field(dict, {}, check=_check_hmc),
+    "ms_ssim": Field(dict, {}, check=_check_ms_ssim),
 }
 
 
@@ -466,7 +481,9 @@ def _run_defense(defense, ctx, x_in, adversarial_sets, key) -> dict:
                            gain=defense["gain_threshold"], signed=defense["signed"])
             for h in held_out
         ]  # fmt: skip
-        quantities = _defense_over_runs(restored, hmc, defense["batch_size"], key)
+        quantities = _defense_over_runs(
+            restored, hmc, _similarity(defense["ms_ssim"]), defense["batch_size"], key
+        )
         per_group = {}
         for group, xs in groups.items():
             q = quantities(xs)  # {name: [R, M]}
@@ -491,13 +508,21 @@ def _run_defense(defense, ctx, x_in, adversarial_sets, key) -> dict:
     return results
 
 
-def _defense_over_runs(restored, hmc: dict, batch_size: int, key):
+def _similarity(options: dict) -> dict:
+    return {
+        "filter_size": options["filter_size"],
+        "filter_sigma": options["filter_sigma"],
+        "weights": ms_ssim_weights(options["num_scales"]),
+    }
+
+
+def _defense_over_runs(restored, hmc: dict, similarity: dict, batch_size: int, key):
     """``xs [M, ...] -> {name: [R, M]}``: Algorithm 2's quantities, runs vmapped, inputs in
     batches of ``batch_size`` (one compiled program per batch shape)."""
     model = restored.model
 
     def one(variables, xs, k):
-        return defense_quantities(model, variables, xs, key=k, hmc=hmc)
+        return defense_quantities(model, variables, xs, key=k, hmc=hmc, similarity=similarity)
 
     if restored.num_runs is None:
         fn = jax.jit(lambda v, xs, k: jax.tree.map(lambda a: a[None], one(v, xs, k)))
