@@ -53,6 +53,7 @@ def _config():
             "active_defense": {
                 "models": ["vae"],
                 "outliers": ["mnist"],
+                "constant_outliers": [1.0],
                 "num_defense_inputs": 8,
                 "batch_size": 8,
                 "hmc": {"num_steps": 3, "num_integration_steps": 2},
@@ -126,6 +127,19 @@ def test_active_defense_reports_every_group_with_validation_thresholds(evaluated
         shares = [g["runs"][f"decided_{d}"] for d in ("inlier", "outlier", "attack")]
         np.testing.assert_allclose(np.sum(shares, axis=0), 1.0)
         assert np.all(np.abs(g["runs"]["gain"]) <= 1.0)
+    white = groups["outlier:constant_1"]  # all-ones images: a deterministic reconstruction
+    model, _, variables, _ = vae
+    ones = jnp.ones((1, 28, 28, 1))
+    expected = []
+    for r in range(2):
+        v = jax.tree.map(lambda a, r=r: a[r], variables)
+        z = model.latent.mean(model.encode(v, ones))
+        reconstruction = jnp.clip(model.decode(v, z), 0.0, 1.0)
+        weights = jr.metrics.ms_ssim_weights(3)
+        similarity = jr.metrics.ms_ssim(ones, reconstruction, filter_size=7, weights=weights)
+        expected.append(float(similarity[0]))
+    np.testing.assert_allclose(white["runs"]["ms_ssim_reconstruction"], expected, rtol=1e-5)
+    assert white["inputs"] == 8
     text = (workdir / "results.md").read_text()
     assert "Active defense (Algorithm 2): vae" in text and "| attack:fgsm |" in text
 

@@ -95,6 +95,7 @@ def adversarial_detection(out: str) -> dict:
         "active_defense": {
             "models": ["lipschitz"],
             "outliers": [out],
+            "constant_outliers": [1.0],  # the "all white" rows of Tables 5.7 / 5.8 (ones)
             "num_defense_inputs": DEFENSE_INPUTS,
             "percentile": 95.0,
             "gain_threshold": 0.15,

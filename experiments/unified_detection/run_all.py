@@ -47,11 +47,11 @@ PAPER_MSSSIM = {  # Tables 5.7 / 5.8: mean MS-SSIM no HMC / HMC / gain
     "mnist": {"attack:fgsm_01": ".43 .34 .09", "attack:fgsm_03": ".26 .27 .01",
               "attack:cw": ".18 .20 .02", "attack:encoder_01": ".43 .85 .42",
               "attack:encoder_02": ".30 .67 .37", "attack:encoder_03": ".25 .64 .39",
-              "outlier": ".03 .09 .06"},
+              "outlier": ".03 .09 .06", "outlier:constant_1": ".03 .10 .07"},
     "fashion_mnist": {"attack:fgsm_01": ".28 .17 .11", "attack:fgsm_03": ".19 .24 .05",
                       "attack:cw": ".33 .26 .07", "attack:encoder_01": ".41 .60 .19",
                       "attack:encoder_02": ".25 .45 .20", "attack:encoder_03": ".19 .38 .19",
-                      "outlier": ".18 .23 .05"},
+                      "outlier": ".18 .23 .05", "outlier:constant_1": ".21 .17 .04"},
 }  # fmt: skip
 ATTACK_LABELS = {"fgsm_01": "FGSM 0.1", "fgsm_03": "FGSM 0.3", "cw": "CW-L2 (targeted)",
                  "jsma": "JSMA (targeted)", "encoder_01": "encoder 0.1",
@@ -247,9 +247,11 @@ def tables(digests: dict[str, dict]) -> list[str]:
             "|---|---|---|---|---|---|---|---|",
         ]
         for group, g in defense["groups"].items():
-            paper = PAPER_MSSSIM[c].get("outlier" if group.startswith("outlier") else group, "-")
+            row = "outlier" if group.startswith("outlier") else group
+            paper = PAPER_MSSSIM[c].get(group, PAPER_MSSSIM[c].get(row, "-"))
+            label = "all white (ones)" if group == "outlier:constant_1" else group
             lines.append(
-                f"| {group} | {g['inputs']} | {paper} | {_msssim(g)} | "
+                f"| {label} | {g['inputs']} | {paper} | {_msssim(g)} | "
                 f"{100 * g['decided_inlier']:.1f} | {100 * g['decided_outlier']:.1f} | "
                 f"{100 * g['decided_attack']:.1f} | {g['acceptance_rate']:.2f} |"
             )

@@ -22,8 +22,9 @@ positive), with the attack's success rate and counts (digest open point 21):
 ``active_defense`` (Algorithm 2, :mod:`jaxrobust.inference.active_defense`): for each listed VAE,
 the hole threshold is the ``percentile`` of its hole indicator on the validation carve of the
 training split (never the test split), theta = ``gain_threshold``; the first
-``num_defense_inputs`` of the inliers, of each outlier set's test split and of each attack's
-adversarial inputs go through the defense, and the task reports the three-way confusion matrix
+``num_defense_inputs`` of the inliers, of each outlier set's test split, of constant images
+(``constant_outliers``: every pixel at the value; 1.0 is the "all white" row) and of each
+attack's adversarial inputs go through the defense, and the task reports the three-way confusion matrix
 (rows: what the inputs are, columns: inlier / outlier / attack) and the mean MS-SSIM without
 and with HMC and their gain (Tables 5.7 / 5.8). Runs of a VAE are vmapped.
 
@@ -35,7 +36,8 @@ Config::
         "attacks": {"fgsm_0.3": {"attack": "fgsm", "epsilon": 0.3},
                     "cw": {"attack": "cw_l2"}, "jsma": {"attack": "jsma"},
                     "encoder_0.1": {"attack": "encoder", "model": "lipschitz", "epsilon": 0.1}},
-        "active_defense": {"models": ["lipschitz"], "outliers": ["fashion_mnist"]},
+        "active_defense": {"models": ["lipschitz"], "outliers": ["fashion_mnist"],
+                           "constant_outliers": [1.0]},
     }
 """
 
@@ -119,6 +121,13 @@ def _check_ms_ssim(value, path: str) -> dict:
 DEFENSE_SCHEMA = {
     "models": Field(list, [], items=Field(str), help="Gaussian-latent VAEs (Algorithm 2)"),
     "outliers": Field(list, [], items=Field(str), help="outlier test sets"),
+    "constant_outliers": Field(
+        list,
+        [],
+        items=Field(float, minimum=0.0, maximum=1.0),
+        help="constant images, every pixel at this value in [0, 1] (1.0: 'all white' of Tables "
+        "5.7 / 5.8)",
+    ),
     "num_defense_inputs": Field(int, 200, minimum=1, help="per group (inliers, each set)"),
     "percentile": Field(float, 95.0, above=0.0, below=100.0, help="hole threshold (validation)"),
     "gain_threshold": Field(float, 0.15, minimum=0.0, help="theta of Algorithm 2"),
@@ -459,6 +468,11 @@ def _encoder_attack_scores(restored, score_name, adv, key, batch) -> np.ndarray:
     return np.concatenate(rows, axis=1)
 
 
+def _constant_group(value: float) -> str:
+    """Name of the constant-image group: ``constant_1`` for all white, ``constant_0.5``."""
+    return f"constant_{value:g}"
+
+
 def _run_defense(defense, ctx, x_in, adversarial_sets, key) -> dict:
     n = defense["num_defense_inputs"]
     groups = {"inliers": x_in[:n]}
@@ -467,6 +481,12 @@ def _run_defense(defense, ctx, x_in, adversarial_sets, key) -> dict:
         restored_any = ctx.restored(defense["models"][0])
         groups[f"outlier:{out_name}"] = np.asarray(
             restored_any.preprocess(jnp.asarray(np.asarray(out.images[:n])))
+        )
+    raw_shape = np.shape(ctx.dataset(ctx.config.data.name).images)[1:]  # before preprocessing
+    for value in defense["constant_outliers"]:
+        pixels = np.full((n, *raw_shape), round(255 * value), np.uint8)
+        groups[f"outlier:{_constant_group(value)}"] = np.asarray(
+            ctx.restored(defense["models"][0]).preprocess(jnp.asarray(pixels))
         )
     for name, adv in adversarial_sets.items():
         if len(adv):
