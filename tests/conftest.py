@@ -4,11 +4,21 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
+
+# One persistent JAX compilation cache per test session, shared by the xdist workers and the
+# subprocesses the end-to-end tests start (the same small programs are compiled in many test
+# files and processes); set before JAX is imported, which reads these at import.
+_RUN = os.environ.get("PYTEST_XDIST_TESTRUNUID") or str(os.getpid())
+os.environ.setdefault(
+    "JAX_COMPILATION_CACHE_DIR", str(Path(tempfile.gettempdir()) / f"jaxrobust-tests-xla-{_RUN}")
+)
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
 
 from synthetic import write_synthetic_cache  # noqa: E402
 
@@ -57,10 +67,27 @@ def pytest_collection_modifyitems(config, items):
     module- or class-scoped fixture (a training run, a report collector) go to one worker, so
     the fixture runs once; every other test is handed out on its own, which balances the two
     workers better than whole files."""
+    grouping = hasattr(config, "workerinput") and config.getvalue("loadgroup")
     for item in items:
         info = getattr(item, "_fixtureinfo", None)
         if info is None:
             continue
         scopes = {d.scope for defs in info.name2fixturedefs.values() for d in defs}
         if scopes & {"module", "class", "package"}:
-            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
+            group = item.nodeid.split("::")[0]
+            item.add_marker(pytest.mark.xdist_group(group))
+            if grouping:
+                _suffix_group(item, group)
+
+
+def _suffix_group(item, group: str) -> None:
+    """xdist's scheduler reads the group from an ``@group`` suffix of the node id, which xdist
+    3.8 writes to ``item._nodeid``; pytest 9.2 derives ``nodeid`` from ``item._id`` instead, so
+    the suffix never arrives and every grouped test ran alone (module fixtures built on both
+    workers). Write it where this pytest reads it."""
+    try:
+        from _pytest.nodeid import coerce_node_id
+    except ImportError:  # pytest < 9.2: xdist's own suffix works
+        return
+    if "@" not in item.nodeid:
+        item._id = coerce_node_id(f"{item.nodeid}@{group}")
