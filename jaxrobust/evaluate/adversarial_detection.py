@@ -24,9 +24,9 @@ the hole threshold is the ``percentile`` of its hole indicator on the validation
 training split (never the test split), theta = ``gain_threshold``; the first
 ``num_defense_inputs`` of the inliers, of each outlier set's test split, of constant images
 (``constant_outliers``: every pixel at the value; 1.0 is the "all white" row) and of each
-attack's adversarial inputs go through the defense, and the task reports the three-way confusion matrix
-(rows: what the inputs are, columns: inlier / outlier / attack) and the mean MS-SSIM without
-and with HMC and their gain (Tables 5.7 / 5.8). Runs of a VAE are vmapped.
+attack's adversarial inputs go through the defense, and the task reports the three-way
+confusion matrix (rows: what the inputs are, columns: inlier / outlier / attack) and the mean
+MS-SSIM without and with HMC and their gain (Tables 5.7 / 5.8). Runs of a VAE are vmapped.
 
 Config::
 

@@ -1,7 +1,8 @@
 """Models as pure functions: a :class:`Model` bundles init, loss and the capabilities of a family.
 
 Families: :func:`make_vae` (variational autoencoders with any latent family and observation
-model) and :func:`make_classifier` (softmax classifiers over any Flax network). New families
+model), :func:`make_classifier` (softmax classifiers over any Flax network) and
+:func:`make_hybrid` (deep hybrid models: a classifier and a beta-VAE sharing z). New families
 register a builder with :func:`register_model`; classifier networks with
 :func:`register_network`.
 """
@@ -14,6 +15,7 @@ from jaxrobust.models.base import (
     with_variables_transform,
 )
 from jaxrobust.models.classifier import make_classifier
+from jaxrobust.models.hybrid import make_hybrid
 from jaxrobust.models.registry import (
     ModelKind,
     build_model,
@@ -32,6 +34,7 @@ __all__ = [
     "build_model",
     "known_models",
     "make_classifier",
+    "make_hybrid",
     "make_vae",
     "merge_variables",
     "register_model",

@@ -73,6 +73,9 @@ class Model(NamedTuple):
         a static switch (dropout, batch statistics): jit with ``static_argnames="train"``.
       scores: named per-input scores computed from ``outputs``.
       latent: the latent family of ``encode`` (None without one).
+      loss_weights: the scalar loss weights a hyperparameter sweep may stack (name -> the
+        architecture's value); the loss reads a swept value from the variables' collection
+        ``"loss_weights"`` when present (:mod:`jaxrobust.train.sweep`).
     """
 
     kind: str
@@ -87,6 +90,7 @@ class Model(NamedTuple):
     decode: Callable[[PyTree, jax.Array], jax.Array] | None = None
     latent: Any = None
     log_joint: Callable[[PyTree, jax.Array, jax.Array], jax.Array] | None = None
+    loss_weights: Mapping[str, float] = {}
 
     def capabilities(self) -> tuple[str, ...]:
         """The names of the capabilities this model has.

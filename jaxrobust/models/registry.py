@@ -33,6 +33,7 @@ from jaxrobust.config import sections
 from jaxrobust.errors import ConfigError
 from jaxrobust.models.base import Model
 from jaxrobust.models.classifier import make_classifier
+from jaxrobust.models.hybrid import HYBRID_ARCHITECTURE, build_hybrid
 from jaxrobust.models.vae import make_vae
 from jaxrobust.nn import BasicCNN, SmallCNN, compute_dtype, resnet18
 from jaxrobust.registry import MODELS, NETWORKS
@@ -197,4 +198,10 @@ register_model(
     _build_classifier,
     schema=sections.CLASSIFIER_ARCHITECTURE,
     description="softmax classifier",
+)
+register_model(
+    "hybrid",
+    build_hybrid,
+    schema=HYBRID_ARCHITECTURE,
+    description="deep hybrid model: ResNet-18 classifier + beta-VAE sharing z (seed 000)",
 )

@@ -133,3 +133,83 @@ def resnet18(
     return ResNet(
         stage_sizes=(2, 2, 2, 2), num_classes=num_classes, widths=tuple(widths), dtype=dtype
     )
+
+
+def upsample_nearest(x: jnp.ndarray, scale: int) -> jnp.ndarray:
+    """Nearest-neighbour upsampling of NHWC images by an integer ``scale`` (PyTorch's
+    ``F.interpolate(scale_factor=scale)``, mode "nearest").
+
+    Example:
+        >>> upsample_nearest(jnp.array([[1.0, 2.0]]).reshape(1, 1, 2, 1), 2)[0, :, :, 0]
+        Array([[1., 1., 2., 2.],
+               [1., 1., 2., 2.]], dtype=float32)
+    """
+    if scale == 1:
+        return x
+    return jnp.repeat(jnp.repeat(x, scale, axis=-3), scale, axis=-2)
+
+
+class DecoderBlock(nn.Module):
+    """The residual decoder block of the hybrid-models code (pl_bolts ``DecoderBlock``):
+    3x3 conv-BN-ReLU at the input width, (nearest x ``scale``) 3x3 conv-BN to ``features``, a
+    shortcut ((nearest x ``scale``) 1x1 conv-BN where the shape changes), ReLU of the sum.
+
+    Example:
+        >>> import jax
+        >>> block, x = DecoderBlock(features=4, scale=2), jnp.zeros((1, 4, 4, 8))
+        >>> variables = jax.eval_shape(lambda x: block.init(jax.random.key(0), x, False), x)
+        >>> jax.eval_shape(lambda v, x: block.apply(v, x, False), variables, x).shape
+        (1, 8, 8, 4)
+    """
+
+    features: int
+    scale: int = 1
+    dtype: Any = None
+
+    @nn.compact
+    def __call__(self, x: jnp.ndarray, train: bool) -> jnp.ndarray:
+        norm = partial(
+            nn.BatchNorm, use_running_average=not train, momentum=0.9, epsilon=1e-5,
+            dtype=self.dtype,
+        )  # fmt: skip
+        conv = partial(Conv, use_bias=False, dtype=self.dtype)
+        h = nn.relu(norm()(conv(x.shape[-1], (3, 3), padding=1)(x)))
+        h = norm()(conv(self.features, (3, 3), padding=1)(upsample_nearest(h, self.scale)))
+        if self.scale != 1 or x.shape[-1] != self.features:
+            x = norm()(conv(self.features, (1, 1))(upsample_nearest(x, self.scale)))
+        return nn.relu(h + x)
+
+
+class ResNetDecoder(nn.Module):
+    """The ResNet-18 decoder of the hybrid-models code (pl_bolts ``resnet18_decoder(latent,
+    32, first_conv=False, maxpool1=False)``): Linear(latent, w0 * 4 * 4) to a 4x4 map of width
+    ``widths[0]``, four stages of two :class:`DecoderBlock` (x2 upsampling in the first block of
+    stages 1-3) at ``widths[1:]``, then a bias-free 3x3 conv to ``out_channels``, no output
+    activation: 32x32 images. 8,625,600 parameters at the default widths and 3 channels.
+
+    Example:
+        >>> import math, jax
+        >>> decoder, z = ResNetDecoder(out_channels=3), jnp.zeros((1, 256))
+        >>> variables = jax.eval_shape(lambda z: decoder.init(jax.random.key(0), z), z)
+        >>> sum(math.prod(p.shape) for p in jax.tree.leaves(variables["params"]))
+        8625600
+        >>> jax.eval_shape(lambda v, z: decoder.apply(v, z), variables, z).shape
+        (1, 32, 32, 3)
+    """
+
+    out_channels: int
+    widths: Sequence[int] = (512, 256, 128, 64, 64)
+    dtype: Any = None
+
+    @nn.compact
+    def __call__(self, z: jnp.ndarray, train: bool = False) -> jnp.ndarray:
+        if len(self.widths) != 5:
+            raise ValueError(f"ResNetDecoder needs 5 widths (input + 4 stages), got {self.widths}.")
+        h = nn.Dense(self.widths[0] * 16, dtype=self.dtype)(z)
+        h = h.reshape(*z.shape[:-1], 4, 4, self.widths[0])
+        for stage, width in enumerate(self.widths[1:]):
+            for block in range(2):
+                scale = 2 if stage < 3 and block == 0 else 1
+                h = DecoderBlock(width, scale, dtype=self.dtype)(h, train)
+        h = Conv(self.out_channels, (3, 3), padding=1, use_bias=False, dtype=self.dtype)(h)
+        return as_float32(h)
