@@ -39,7 +39,8 @@ def test_full_size_parameter_counts_equal_the_authors_code(name):
 
 def _tiny(variant="dhm", **options):
     return jr.models.make_hybrid(
-        (32, 32, 1), 10, variant=variant, widths=(4, 4, 8, 8), latent_dim=3, head_hidden=6,
+        (32, 32, 1), 10, variant=variant, widths=(4, 4, 8, 8), blocks=(1, 1, 1, 1), latent_dim=3,
+        head_hidden=6,
         **options,
     )  # fmt: skip
 

@@ -28,8 +28,12 @@ CELLS = {
     "mnist": ("fashion_mnist", "MNIST"),
     "fashion_mnist": ("mnist", "FMNIST"),
     "bbb_mnist": ("fashion_mnist", "MNIST, BBB"),  # Table 5.1
+    "mnist_encoder5": ("fashion_mnist", "MNIST, Lipschitz encoder M = 5 (ablation)"),
 }
 MAIN = ("mnist", "fashion_mnist")
+#: cells that repeat a main cell with one change: their attack and defense tables, beside the
+#: document's numbers of the main cell
+ABLATIONS = {"mnist_encoder5": "mnist"}
 RESULTS = HERE / "results"
 
 # ---------------------------------------------------------------- the document's numbers
@@ -183,14 +187,15 @@ def tables(digests: dict[str, dict]) -> list[str]:
                        ("Lipschitz VAE std of log-weights", "lipschitz/iwae_std")):  # fmt: skip
         lines.append(f"| {label} | " + " | ".join(_fmt(_ood(digests[c], ref)) for c in present)
                      + " |")  # fmt: skip
-    for c in present:
+    for c in [*present, *(a for a in ABLATIONS if a in digests)]:
         adv = digests[c].get("adversarial_detection")
         if not adv:
             continue
         name = CELLS[c][1]
+        paper_cell = ABLATIONS.get(c, c)
         lines += [
             "",
-            f"## Tables {'5.3' if c == 'mnist' else '5.4'} and 5.6: {name}, detectors vs "
+            f"## Tables {'5.3' if paper_cell == 'mnist' else '5.4'} and 5.6: {name}, detectors vs "
             "successful adversarial inputs",
             "",
             f"Victim: the CleverHans basic CNN (clean accuracy on the {adv['num_sources']} "
@@ -204,7 +209,9 @@ def tables(digests: dict[str, dict]) -> list[str]:
         ]
         for key, entry in adv["attacks"].items():
             det = entry["detectors"]
-            paper = PAPER_HOLE_ATTACKS[c].get(key) or (PAPER_T56[c] if key == "encoder_01" else "-")
+            paper = PAPER_HOLE_ATTACKS[paper_cell].get(key) or (
+                PAPER_T56[paper_cell] if key == "encoder_01" else "-"
+            )
             lines.append(
                 f"| {ATTACK_LABELS.get(key, key)} | {entry['successes']} / {entry['attempts']} "
                 f"| {paper} | {_fmt(det.get('lipschitz/hole_indicator'))} | "
@@ -231,8 +238,8 @@ def tables(digests: dict[str, dict]) -> list[str]:
         per_run = ", ".join(f"{x['hole']:.1f}" for x in t)
         lines += [
             "",
-            f"## Tables {'5.7' if c == 'mnist' else '5.8'} and Algorithm 2: {name}, the active "
-            "defense on the Lipschitz VAE",
+            f"## Tables {'5.7' if paper_cell == 'mnist' else '5.8'} and Algorithm 2: {name}, "
+            "the active defense on the Lipschitz VAE",
             "",
             f"Mean MS-SSIM(x, dec(z)) / MS-SSIM(x, dec(z_HMC)) / gain (3 scales, 7x7 window), "
             f"HMC {defense['hmc']['num_steps']} steps x {defense['hmc']['num_integration_steps']} "
@@ -248,7 +255,7 @@ def tables(digests: dict[str, dict]) -> list[str]:
         ]
         for group, g in defense["groups"].items():
             row = "outlier" if group.startswith("outlier") else group
-            paper = PAPER_MSSSIM[c].get(group, PAPER_MSSSIM[c].get(row, "-"))
+            paper = PAPER_MSSSIM[paper_cell].get(group, PAPER_MSSSIM[paper_cell].get(row, "-"))
             label = "all white (ones)" if group == "outlier:constant_1" else group
             lines.append(
                 f"| {label} | {g['inputs']} | {paper} | {_msssim(g)} | "

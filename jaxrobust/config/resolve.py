@@ -17,7 +17,14 @@ from typing import Any
 import ml_collections
 
 from jaxrobust.config import sections
-from jaxrobust.config.schema import REQUIRED, Field, Schema, plain, validate_section
+from jaxrobust.config.schema import (
+    REQUIRED,
+    Field,
+    Schema,
+    plain,
+    validate_section,
+    validate_value,
+)
 from jaxrobust.errors import ConfigError
 from jaxrobust.registry import (
     EVALUATIONS,
@@ -27,6 +34,7 @@ from jaxrobust.registry import (
     closest_match,
     unknown_name_message,
 )
+from jaxrobust.sweep import Sweep, split_member_name
 
 
 def _load_registrations() -> None:
@@ -121,7 +129,21 @@ def _model_field(name: str, section: Any) -> Field:
             schema["training"] = dataclasses.replace(
                 schema["training"], schema={**sections.TRAINING, "posterior": posterior}
             )
-    return Field(dict, REQUIRED, schema=schema)
+    return Field(dict, REQUIRED, schema=schema, check=_check_sweep_values)
+
+
+def _check_sweep_values(section: dict, path: str) -> dict:
+    """Swept values obey the architecture field of the same name (e.g. alpha >= 0)."""
+    sweep = (section.get("training") or {}).get("sweep") or {}
+    kind = section.get("kind")
+    architecture = _entry_schema(MODELS.get(kind, where=f"{path}.kind")) or {}
+    for name, values in sweep.items():
+        field = architecture.get(name)
+        if field is None:
+            continue
+        for i, value in enumerate(values):
+            validate_value(value, field, f"{path}.training.sweep.{name}[{i}]")
+    return section
 
 
 def _evaluate_schema(section: Mapping) -> Schema:
@@ -196,16 +218,27 @@ def _check_references(resolved: Mapping) -> None:
         names = section.get("models")
         if isinstance(names, (list, tuple)):
             for i, name in enumerate(names):
-                if name not in models:
-                    where = f"config.evaluate.{task}.models[{i}]"
-                    raise UnknownNameError(unknown_name_message("model", name, models, where))
+                _check_model_name(name, models, f"config.evaluate.{task}.models[{i}]")
         scores = section.get("scores")
         if isinstance(scores, (list, tuple)):
             for i, ref in enumerate(scores):
                 name = str(ref).partition("/")[0]
-                if name not in models:
-                    where = f"config.evaluate.{task}.scores[{i}] ({ref!r})"
-                    raise UnknownNameError(unknown_name_message("model", name, models, where))
+                _check_model_name(name, models, f"config.evaluate.{task}.scores[{i}] ({ref!r})")
+
+
+def _check_model_name(name: str, models: Mapping, where: str) -> None:
+    """A key of ``config.models``, or ``"<model>@<setting>"`` of a swept model."""
+    base, label = split_member_name(str(name))
+    if base not in models:
+        raise UnknownNameError(unknown_name_message("model", base, models, where))
+    if label is not None:
+        sweep = Sweep.from_training(models[base].get("training") or {})
+        if sweep is None:
+            raise UnknownNameError(
+                f"{where}: {name!r} names a sweep setting, but config.models.{base} has no "
+                "training.sweep; use the plain model name."
+            )
+        sweep.setting_index(label, where)
 
 
 def resolve_config(config: Any) -> ml_collections.ConfigDict:

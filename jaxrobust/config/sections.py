@@ -33,6 +33,7 @@ from jaxrobust.data.errors import UnknownDatasetError
 from jaxrobust.data.preprocess import RESIZE_MODES, Preprocess
 from jaxrobust.errors import ConfigError
 from jaxrobust.registry import NETWORKS, UnknownNameError, unknown_name_message
+from jaxrobust.sweep import check_sweep_section
 
 #: The largest seed: ``jax.random.key`` keeps 32 bits (without x64, seed 2**32 is seed 0), and
 #: seeds ``seed + r`` (runs, members, evaluation) must stay distinct.
@@ -418,6 +419,11 @@ def check_training(value: dict, path: str) -> dict:
             f"{path}.posterior.start_epoch must be in [1, num_epochs={value['num_epochs']}], "
             f"got {start}."
         )
+    if value.get("sweep") and value.get("posterior"):
+        raise ConfigError(
+            f"{path}: a sweep and a posterior section cannot be combined yet; train the sweep "
+            "as point models (drop posterior) or the posterior per setting."
+        )
     burn_in = posterior.get("burn_in_epochs") if posterior.get("method") == "sghmc" else None
     if burn_in is not None and burn_in >= value["num_epochs"]:
         raise ConfigError(
@@ -437,6 +443,12 @@ TRAINING: Schema = {
     "best_metric": Field(str, "val/loss", help="the metric that picks the best checkpoint"),
     "best_mode": Field(str, "min", choices=("min", "max")),
     "num_runs": Field(int, None, minimum=1, maximum=MAX_RUNS, help="seeds trained as one program"),
+    "sweep": Field(
+        dict,
+        None,
+        check=check_sweep_section,
+        help="loss weights stacked as one program: {name: [values]} (jaxrobust.sweep)",
+    ),  # fmt: skip
     "posterior": Field(dict, None, check=check_posterior),
     "adversarial_training": Field(dict, None, schema=ADVERSARIAL_TRAINING),
 }

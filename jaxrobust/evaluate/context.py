@@ -7,7 +7,9 @@ over fixed-size batches; the dataset put on the device once and shared by all mo
 VAE asked for ``iwae`` and ``iwae_std`` draws its K importance samples once.
 
 Output names, by kind of model:
-- a point model (``R`` runs, R = 1 without ``num_runs``): any of its score names and
+- a point model (``R`` runs, R = 1 without ``num_runs``; one setting ``"<model>@alpha=10"`` of
+  a swept model is its R runs, the bare name all members, :mod:`jaxrobust.sweep`): any of its
+  score names and
   ``"logits"``; arrays ``[R, N, ...]``. A score with a ``reference`` (a VAE's ``typicality``)
   is finished against the held-out set ``"<data.name>:validation"``, the validation carve of
   the training split (never the test split): requesting it also requests it there, its pass
@@ -42,6 +44,7 @@ from jaxrobust.inference.samples import check_compatible, restore_posterior
 from jaxrobust.models import Model
 from jaxrobust.runs import over_runs
 from jaxrobust.scores.table import needed_outputs
+from jaxrobust.sweep import Sweep, split_member_name
 from jaxrobust.train.loop import (
     abstract_variables,
     build_from_config,
@@ -97,7 +100,7 @@ class EvaluationContext:
         self._statistics: dict[tuple[str, str], dict[str, np.ndarray]] = {}  # raw pass outputs
         self._outputs: dict[tuple[str, str], dict[str, np.ndarray]] = {}  # references applied
         self._training_data = None
-        self._pass_fns: dict[tuple[str, tuple[str, ...]], Any] = {}
+        self._pass_fns: dict[tuple, Any] = {}
 
     # ---------------------------------------------------------------- models and data
     def restored(self, name: str) -> Restored:
@@ -112,6 +115,14 @@ class EvaluationContext:
         return dict(self._restored)
 
     def _restore(self, name: str) -> Restored:
+        base, label = split_member_name(name)
+        if label is not None:  # a setting of a sweep: the members of the restored whole
+            whole = self.restored(base)
+            sweep = Sweep.from_training(self.config.models[base].training)
+            members = sweep.members(name)
+            pick = members if sweep.num_runs is not None else members.start
+            variables = jax.tree.map(lambda v: v[pick], whole.variables)
+            return whole._replace(name=name, variables=variables, num_runs=sweep.num_runs)
         training = self.config.models[name].training
         if training.get("posterior"):
             model, preprocess = build_from_config(self.config, name)
@@ -125,9 +136,9 @@ class EvaluationContext:
         model, preprocess, variables, epoch = restore_model(
             self.workdir, name, which, config=self.config
         )
-        return Restored(
-            name, model, preprocess, variables, epoch, training.get("num_runs"), False, {}
-        )
+        sweep = Sweep.from_training(training)
+        num_runs = training.get("num_runs") if sweep is None else sweep.num_members
+        return Restored(name, model, preprocess, variables, epoch, num_runs, False, {})
 
     @property
     def held_out_name(self) -> str:
@@ -236,7 +247,9 @@ class EvaluationContext:
             names = tuple(sorted(self._requests.get(key, ())))
             restored = self.restored(model_name)
             data = self.dataset(dataset_name)
-            fn_key = (model_name, names)
+            # One function per (model object, runs, outputs): the settings of a sweep share the
+            # model of their whole, so their passes compile once.
+            fn_key = (id(restored.model), restored.num_runs, names)
             if fn_key not in self._pass_fns:
                 self._pass_fns[fn_key] = _pass_fn(
                     restored.model, names, restored.is_posterior, restored.num_runs

@@ -62,6 +62,7 @@ from jaxrobust.models.base import Model, Score, split_variables
 from jaxrobust.nn.precision import as_float32
 from jaxrobust.nn.resnet import ResNet, ResNetDecoder
 from jaxrobust.scores.importance import importance_weighted_log_likelihood
+from jaxrobust.sweep import LOSS_WEIGHTS_COLLECTION
 
 VARIANTS = ("dhm", "resnet", "beta_vae")
 HEAD_INPUTS = ("sample", "mu")
@@ -73,6 +74,12 @@ LOSS_WEIGHTS = ("alpha", "beta_g", "beta")
 HYBRID_ARCHITECTURE = {
     "variant": Field(str, "dhm", choices=VARIANTS, help="dhm | resnet | beta_vae"),
     "width": Field(float, 1.0, above=0.0, help="multiplier of the ResNet-18 widths 64..512"),
+    "blocks": Field(
+        list,
+        [2, 2, 2, 2],
+        items=Field(int, minimum=1),
+        help="residual blocks per stage, encoders and decoder ([2, 2, 2, 2]: ResNet-18)",
+    ),  # fmt: skip
     "latent_dim": Field(int, 256, minimum=1),
     "head_hidden": Field(int, 256, minimum=1, help="the head's hidden Linear (the code: 256)"),
     "head_input": Field(str, "sample", choices=HEAD_INPUTS, help="z ~ q (thesis) or mu (code)"),
@@ -105,6 +112,7 @@ class HybridNetwork(nn.Module):
     widths: Sequence[int] = RESNET18_WIDTHS
     head_hidden: int = 256
     variant: str = "dhm"
+    blocks: Sequence[int] = (2, 2, 2, 2)
     generative: bool = True  # the decoder (and the log-variance layer)
     sample_head: bool = True  # the head sees z ~ q in training (else mu)
     dtype: Any = None
@@ -123,7 +131,9 @@ class HybridNetwork(nn.Module):
 
     def setup(self):
         widths = tuple(self.widths)
-        resnet = dict(stage_sizes=(2, 2, 2, 2), num_classes=None, widths=widths, dtype=self.dtype)
+        resnet = dict(
+            stage_sizes=tuple(self.blocks), num_classes=None, widths=widths, dtype=self.dtype
+        )
         if self.has_vae:
             self.vae_encoder = ResNet(**resnet)
             self.fc_mu = nn.Dense(self.latent_dim, dtype=self.dtype)
@@ -131,7 +141,9 @@ class HybridNetwork(nn.Module):
                 self.fc_var = nn.Dense(self.latent_dim, dtype=self.dtype)
         if self.has_vae and self.generative:
             decoder_widths = (widths[3], widths[2], widths[1], widths[0], widths[0])
-            self.decoder = ResNetDecoder(self.out_channels, decoder_widths, dtype=self.dtype)
+            self.decoder = ResNetDecoder(
+                self.out_channels, decoder_widths, tuple(self.blocks), dtype=self.dtype
+            )
         if self.has_classifier:
             self.classifier = ResNet(**resnet)
             self.head_hidden_layer = nn.Dense(self.head_hidden, dtype=self.dtype)
@@ -191,6 +203,7 @@ def make_hybrid(
     *,
     variant: str = "dhm",
     widths: Sequence[int] = RESNET18_WIDTHS,
+    blocks: Sequence[int] = (2, 2, 2, 2),
     latent_dim: int = 256,
     head_hidden: int = 256,
     head_input: str = "sample",
@@ -225,9 +238,11 @@ def make_hybrid(
             "pad or resize 28x28 data to 32 (data.preprocess.resize_to = 32)."
         )
     generative = variant == "beta_vae" or (variant == "dhm" and beta_g > 0)
+    if len(blocks) != 4 or len(widths) != 4:
+        raise ValueError(f"blocks and widths need 4 stages each, got {blocks} and {widths}.")
     network = HybridNetwork(
         num_classes, image_shape[-1], latent_dim, tuple(widths), head_hidden, variant,
-        generative, head_input == "sample", dtype,
+        tuple(blocks), generative, head_input == "sample", dtype,
     )  # fmt: skip
     defaults = {"alpha": alpha, "beta_g": beta_g, "beta": beta}
     loss_weights = {
@@ -238,7 +253,7 @@ def make_hybrid(
     num_pixels = math.prod(image_shape)
 
     def weights(variables) -> dict:
-        return {**defaults, **variables.get("loss_weights", {})}
+        return {**defaults, **variables.get(LOSS_WEIGHTS_COLLECTION, {})}
 
     def init(key, images):
         params_key, dropout_key, z_key = jax.random.split(key, 3)
@@ -383,6 +398,7 @@ def build_hybrid(cfg: Mapping[str, Any], image_shape: Sequence[int], num_classes
         num_classes,
         variant=cfg.get("variant", "dhm"),
         widths=scaled_widths(cfg.get("width", 1.0)),
+        blocks=tuple(cfg.get("blocks", (2, 2, 2, 2))),
         latent_dim=cfg.get("latent_dim", 256),
         head_hidden=cfg.get("head_hidden", 256),
         head_input=cfg.get("head_input", "sample"),

@@ -199,6 +199,7 @@ class ResNetDecoder(nn.Module):
 
     out_channels: int
     widths: Sequence[int] = (512, 256, 128, 64, 64)
+    blocks: Sequence[int] = (2, 2, 2, 2)
     dtype: Any = None
 
     @nn.compact
@@ -207,8 +208,8 @@ class ResNetDecoder(nn.Module):
             raise ValueError(f"ResNetDecoder needs 5 widths (input + 4 stages), got {self.widths}.")
         h = nn.Dense(self.widths[0] * 16, dtype=self.dtype)(z)
         h = h.reshape(*z.shape[:-1], 4, 4, self.widths[0])
-        for stage, width in enumerate(self.widths[1:]):
-            for block in range(2):
+        for stage, (width, count) in enumerate(zip(self.widths[1:], self.blocks, strict=True)):
+            for block in range(count):
                 scale = 2 if stage < 3 and block == 0 else 1
                 h = DecoderBlock(width, scale, dtype=self.dtype)(h, train)
         h = Conv(self.out_channels, (3, 3), padding=1, use_bias=False, dtype=self.dtype)(h)

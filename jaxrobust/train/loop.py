@@ -38,6 +38,7 @@ from jaxrobust.models import Model, build_model
 from jaxrobust.models.base import merge_variables, split_variables
 from jaxrobust.nn.conv_ops import cpu_compiler_options
 from jaxrobust.registry import unknown_name_message
+from jaxrobust.sweep import LOSS_WEIGHTS_COLLECTION, Sweep, check_sweep_names
 from jaxrobust.train.adversarial import adversarial_training
 from jaxrobust.train.checkpoint import ModelCheckpoints, committed_epochs
 from jaxrobust.train.epoch import TrainState, make_eval_pass, make_train_epoch
@@ -115,16 +116,38 @@ def build_from_config(config: ml_collections.ConfigDict, name: str) -> tuple[Mod
 
 
 def abstract_variables(
-    model: Model, preprocess: Preprocess, config, sharding=None, num_runs: int | None = None
+    model: Model,
+    preprocess: Preprocess,
+    config,
+    sharding=None,
+    num_runs: int | None = None,
+    *,
+    sweep: Sweep | None = None,
 ) -> Any:
-    """Shapes/dtypes of the model's variables (with a leading [R] run axis when ``num_runs``)."""
+    """Shapes/dtypes of the model's variables (with a leading [R] run axis when ``num_runs``;
+    with a ``sweep``, its [M] members and their ``loss_weights`` collection)."""
     info = datasets.dataset_info(config.data.name)
     example = jnp.zeros((1, *preprocess.output_shape(info.image_shape)), jnp.float32)
+    if sweep is not None:
+        num_runs = sweep.num_members
     keys = run_keys(0, "abstract", num_runs)
     shapes = jax.eval_shape(
         lambda k: _per_run(lambda key: model.init(key, example), k, num_runs), keys
     )
+    if sweep is not None:
+        weights = {n: jax.ShapeDtypeStruct((num_runs,), jnp.float32) for n in sweep.names}
+        shapes = {**shapes, LOSS_WEIGHTS_COLLECTION: weights}
     return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding), shapes)
+
+
+def sweep_keys(seed: int, name: str, sweep: Sweep) -> jax.Array:
+    """Root keys ``[M]`` of a sweep's members: member (s, r) has run r's key of
+    :func:`run_keys`, the same in every setting (the thesis: "the same random seed for the exact
+    same setting"), so it equals the separately trained model with that setting."""
+    base = run_keys(seed, name, sweep.num_runs)
+    if sweep.num_runs is None:
+        return jnp.stack([base] * sweep.num_members)
+    return base[jnp.asarray(sweep.member_runs())]
 
 
 def check_buildable(config: ml_collections.ConfigDict) -> None:
@@ -134,7 +157,12 @@ def check_buildable(config: ml_collections.ConfigDict) -> None:
         training = config.models[name].training
         try:
             model, preprocess = build_from_config(config, name)
-            abstract_variables(model, preprocess, config, num_runs=training.get("num_runs"))
+            sweep = Sweep.from_training(training)
+            if sweep is not None:
+                check_sweep_names(sweep, model.loss_weights, f"config.models.{name}.training")
+            abstract_variables(
+                model, preprocess, config, num_runs=training.get("num_runs"), sweep=sweep
+            )
             build_optimizer(plain(training.optimizer), steps_per_epoch=1)
         except JaxrobustError:
             raise
@@ -243,8 +271,19 @@ def _train_model(config, workdir: Path, name: str, mesh, hooks) -> dict:
     if posterior is not None:
         model, optimizer = posterior.model, posterior.optimizer
         num_runs = posterior.num_runs if posterior.num_runs is not None else num_runs
+    sweep = Sweep.from_training(cfg)
+    if sweep is not None:  # settings x runs, stacked like runs (jaxrobust.sweep)
+        check_sweep_names(sweep, model.loss_weights, f"config.models.{name}.training")
+        num_runs = sweep.num_members
     # Made under jit with a replicated output: the same global array in every process.
-    keys = jax.jit(lambda: run_keys(config.seed, name, num_runs), out_shardings=on_devices)()
+    keys = jax.jit(
+        lambda: (
+            run_keys(config.seed, name, num_runs)
+            if sweep is None
+            else sweep_keys(config.seed, name, sweep)
+        ),
+        out_shardings=on_devices,
+    )()
     shard_runs = shards_runs(num_runs, mesh)
     if not shard_runs:
         check_batch_divisible(batch_size, mesh)
@@ -258,6 +297,11 @@ def _train_model(config, workdir: Path, name: str, mesh, hooks) -> dict:
     # Jitted so that no two leaves share a buffer (an optimizer state that starts as a copy of
     # the params, e.g. SWAG's mean, would otherwise be donated twice by the first epoch).
     state = jax.jit(lambda k: _per_run(init, k, num_runs), out_shardings=state_sharding)(keys)
+    if sweep is not None:  # each member's loss weights, read by the model's loss
+        weights = jax.device_put(
+            {n: jnp.asarray(v) for n, v in sweep.member_values().items()}, state_sharding
+        )
+        state = state._replace(model_state={**state.model_state, LOSS_WEIGHTS_COLLECTION: weights})
 
     checkpoints = ModelCheckpoints(
         checkpoint_dir(workdir, name),
