@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import tempfile
@@ -19,6 +20,26 @@ os.environ.setdefault(
     "JAX_COMPILATION_CACHE_DIR", str(Path(tempfile.gettempdir()) / f"jaxrobust-tests-xla-{_RUN}")
 )
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
+
+
+def _write_art_config() -> None:
+    """ART (the attack-parity reference) writes ~/.art/config.json on its first import, and two
+    xdist workers importing it at once on a fresh machine race (one sees the file appear after
+    its existence check and fails with a NameError at collection). Write it first, atomically."""
+    folder = Path(os.path.expanduser("~")) / ".art"
+    path = folder / "config.json"
+    if path.exists():
+        return
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f"config.json.{os.getpid()}.tmp"
+        tmp.write_text(json.dumps({"ART_DATA_PATH": str(folder / "data")}, indent=4))
+        os.replace(tmp, path)
+    except OSError:
+        pass  # an unwritable home: ART falls back to /tmp itself
+
+
+_write_art_config()
 
 from synthetic import write_synthetic_cache  # noqa: E402
 
