@@ -21,8 +21,15 @@ Config::
 
 Attack options: ``attack`` ("fgsm" or "pgd"), ``norm`` ("linf" or "l2"), ``loss``
 ("cross_entropy" or "margin", on the eval-mode logits), and for PGD ``num_steps``,
-``step_size``, ``random_start`` (default true). Inputs are the preprocessed images, clipped to
-``domain`` (default [0, 1]; None for a normalised space).
+``step_size``, ``random_start`` (default true).
+
+``space`` says where epsilon is measured: ``"model_input"`` (default): the preprocessed images
+the model takes, clipped to ``domain`` (default [0, 1]; None for a normalised space without
+clipping: the hybrid-models thesis's FGSM, one gradient of the normalised input, seed 000);
+``"pixels"``: the images in [0, 1] before ``data.preprocess``'s normalisation (mean / std),
+which is applied inside the attacked function, clipped to ``domain``. A model with
+``num_runs`` (or a sweep setting, ``"<model>@alpha=10"``) is attacked run by run in one
+program; the results are the mean over runs with ``accuracy_std`` and ``accuracy_runs``.
 """
 
 from __future__ import annotations
@@ -38,6 +45,9 @@ from jaxrobust.config.schema import Field, validate_section
 from jaxrobust.config.sections import check_domain, seed_field
 from jaxrobust.errors import ConfigError
 from jaxrobust.evaluate.task import register_evaluation
+from jaxrobust.runs import over_runs
+
+SPACES = ("model_input", "pixels")
 
 ATTACK_SCHEMA = {
     "attack": Field(str, choices=("fgsm", "pgd")),
@@ -67,6 +77,7 @@ SCHEMA = {
         list, [0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3], items=Field(float, minimum=0.0)
     ),
     "domain": Field((list, type(None)), [0.0, 1.0], items=Field(float), check=check_domain),
+    "space": Field(str, "model_input", choices=SPACES, help="where epsilon is measured"),
     "attacks": Field(dict, check=_check_attacks),
 }
 
@@ -78,10 +89,10 @@ def plan(section, ctx) -> None:
             raise ConfigError(
                 f"evaluate.attacks: model {name!r} ({restored.model.kind}) is not a classifier."
             )
-        if restored.is_posterior or restored.num_runs is not None:
+        if restored.is_posterior:
             raise ConfigError(
-                f"evaluate.attacks: model {name!r} is a stack of runs or samples; attack a single "
-                "model (no num_runs, no posterior)."
+                f"evaluate.attacks: model {name!r} is a posterior stack; attack a point model "
+                "(its runs are attacked one by one)."
             )
 
 
@@ -144,7 +155,8 @@ def run(section, ctx) -> dict:
     results = {}
     for name in section["models"]:
         restored = ctx.restored(name)
-        x = jnp.asarray(restored.preprocess(data.images[:num]))
+        preprocess, logits_fn = _attacked_space(restored, section["space"])
+        x = jnp.asarray(preprocess(data.images[:num]))
         entry = {
             "epsilons": list(section["epsilons"]),
             "num_images": num,
@@ -160,16 +172,27 @@ def run(section, ctx) -> dict:
                         "domain."
                     )
             evaluator = make_attack_evaluator(
-                restored.model.logits, spec, section["epsilons"], chunk_size, section["domain"]
+                logits_fn, spec, section["epsilons"], chunk_size, section["domain"]
             )
+            if restored.num_runs is not None:  # [R, E, N]: every run, one program
+                evaluator = jax.jit(over_runs(evaluator, in_axes=(0, None, None, None)))
             tic = time.perf_counter()
             compiled = evaluator.lower(restored.variables, x, y, key).compile()
             entry["compile_seconds"][attack_name] = time.perf_counter() - tic
             tic = time.perf_counter()
             correct = np.asarray(jax.block_until_ready(compiled(restored.variables, x, y, key)))
             entry["seconds"][attack_name] = time.perf_counter() - tic
-            entry["accuracy"][attack_name] = correct.astype(np.float64).mean(1).tolist()
+            accuracy = correct.astype(np.float64).mean(-1)  # [E] or [R, E]
+            if restored.num_runs is None:
+                entry["accuracy"][attack_name] = accuracy.tolist()
+            else:
+                entry["accuracy"][attack_name] = accuracy.mean(0).tolist()
+                entry.setdefault("accuracy_std", {})[attack_name] = (
+                    accuracy.std(0, ddof=1) if len(accuracy) > 1 else 0 * accuracy[0]
+                ).tolist()
+                entry.setdefault("accuracy_runs", {})[attack_name] = accuracy.tolist()
             entry["attacks"][attack_name] = dict(spec)
+        entry["space"], entry["num_runs"] = section["space"], restored.num_runs
         results[name] = entry
         plots.plot_robustness_curves(
             {f"{name} {a}": (entry["epsilons"], acc) for a, acc in entry["accuracy"].items()},
@@ -179,6 +202,20 @@ def run(section, ctx) -> dict:
     return results
 
 
+def _attacked_space(restored, space: str):
+    """``(preprocess, logits_fn)`` of the space the attack works in (module docstring)."""
+    preprocess = restored.preprocess
+    if space == "model_input" or preprocess.mean is None:
+        return preprocess, restored.model.logits
+    mean = jnp.asarray(preprocess.mean, jnp.float32)
+    std = jnp.asarray(preprocess.std, jnp.float32)
+
+    def logits_fn(variables, pixels):
+        return restored.model.logits(variables, (pixels - mean) / std)
+
+    return preprocess._replace(mean=None, std=None), logits_fn
+
+
 def markdown(results: dict) -> str:
     lines = []
     for name, r in results.items():
@@ -186,15 +223,22 @@ def markdown(results: dict) -> str:
         lines += [
             f"## Attacks: {name} (first {r['num_images']} test images)",
             "",
-            "Accuracy (%) under each attack (an upper bound on robust accuracy): "
+            "Accuracy (%) under each attack (an upper bound on robust accuracy"
+            + (f"; mean (std) over {r['num_runs']} runs" if r.get("num_runs") else "")
+            + f"; epsilon in {r.get('space', 'model_input').replace('_', ' ')} space): "
             + "; ".join(f"{a}: {_describe(r['attacks'][a])}" for a in attack_names)
             + ".",
             "",
             "| epsilon | " + " | ".join(attack_names) + " |",
             "|---" * (len(attack_names) + 1) + "|",
         ]
+        stds = r.get("accuracy_std", {})
         for i, eps in enumerate(r["epsilons"]):
-            cells = [f"{100 * r['accuracy'][a][i]:.1f}" for a in attack_names]
+            cells = [
+                f"{100 * r['accuracy'][a][i]:.1f}"
+                + (f" ({100 * stds[a][i]:.1f})" if a in stds else "")
+                for a in attack_names
+            ]
             lines.append(f"| {eps:g} | " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)
