@@ -40,10 +40,14 @@ def write_synthetic_cache(root: Path, n_train: int = 512, n_test: int = 256) -> 
     return root
 
 
-def write_colour_stand_ins(root: Path, n_train: int, n_test: int) -> Path:
-    """Random uint8 32x32x3 images as ``cifar10`` and ``svhn_cropped`` (not obtainable offline),
-    for configs that need those datasets to train and evaluate end to end."""
-    for name, seed in (("cifar10", 0), ("svhn_cropped", 5)):
+def write_colour_stand_ins(
+    root: Path, n_train: int, n_test: int, names=("cifar10", "svhn_cropped")
+) -> Path:
+    """Random uint8 32x32x3 images as ``cifar10``, ``svhn_cropped`` (and ``cifar100`` when
+    named; not obtainable offline), for configs that need them to train and evaluate end to
+    end."""
+    seeds = {"cifar10": 0, "svhn_cropped": 5, "cifar100": 9}
+    for name, seed in ((n, seeds[n]) for n in names):
         for split, n in (("train", n_train), ("test", n_test)):
             rng = np.random.default_rng(seed + len(split))
             images = rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
