@@ -57,6 +57,10 @@ DATASETS = {
                       "validation_size": 10000, "out": "mnist"},
 }  # fmt: skip
 THESIS_BUDGET = {"width": 1.0, "epochs": 200, "num_runs": 10, "batch_size": 512}
+#: the stand-ins' budget on this CPU (digest section 6: 3-5 runs x ~30 epochs without a GPU); not
+#: yet measured: set from a timed epoch before the first run (the swept DHM alone trains
+#: 6 alphas x num_runs members)
+STAND_IN_BUDGET = {"width": 0.125, "epochs": 8, "num_runs": 3, "batch_size": 512}
 
 
 def _training(epochs: int, num_runs: int, batch_size: int, best: str, mode: str) -> dict:
@@ -146,3 +150,14 @@ def make_config(
         },
     }
     return copy.deepcopy(ml_collections.ConfigDict(c))
+
+
+def stand_in_config(name: str, train: str) -> ml_collections.ConfigDict:
+    """A stand-in cell (digest section 6) at :data:`STAND_IN_BUDGET`, with the pixel-space FGSM
+    grid beside the thesis's normalised one and the semantic test sets of the stand-ins."""
+    c = make_config(name, train, stand_in=True, **{
+        "width": STAND_IN_BUDGET["width"], "epochs": STAND_IN_BUDGET["epochs"],
+        "num_runs": STAND_IN_BUDGET["num_runs"], "batch_size": STAND_IN_BUDGET["batch_size"],
+    })  # fmt: skip
+    c.evaluate.test_limit = 5000
+    return c
