@@ -71,7 +71,7 @@ def test_ms_ssim_is_batched_jittable_and_one_for_identical_images():
     batched = jax.jit(lambda a, b: ms_ssim(a, b, **MNIST_MS_SSIM))(x, y)
     assert batched.shape == (2, 3)
     one = ms_ssim(x[1, 2], y[1, 2], **MNIST_MS_SSIM)
-    np.testing.assert_allclose(batched[1, 2], one, rtol=1e-6)
+    np.testing.assert_allclose(batched[1, 2], one, rtol=1e-5)  # float32, jit vs eager order
     np.testing.assert_allclose(ms_ssim(x, x, **MNIST_MS_SSIM), 1.0, rtol=1e-6)
     assert float(ms_ssim(x[0, :1], 1.0 - x[0, :1], **MNIST_MS_SSIM)[0]) < 0.2
 
