@@ -33,6 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from bench_report import measure, run_stamp, stamp_text, write_section
+from bench_train_step import random_variables
 
 from jaxrobust.data.preprocess import Preprocess
 from jaxrobust.devices import describe_devices
@@ -60,22 +61,6 @@ def _data(steps: int, batch: int, seed: int = 0):
     return images, labels
 
 
-def _random_variables(shapes, seed: int):
-    """Variables of the shapes ``shapes``: BN scales / variances 1, biases / means 0, the rest
-    N(0, 0.05^2), drawn with NumPy (XLA:CPU takes minutes to compile three ResNets' init)."""
-    rng = np.random.default_rng(seed)
-
-    def draw(path, leaf):
-        name = str(getattr(path[-1], "key", path[-1]))
-        if name in ("scale", "var"):
-            return jnp.ones(leaf.shape, leaf.dtype)
-        if name in ("bias", "mean"):
-            return jnp.zeros(leaf.shape, leaf.dtype)
-        return jnp.asarray(0.05 * rng.standard_normal(leaf.shape), leaf.dtype)
-
-    return jax.tree_util.tree_map_with_path(draw, shapes)
-
-
 def jax_program(width: float, steps: int, batch: int, members: int | None):
     """The compiled DHM epoch for ``members`` stacked members (None: one unstacked model):
     ``(compiled, make_state(alphas), images, labels, compile seconds, parameters per model)``."""
@@ -89,7 +74,7 @@ def jax_program(width: float, steps: int, batch: int, members: int | None):
 
     def make_state(alphas):
         """One member per alpha (the same initial weights), or an unstacked model (None)."""
-        params, state = split_variables(_random_variables(shapes, 0))
+        params, state = split_variables(random_variables(shapes, 0))
         one = TrainState(jnp.zeros((), jnp.int32), params, state, optimizer.init(params))
         if alphas is None:
             return one
