@@ -57,13 +57,21 @@ DATASETS = {
                       "validation_size": 10000, "out": "mnist"},
 }  # fmt: skip
 THESIS_BUDGET = {"width": 1.0, "epochs": 200, "num_runs": 10, "batch_size": 512}
-#: the stand-ins' budget on this CPU (digest section 6: 3-5 runs x ~30 epochs without a GPU); not
-#: yet measured: set from a timed epoch before the first run (the swept DHM alone trains
-#: 6 alphas x num_runs members)
-STAND_IN_BUDGET = {"width": 0.125, "epochs": 8, "num_runs": 3, "batch_size": 512}
+#: the stand-ins' budget on this CPU, from a timed step (tools/bench_hybrid.py's program, 1 x 32 x
+#: 32 inputs, 2 cores): width 0.0625, batch 128 costs 0.44 s per DHM member-step, and the swept
+#: DHM alone is 6 alphas x num_runs members. Reductions against the thesis (RESULTS.md states
+#: each): width 1/16; batch 128 instead of 512 (4x the steps for the same compute); 4 epochs of a
+#: 6,400-image training carve (200 steps, 25,600 images seen); one x0.1 decay after epoch 3
+#: instead of three (at 200 steps three decays would leave 50 steps at the working rate); a
+#: 2,000-image validation carve; IWAE with 10 samples; the first 2,000 test images.
+STAND_IN_BUDGET = {"width": 0.0625, "epochs": 4, "num_runs": 3, "batch_size": 128,
+                   "train_limit": 6400, "validation_limit": 2000, "decay_every_epochs": 3,
+                   "iwae_samples": 10, "test_limit": 2000}  # fmt: skip
 
 
-def _training(epochs: int, num_runs: int, batch_size: int, best: str, mode: str) -> dict:
+def _training(
+    epochs: int, num_runs: int, batch_size: int, best: str, mode: str, decay_every: int | None
+) -> dict:
     return {
         "batch_size": batch_size,
         "eval_batch_size": 1000,
@@ -72,7 +80,8 @@ def _training(epochs: int, num_runs: int, batch_size: int, best: str, mode: str)
         "optimizer": {
             "name": "adam",
             "learning_rate": 1e-3,
-            "decay_every_epochs": max(1, epochs // 4),  # the thesis: 50 of 200 epochs
+            # the thesis: x0.1 every 50 of 200 epochs
+            "decay_every_epochs": decay_every or max(1, epochs // 4),
             "decay_factor": 0.1,
         },
         "best_metric": best,
@@ -80,13 +89,16 @@ def _training(epochs: int, num_runs: int, batch_size: int, best: str, mode: str)
     }
 
 
-def hybrid(variant: str, width: float, epochs: int, num_runs: int, batch_size: int, **arch):
-    architecture = {"variant": variant, "width": width, "iwae_samples": IWAE_SAMPLES, **arch}
+def hybrid(
+    variant: str, width: float, epochs: int, num_runs: int, batch_size: int,
+    decay_every: int | None = None, iwae_samples: int = IWAE_SAMPLES, **arch,
+) -> dict:  # fmt: skip
+    architecture = {"variant": variant, "width": width, "iwae_samples": iwae_samples, **arch}
     best = ("val/loss", "min") if variant == "beta_vae" else ("val/accuracy", "max")
     return {
         "kind": "hybrid",
         "architecture": architecture,
-        "training": _training(epochs, num_runs, batch_size, *best),
+        "training": _training(epochs, num_runs, batch_size, *best, decay_every),
     }
 
 
@@ -97,11 +109,12 @@ def dhm_settings() -> list[str]:
 
 def make_config(
     name: str, train: str, *, width: float, epochs: int, num_runs: int, batch_size: int = 512,
-    stand_in: bool = False,
+    stand_in: bool = False, decay_every: int | None = None, iwae_samples: int = IWAE_SAMPLES,
 ) -> ml_collections.ConfigDict:  # fmt: skip
     """The eight models on ``train`` (module docstring), evaluated against its OOD set."""
     spec = DATASETS[train]
-    budget = dict(width=width, epochs=epochs, num_runs=num_runs, batch_size=batch_size)
+    budget = dict(width=width, epochs=epochs, num_runs=num_runs, batch_size=batch_size,
+                  decay_every=decay_every, iwae_samples=iwae_samples)  # fmt: skip
     models = {
         "resnet": hybrid("resnet", **budget),
         "disc_dhm": hybrid("dhm", **budget, beta_g=0.0),
@@ -155,9 +168,13 @@ def make_config(
 def stand_in_config(name: str, train: str) -> ml_collections.ConfigDict:
     """A stand-in cell (digest section 6) at :data:`STAND_IN_BUDGET`, with the pixel-space FGSM
     grid beside the thesis's normalised one and the semantic test sets of the stand-ins."""
+    b = STAND_IN_BUDGET
     c = make_config(name, train, stand_in=True, **{
-        "width": STAND_IN_BUDGET["width"], "epochs": STAND_IN_BUDGET["epochs"],
-        "num_runs": STAND_IN_BUDGET["num_runs"], "batch_size": STAND_IN_BUDGET["batch_size"],
+        "width": b["width"], "epochs": b["epochs"], "num_runs": b["num_runs"],
+        "batch_size": b["batch_size"], "decay_every": b["decay_every_epochs"],
+        "iwae_samples": b["iwae_samples"],
     })  # fmt: skip
-    c.evaluate.test_limit = 5000
+    c.data.train_limit = b["train_limit"]
+    c.data.validation_limit = b["validation_limit"]
+    c.evaluate.test_limit = b["test_limit"]
     return c
