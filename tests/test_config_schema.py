@@ -372,6 +372,21 @@ def test_every_default_is_filled_in():
     assert c.evaluate.classification.ece_bins == 15 and c.evaluate.ood.positive == "in"
 
 
+def test_a_section_under_another_name_runs_the_task_it_names():
+    second = {"task": "classification", "models": ["classifier"], "ece_bins": 5}
+    c = resolve_config(with_value(BASE, "evaluate.coarse_ece", second))
+    assert c.evaluate.coarse_ece.ece_bins == 5 and c.evaluate.classification.ece_bins == 15
+    assert c.evaluate.coarse_ece.task == "classification"
+    with pytest.raises(ConfigError, match="coarse_ece.task.*'classification'"):
+        resolve_config(with_value(BASE, "evaluate.coarse_ece", {**second, "task": "clasification"}))
+    with pytest.raises(
+        ConfigError, match="'ece_binz' in config.evaluate.coarse_ece"
+    ):  # the task's schema applies
+        resolve_config(with_value(BASE, "evaluate.coarse_ece", {**second, "ece_binz": 5}))
+    with pytest.raises(ConfigError, match="no_task"):  # neither a task nor names one
+        resolve_config(with_value(BASE, "evaluate.no_task", {"models": ["classifier"]}))
+
+
 def test_bbb_prior_defaults_are_the_scale_mixture():
     config = with_value(BASE, "models.vae.training.posterior", {"method": "bbb"})
     prior = resolve_config(config).models.vae.training.posterior.prior

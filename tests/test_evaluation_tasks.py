@@ -167,6 +167,15 @@ def test_attack_and_rejection_tasks_on_an_affine_classifier(synthetic_data, tmp_
         "epsilons": [0.0, 0.1, 0.3],
         "attacks": {"fgsm": {"attack": "fgsm"}, "pgd": {"attack": "pgd", "num_steps": 3}},
     }
+    # the same task a second time under another name, with its own epsilons
+    config.evaluate.fgsm_wide = {
+        "task": "attacks",
+        "models": ["classifier"],
+        "num_images": 128,
+        "chunk_size": 64,
+        "epsilons": [0.2],
+        "attacks": {"fgsm": {"attack": "fgsm"}},
+    }
     config.evaluate.rejection = {
         "models": ["classifier"],
         "percentiles": [5.0],
@@ -184,6 +193,11 @@ def test_attack_and_rejection_tasks_on_an_affine_classifier(synthetic_data, tmp_
         x_adv = jr.attacks.fgsm(loss_fn, x, y, epsilon=eps)
         acc = float(np.mean(np.argmax(model.logits(variables, x_adv), -1) == np.asarray(y)))
         assert results["attacks"]["classifier"]["accuracy"]["fgsm"][i] == pytest.approx(acc)
+    x_adv = jr.attacks.fgsm(loss_fn, x, y, epsilon=0.2)
+    acc = float(np.mean(np.argmax(model.logits(variables, x_adv), -1) == np.asarray(y)))
+    assert results["fgsm_wide"]["classifier"]["accuracy"]["fgsm"] == [pytest.approx(acc)]
+    assert results["meta"]["tasks"]["fgsm_wide"] == "attacks"
+    assert (tmp_path / "plots" / "fgsm_wide" / "robustness_classifier.png").is_file()
     pgd = results["attacks"]["classifier"]["accuracy"]["pgd"]
     assert pgd[0] == pytest.approx(results["attacks"]["classifier"]["accuracy"]["fgsm"][0])
     assert all(b <= a + 1e-9 for a, b in zip(pgd, pgd[1:], strict=False))  # monotone in eps
@@ -198,7 +212,7 @@ def test_attack_and_rejection_tasks_on_an_affine_classifier(synthetic_data, tmp_
         if own.size:
             np.testing.assert_allclose(threshold, np.percentile(own, 5.0), rtol=1e-5)
     assert 0.0 <= row["rejection_rate"] <= 1.0
-    assert "## Attacks: classifier" in (tmp_path / "results.md").read_text()
+    assert (tmp_path / "results.md").read_text().count("## Attacks: classifier") == 2
     assert (tmp_path / "plots" / "robustness_classifier.png").is_file()
 
 

@@ -30,7 +30,8 @@ def _shrunk(cell: str):
         section.training.update({"num_epochs": 1, "num_runs": 1, "batch_size": 32,
                                  "eval_batch_size": 32})  # fmt: skip
     config.evaluate.update({"batch_size": 32, "test_limit": 32})
-    config.evaluate.attacks.update({"num_images": 32, "chunk_size": 32})
+    for section in ("attacks", "fgsm_pixels"):
+        config.evaluate[section].update({"num_images": 32, "chunk_size": 32})
     return resolve_config(config)
 
 
@@ -54,6 +55,11 @@ def test_the_thesis_configs_train_and_evaluate_every_model_on_stand_ins(
         assert 0.0 <= row["accuracy"] <= 1.0 and 0.0 <= row["ece"] <= 1.0
         accuracy = results["attacks"][name]["accuracy"]["fgsm"]
         assert len(accuracy) == 7 and all(0.0 <= a <= 1.0 for a in accuracy)
+        pixels = results["fgsm_pixels"][name]
+        assert pixels["space"] == "pixels" and pixels["epsilons"][0] == 0.0
+        # eps 0 in pixel space attacks nothing: the clean accuracy of the same 32 test images
+        assert len(pixels["accuracy"]["fgsm"]) == 7
+        assert pixels["accuracy"]["fgsm"][0] == pytest.approx(row["accuracy"], abs=1e-6)
     ood = results["ood"]
     scored = {ref for table in ood.values() for ref in table}
     assert {"beta_vae/iwae", "dhm@alpha=100000/elbo_surrogate", "resnet/max_softmax"} <= scored

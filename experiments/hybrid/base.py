@@ -161,6 +161,17 @@ def make_config(
             "space": "model_input",
             "attacks": {"fgsm": {"attack": "fgsm"}},
         },
+        # the same attack with epsilon in pixels, normalised inside, clipped to [0, 1]
+        "fgsm_pixels": {
+            "task": "attacks",
+            "models": classifiers,
+            "num_images": 1000,
+            "chunk_size": 250,
+            "epsilons": FGSM_PIXELS,
+            "domain": [0.0, 1.0],
+            "space": "pixels",
+            "attacks": {"fgsm": {"attack": "fgsm"}},
+        },
     }
     return copy.deepcopy(ml_collections.ConfigDict(c))
 

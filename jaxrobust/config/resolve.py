@@ -146,17 +146,43 @@ def _check_sweep_values(section: dict, path: str) -> dict:
     return section
 
 
-def _evaluate_schema(section: Mapping) -> Schema:
-    schema = dict(sections.EVALUATE)
-    for key in section:
-        if key in schema:
-            continue
-        if key not in EVALUATIONS:
+def evaluation_task_name(key: str, section: Any) -> str:
+    """The registered task that ``config.evaluate.<key>`` runs: ``key`` itself, or the section's
+    ``task`` entry, so that one task can run twice under two names (e.g. the ``attacks`` task
+    once in the model's input space and once in pixel space).
+
+    Raises UnknownNameError for a key that is neither a task nor names one.
+
+    Examples:
+      >>> evaluation_task_name("attacks", {})
+      'attacks'
+      >>> evaluation_task_name("fgsm_pixels", {"task": "attacks", "space": "pixels"})
+      'attacks'
+    """
+    _load_registrations()
+    task = plain(section).get("task") if _is_mapping(section) else None
+    name = task if isinstance(task, str) and key not in EVALUATIONS else key
+    if name not in EVALUATIONS:
+        if name == key:
             known = [*sections.EVALUATE, *EVALUATIONS.names()]
             message = unknown_name_message("key or evaluation task", key, known, "config.evaluate")
-            raise UnknownNameError(message)
-        task = _entry_schema(EVALUATIONS.get(key))
-        schema[key] = Field(dict, None, schema=task, help=f"evaluation task {key!r}")
+        else:
+            where = f"config.evaluate.{key}.task"
+            message = unknown_name_message("evaluation task", name, EVALUATIONS.names(), where)
+        raise UnknownNameError(message)
+    return name
+
+
+def _evaluate_schema(section: Mapping) -> Schema:
+    schema = dict(sections.EVALUATE)
+    for key, value in section.items():
+        if key in schema:
+            continue
+        name = evaluation_task_name(key, value)
+        task = dict(_entry_schema(EVALUATIONS.get(name)) or {})
+        if name != key:
+            task["task"] = Field(str, name, choices=(name,), help="the task this section runs")
+        schema[key] = Field(dict, None, schema=task, help=f"evaluation task {name!r}")
     return schema
 
 

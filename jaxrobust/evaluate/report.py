@@ -22,8 +22,10 @@ def results_markdown(results: dict) -> str:
             + (f" Folder: evaluations/{meta['generation']}." if "generation" in meta else "")
         )
         lines.append("")
-    for name, result in results.items():
-        if name in ("experiment", "meta") or name not in EVALUATIONS:
+    task_names = meta.get("tasks", {})
+    for key, result in results.items():
+        name = task_names.get(key, key)
+        if key in ("experiment", "meta") or name not in EVALUATIONS:
             continue
         task = EVALUATIONS.get(name)
         if task.markdown is not None and result:

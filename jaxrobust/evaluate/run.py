@@ -2,7 +2,9 @@
 
 Config section ``evaluate``: ``checkpoint`` ("best", "last" or an epoch), ``batch_size``
 (inputs per jitted batch), ``test_limit`` (first N test images, 0 = all), and one sub-section
-per task, each a registered :class:`~jaxrobust.evaluate.task.EvaluationTask`:
+per task, each a registered :class:`~jaxrobust.evaluate.task.EvaluationTask` (a section under
+another name runs the task its ``task`` entry names, e.g. ``evaluate.fgsm_pixels = {"task":
+"attacks", "space": "pixels", ...}`` beside ``evaluate.attacks``):
 ``classification`` (:mod:`~jaxrobust.evaluate.classification`), ``ood``
 (:mod:`~jaxrobust.evaluate.ood`), ``attacks`` (:mod:`~jaxrobust.evaluate.robustness`) and
 ``rejection`` (:mod:`~jaxrobust.evaluate.rejection`). All tasks plan first, so every model makes
@@ -11,6 +13,7 @@ one jitted pass per dataset for all of them (:mod:`~jaxrobust.evaluate.context`)
 
 from __future__ import annotations
 
+import copy
 import os
 import time
 from pathlib import Path
@@ -18,6 +21,7 @@ from pathlib import Path
 import ml_collections
 
 from jaxrobust.config import load_workdir_config, resolve_config
+from jaxrobust.config.resolve import evaluation_task_name
 from jaxrobust.devices import describe_devices
 from jaxrobust.errors import CheckpointNotFoundError
 from jaxrobust.evaluate.context import EvaluationContext
@@ -69,8 +73,10 @@ def evaluate(workdir: str | os.PathLike, config: ml_collections.ConfigDict | Non
 def _evaluate(workdir: Path, config: ml_collections.ConfigDict, generation) -> dict:
     tic = time.perf_counter()
     ctx = EvaluationContext(workdir, config, plot_dir=generation.plots)
+    names = {key: evaluation_task_name(key, s) for key, s in task_sections(config).items()}
     tasks = {
-        name: (EVALUATIONS.get(name), section) for name, section in task_sections(config).items()
+        key: (EVALUATIONS.get(names[key]), section)
+        for key, section in task_sections(config).items()
     }
     for task, section in tasks.values():
         task.plan(section, ctx)
@@ -80,10 +86,11 @@ def _evaluate(workdir: Path, config: ml_collections.ConfigDict, generation) -> d
             "device": describe_devices(),
             "checkpoint": config.evaluate.get("checkpoint"),
             "generation": generation.id,
+            "tasks": names,
         },
     }
-    for name, (task, section) in tasks.items():
-        results[name] = task.run(section, ctx)
+    for key, (task, section) in tasks.items():
+        results[key] = task.run(section, _task_context(ctx, key, names[key]))
     restored = ctx.restored_models()
     results["meta"]["checkpoints"] = {n: r.epoch for n, r in restored.items() if not r.is_posterior}
     results["meta"]["posteriors"] = {n: r.meta for n, r in restored.items() if r.is_posterior}
@@ -92,3 +99,15 @@ def _evaluate(workdir: Path, config: ml_collections.ConfigDict, generation) -> d
     ]
     results["meta"]["seconds"] = time.perf_counter() - tic
     return results
+
+
+def _task_context(ctx: EvaluationContext, key: str, task: str) -> EvaluationContext:
+    """``ctx`` for the section ``key``: a section that runs another name's task writes its
+    plots into ``plots/<key>/`` (the two would overwrite each other's); the outputs cached by
+    every pass are shared."""
+    if key == task:
+        return ctx
+    view = copy.copy(ctx)
+    view.plot_dir = ctx.plot_dir / key
+    view.plot_dir.mkdir(parents=True, exist_ok=True)
+    return view
