@@ -132,3 +132,45 @@ def print_commands(cells: Iterable[Cell], file=None, program: str = PROGRAM) -> 
             file=sys.stderr,
         )
     return len(left)
+
+
+def write_digest(directory: Path, digest: dict) -> Path:
+    """Write ``digest`` (a finished cell's figures, committed so that RESULTS.md can be rebuilt
+    without the workdirs) to ``directory/<digest['cell']>.json`` atomically; its path."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{digest['cell']}.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(digest, indent=1, sort_keys=True) + "\n")
+    tmp.replace(path)
+    return path
+
+
+def read_digests(directory: Path, names: Iterable[str]) -> dict[str, dict]:
+    """The digest of every cell in ``names`` that has one, in that order."""
+    paths = ((name, directory / f"{name}.json") for name in names)
+    return {name: json.loads(path.read_text()) for name, path in paths if path.is_file()}
+
+
+def training_summary(workdir: Path) -> dict[str, dict]:
+    """Per model of a workdir (from ``metrics.jsonl`` and ``config.json``): epochs trained,
+    runs (members), the median seconds per epoch and their sum, images per second."""
+    config = json.loads((workdir / "config.json").read_text())
+    rows: dict[str, list[dict]] = {}
+    for line in (workdir / "metrics.jsonl").read_text().splitlines():
+        row = json.loads(line)
+        rows.setdefault(row["model"], []).append(row)
+    out = {}
+    for name, entries in rows.items():
+        seconds = sorted(e["epoch_seconds"] for e in entries if "epoch_seconds" in e)
+        training = config["models"][name]["training"]
+        sweep = training.get("sweep") or {}
+        settings = len(next(iter(sweep.values()))) if sweep else 1
+        out[name] = {
+            "epochs": max(e["epoch"] for e in entries),
+            "runs": training.get("num_runs") or 1,
+            "members": settings * (training.get("num_runs") or 1),
+            "median_epoch_seconds": seconds[len(seconds) // 2] if seconds else None,
+            "train_seconds": sum(seconds),
+            "images_per_second": entries[-1].get("images_per_second"),
+        }
+    return out

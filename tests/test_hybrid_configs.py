@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from synthetic import write_colour_stand_ins
 
-from jaxrobust.config import load_config, resolve_config
+from jaxrobust.config import import_file, load_config, resolve_config
 from jaxrobust.evaluate import evaluate, restore_model
 from jaxrobust.train import train_and_evaluate
 
@@ -67,3 +67,24 @@ def test_the_thesis_configs_train_and_evaluate_every_model_on_stand_ins(
     np.testing.assert_allclose(variables["loss_weights"]["alpha"], [1, 10, 100, 1e3, 1e4, 1e5])
     _, _, disc, _ = restore_model(workdir, "disc_dhm", "best", config=config)
     assert "decoder" not in disc["params"] and "decoder" in variables["params"]
+    _report_and_figures(cell, workdir, results, tmp_path)
+
+
+def _report_and_figures(cell, workdir, results, tmp_path):
+    """The experiment's digest, RESULTS.md tables and figures from the cell's workdir."""
+    run_all = import_file(HYBRID / "run_all.py")
+    figures = import_file(HYBRID / "figures.py")
+    digest = run_all.make_digest(cell, workdir, results)
+    assert digest["models"]["dhm"]["members"] == 6 and digest["models"]["resnet"]["epochs"] == 1
+    output = tmp_path / "RESULTS.md"
+    run_all.write_results({cell: digest}, output)
+    text = output.read_text()
+    for label in ("ResNet-18", "Disc. DHM", "beta-VAE", "DHM-0", "DHM-5"):
+        assert f"| {label} |" in text
+    assert "[46.1]" in text if cell == "svhn" else "[57.5]" in text  # Table 5.8 beside ours
+    assert "epsilon in pixel space" in text and "Spearman rho" in text
+    digests = {cell: digest}
+    for draw in (figures.accuracy_vs_alpha, figures.auroc_vs_alpha, figures.ece_vs_alpha,
+                 figures.fgsm_vs_epsilon):  # fmt: skip
+        draw(digests, tmp_path / "figure.png")
+        assert (tmp_path / "figure.png").stat().st_size > 1000

@@ -216,24 +216,6 @@ def _median(values) -> float | None:
     return float(np.median(values)) if values else None
 
 
-def write_digest(digest: dict) -> None:
-    DIGESTS.mkdir(exist_ok=True)
-    path = DIGESTS / f"{digest['cell']}.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(digest, indent=1, sort_keys=True) + "\n")
-    os.replace(tmp, path)
-
-
-def read_digests() -> dict[str, dict]:
-    """The committed digest of every cell that has one, in ``CELLS`` order."""
-    found = {}
-    for name in CELLS:
-        path = DIGESTS / f"{name}.json"
-        if path.is_file():
-            found[name] = json.loads(path.read_text())
-    return found
-
-
 def budget_table(results: dict) -> list[str]:
     lines = ["## Budget, runs and devices", "",
              "| cell | model: runs x epochs | wall time (train + evaluate) | finished | device |",
@@ -435,10 +417,10 @@ def main(argv=None) -> int:
     if args.print_commands:
         cells.print_commands(selected)
         return 0
-    results = read_digests()
+    results = cells.read_digests(DIGESTS, CELLS)
     for cell in selected:
-        write_digest(make_digest(cell.name, cell.workdir, cell.run()))
-        results = read_digests()
+        cells.write_digest(DIGESTS, make_digest(cell.name, cell.workdir, cell.run()))
+        results = cells.read_digests(DIGESTS, CELLS)
         write_results(results, args, Path(args.output))
     if not args.no_figures:
         figures = import_file(HERE / "figures.py")

@@ -106,18 +106,6 @@ def make_digest(name: str, workdir: Path, results: dict) -> dict:
     }
 
 
-def write_digest(digest: dict) -> None:
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"{digest['cell']}.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(digest, indent=1, sort_keys=True) + "\n")
-    tmp.replace(path)
-
-
-def read_digests() -> dict[str, dict]:
-    return {p.stem: json.loads(p.read_text()) for p in sorted(RESULTS.glob("*.json"))}
-
-
 # ------------------------------------------------------------------------------ tables
 
 
@@ -317,16 +305,16 @@ def main(argv=None) -> int:
     cells.add_arguments(parser)
     args = parser.parse_args(argv)
     if args.collect:
-        write_results(read_digests(), Path(args.output))
+        write_results(cells.read_digests(RESULTS, CELLS), Path(args.output))
         return 0
     selected = cells.select(make_cells(args), args.cells)
     if args.print_commands:
         cells.print_commands(selected)
         return 0
     for cell in selected:
-        write_digest(make_digest(cell.name, cell.workdir, cell.run()))
-        write_results(read_digests(), Path(args.output))
-    write_results(read_digests(), Path(args.output))
+        cells.write_digest(RESULTS, make_digest(cell.name, cell.workdir, cell.run()))
+        write_results(cells.read_digests(RESULTS, CELLS), Path(args.output))
+    write_results(cells.read_digests(RESULTS, CELLS), Path(args.output))
     return 0
 
 
