@@ -2,7 +2,8 @@
 
 Families: :func:`make_vae` (variational autoencoders with any latent family and observation
 model), :func:`make_classifier` (softmax classifiers over any Flax network) and
-:func:`make_hybrid` (deep hybrid models: a classifier and a beta-VAE sharing z). New families
+:func:`make_hybrid` (deep hybrid models: a classifier and a beta-VAE sharing z) and
+:func:`make_sdim` (supervised deep InfoMax, a generative classifier with rejection). New families
 register a builder with :func:`register_model`; classifier networks with
 :func:`register_network`.
 """
@@ -23,6 +24,7 @@ from jaxrobust.models.registry import (
     register_model,
     register_network,
 )
+from jaxrobust.models.sdim import make_sdim
 from jaxrobust.models.vae import make_vae
 from jaxrobust.scores.table import Score
 
@@ -35,6 +37,7 @@ __all__ = [
     "known_models",
     "make_classifier",
     "make_hybrid",
+    "make_sdim",
     "make_vae",
     "merge_variables",
     "register_model",

@@ -34,8 +34,9 @@ from jaxrobust.errors import ConfigError
 from jaxrobust.models.base import Model
 from jaxrobust.models.classifier import make_classifier
 from jaxrobust.models.hybrid import HYBRID_ARCHITECTURE, build_hybrid
+from jaxrobust.models.sdim import SDIM_ARCHITECTURE, build_sdim
 from jaxrobust.models.vae import make_vae
-from jaxrobust.nn import BasicCNN, SmallCNN, compute_dtype, resnet18
+from jaxrobust.nn import BasicCNN, SmallCNN, compute_dtype, resnet18, resnet_8n2
 from jaxrobust.registry import MODELS, NETWORKS
 
 Builder = Callable[[Mapping[str, Any], Sequence[int], int], Model]
@@ -187,6 +188,9 @@ register_network(
     "cleverhans_basic_cnn", lambda num_classes, **options: BasicCNN(num_classes, **options)
 )
 register_network("resnet18", lambda num_classes, **options: resnet18(num_classes, **options))
+register_network(
+    "resnet_8n2", lambda num_classes, n=1, **options: resnet_8n2(n, num_classes, **options)
+)
 register_model(
     "vae",
     _build_vae,
@@ -204,4 +208,10 @@ register_model(
     build_hybrid,
     schema=HYBRID_ARCHITECTURE,
     description="deep hybrid model: ResNet-18 classifier + beta-VAE sharing z (seed 000)",
+)
+register_model(
+    "sdim",
+    build_sdim,
+    schema=SDIM_ARCHITECTURE,
+    description="supervised deep InfoMax: generative classifier with rejection (seed 003)",
 )
