@@ -266,6 +266,16 @@ def test_a_missing_required_key_is_named(dotted):
         ("evaluate.ood.scores", ["elbo"], r"scores\[0\] must look like 'model/score'"),
         ("evaluate.ood.out_datasets", ["mnsit"], r"did you mean 'mnist'"),
         ("evaluate.ood.positive", "inn", r"positive must be one of"),
+        (
+            "evaluate.rejection",
+            {"models": ["classifier"], "percentiles": [0.0]},
+            r"percentiles\[0\] must be a number in \(0, 100\), got 0.0",
+        ),
+        (
+            "evaluate.rejection",
+            {"models": ["classifier"], "percentiles": [1.0, 100.0]},
+            r"percentiles\[1\] must be a number in \(0, 100\), got 100.0",
+        ),
     ],
 )
 def test_wrong_types_and_values_out_of_range_are_refused(dotted, value, match):

@@ -32,6 +32,15 @@ def test_sdim_rejection_rule_and_metrics():
     assert int(result.num_accepted) == expected_accept.sum()
 
 
+def test_classwise_detection_rate_matches_a_numpy_loop():
+    rng = np.random.default_rng(1)
+    out_scores = rng.normal(-10, 5, (500, 6))
+    thresholds = rng.normal(-10, 2, 6)
+    expected = [np.mean([out_scores[i, c] < thresholds[c] for i in range(500)]) for c in range(6)]
+    got = metrics.classwise_detection_rate(out_scores, thresholds)
+    np.testing.assert_allclose(got, expected, rtol=1e-6)
+
+
 def test_nothing_accepted_gives_nan_accuracy():
     result = metrics.classification_with_rejection(
         np.zeros(3, int), np.zeros(3, int), np.zeros(3, bool)
@@ -62,7 +71,12 @@ def test_bad_inputs_are_explained():
         metrics.attack_success_rate(np.zeros(2), np.zeros(2), np.zeros(2), among="some")
     with pytest.raises(ValueError, match="boolean mask"):
         metrics.classification_with_rejection(np.zeros(2), np.zeros(2), np.ones(2))
-    with pytest.raises(ValueError, match=r"thresholds \[C\]"):
+    with pytest.raises(ValueError, match="fitted for another model"):
         metrics.accept_above_class_thresholds(np.zeros((3, 4)), np.zeros(3))
+    with pytest.raises(ValueError, match="fitted for another model"):
+        metrics.classwise_detection_rate(np.zeros((3, 10)), np.zeros(4))
+    for percentile in (0.0, 100.0, -1.0, 101.0):
+        with pytest.raises(ValueError, match=r"\(0, 100\)"):
+            metrics.class_thresholds_from_percentile(np.zeros((3, 2)), [0, 1, 0], percentile)
     with pytest.raises(ValueError, match="Empty inputs"):
         metrics.adversarial_accuracy(np.zeros(0), np.zeros(0))

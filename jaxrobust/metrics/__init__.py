@@ -29,6 +29,7 @@ from jaxrobust.metrics.rejection import (
     accept_above_class_thresholds,
     class_thresholds_from_percentile,
     classification_with_rejection,
+    classwise_detection_rate,
 )
 from jaxrobust.metrics.similarity import (
     MNIST_MS_SSIM,
@@ -52,6 +53,7 @@ __all__ = [
     "calibration_summary",
     "class_thresholds_from_percentile",
     "classification_with_rejection",
+    "classwise_detection_rate",
     "detection_at_threshold",
     "detection_summary",
     "expected_calibration_error",

@@ -110,18 +110,48 @@ def accept_above_class_thresholds(class_scores, thresholds) -> tuple[jax.Array, 
     """
     class_scores = _real_array("class_scores", class_scores)
     thresholds = _real_array("thresholds", thresholds)
-    if class_scores.ndim != 2 or thresholds.shape != class_scores.shape[1:]:
+    _check_scores_and_thresholds(class_scores, thresholds)
+    predictions = jnp.argmax(class_scores, axis=1)
+    best = jnp.max(class_scores, axis=1)
+    return predictions, best >= thresholds[predictions]
+
+
+def _check_scores_and_thresholds(class_scores: jax.Array, thresholds: jax.Array) -> None:
+    if class_scores.ndim != 2 or thresholds.ndim != 1:
         raise InputError(
             f"class_scores must be [N, C] and thresholds [C]; got {class_scores.shape} and "
             f"{thresholds.shape}."
+        )
+    if thresholds.shape[0] != class_scores.shape[1]:
+        raise InputError(
+            f"thresholds has {thresholds.shape[0]} classes but the scores have "
+            f"{class_scores.shape[1]}: the thresholds were fitted for another model (or "
+            "dataset). Fit them on this model's training scores with "
+            "class_thresholds_from_percentile."
         )
     if class_scores.shape[0] == 0 or class_scores.shape[1] == 0:
         raise InputError(f"class_scores is empty, shape {class_scores.shape}.")
     _refuse_nan("class_scores", class_scores)
     _refuse_nan("thresholds", thresholds)
-    predictions = jnp.argmax(class_scores, axis=1)
-    best = jnp.max(class_scores, axis=1)
-    return predictions, best >= thresholds[predictions]
+
+
+def classwise_detection_rate(class_scores, thresholds) -> jax.Array:
+    """SDIM's OOD detection of Table 3, per class: for each class c the share of the inputs
+    with ``s_c(x) < delta_c`` (``[N, C], [C] -> [C]``; the paper reports the mean over c). It
+    differs from the deployed rule (:func:`accept_above_class_thresholds`, Eq. 9), which tests
+    only the predicted class.
+
+    Examples:
+        Class 0 rejects both inputs, class 1 one of two:
+
+        >>> rates = classwise_detection_rate([[-5.0, -1.0], [-3.0, -6.0]], [-2.0, -4.0])
+        >>> rates.tolist(), float(rates.mean())
+        ([1.0, 0.5], 0.75)
+    """
+    class_scores = _real_array("class_scores", class_scores)
+    thresholds = _real_array("thresholds", thresholds)
+    _check_scores_and_thresholds(class_scores, thresholds)
+    return jnp.mean(class_scores < thresholds[None, :], axis=0)
 
 
 def class_thresholds_from_percentile(
@@ -150,9 +180,12 @@ def class_thresholds_from_percentile(
         raise InputError(f"class_scores is empty, shape {class_scores.shape}.")
     labels = as_labels("labels", labels, class_scores.shape[0], class_scores.shape[1])
     if isinstance(percentile, bool) or not isinstance(percentile, (int, float, np.number)):
-        raise InputError(f"percentile must be a number in [0, 100], got {percentile!r}.")
-    if not 0.0 <= percentile <= 100.0:
-        raise InputError(f"percentile must lie in [0, 100], got {percentile}.")
+        raise InputError(f"percentile must be a number in (0, 100), got {percentile!r}.")
+    if not 0.0 < percentile < 100.0:
+        raise InputError(
+            f"percentile must lie in (0, 100), got {percentile}: 0 and 100 put the threshold at "
+            "the smallest / largest training score (e.g. 1.0 for the 1st percentile)."
+        )
     if not is_traced(class_scores) and bool(jnp.any(jnp.isnan(class_scores))):
         raise InputError("class_scores contains NaN; fix the model before choosing thresholds.")
     num_classes = class_scores.shape[1]
