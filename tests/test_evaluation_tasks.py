@@ -5,6 +5,7 @@ registered from outside the package through the CLI."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -78,6 +79,28 @@ def test_iwae_and_iwae_std_share_one_pass_per_dataset(vae_workdir):
     ]
     ood = results["ood"]["fashion_mnist->mnist"]
     assert set(ood) == {"vae/iwae", "vae/iwae_std", "vae/elbo", "vae/kl"}
+
+
+def test_an_ood_set_of_another_image_shape_is_refused_before_any_pass(
+    vae_workdir, tmp_path, monkeypatch
+):
+    """fashion_mnist (28x28x1) models against 32x32x3 images: refused at planning, no pass."""
+    import shutil
+
+    from synthetic import write_colour_stand_ins
+
+    workdir, config = vae_workdir
+    root = tmp_path / "data"
+    shutil.copytree(os.environ["JAXROBUST_DATA"], root)
+    write_colour_stand_ins(root, 8, 8, names=("cifar10",))
+    monkeypatch.setenv("JAXROBUST_DATA", str(root))
+    config = jr.config.resolve_config(config)
+    config.evaluate.ood.out_datasets = ["cifar10"]
+    COUNT["iwae"] = 0
+    with pytest.raises(jr.errors.ConfigError, match=r"OOD set cifar10 has images \(32, 32, 3\)"):
+        evaluate(workdir, config)
+    jax.effects_barrier()
+    assert COUNT["iwae"] == 0
 
 
 def _ensemble_config():

@@ -168,9 +168,9 @@ class EvaluationContext:
 
     def _check_shape(self, name: str, images: np.ndarray) -> None:
         in_name = self.config.data.name
-        if name == in_name or in_name not in self._datasets:
+        if name == in_name:
             return
-        expected = self._datasets[in_name].images.shape[1:]
+        expected = self.dataset(in_name).images.shape[1:]
         if tuple(images.shape[1:]) != tuple(expected):
             raise ConfigError(
                 f"OOD set {name} has images {tuple(images.shape[1:])}, but the models were "

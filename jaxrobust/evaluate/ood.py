@@ -66,6 +66,8 @@ def _resolve(ref: str, ctx):
 
 def plan(section, ctx) -> None:
     in_name = ctx.config.data.name
+    for dataset in (in_name, *section["out_datasets"]):  # shapes checked before any pass
+        ctx.dataset(dataset)
     for ref in section["scores"]:
         model_name, _, _, output = _resolve(ref, ctx)
         for dataset in (in_name, *section["out_datasets"]):
