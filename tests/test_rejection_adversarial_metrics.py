@@ -75,6 +75,11 @@ def test_bad_inputs_are_explained():
         metrics.accept_above_class_thresholds(np.zeros((3, 4)), np.zeros(3))
     with pytest.raises(ValueError, match="fitted for another model"):
         metrics.classwise_detection_rate(np.zeros((3, 10)), np.zeros(4))
+    for rule in (metrics.accept_above_class_thresholds, metrics.classwise_detection_rate):
+        with pytest.raises(
+            ValueError, match="thresholds is None.*class_thresholds_from_percentile"
+        ):
+            rule(np.zeros((3, 10)), None)
     for percentile in (0.0, 100.0, -1.0, 101.0):
         with pytest.raises(ValueError, match=r"\(0, 100\)"):
             metrics.class_thresholds_from_percentile(np.zeros((3, 2)), [0, 1, 0], percentile)

@@ -117,7 +117,7 @@ def test_the_loss_is_the_weighted_sum_of_its_terms_and_weights_can_be_swept():
 def test_all_pairs_negatives_average_every_other_input():
     x = jax.random.uniform(jax.random.key(3), (4, 32, 32, 1))
     batch = {"image": x, "label": jnp.array([0, 1, 2, 0])}
-    model = _tiny(negatives="all_pairs", beta=0.0, gamma=0.0)
+    model = _tiny(mi_negatives="all_pairs", beta=0.0, gamma=0.0)
     variables = model.init(jax.random.key(1), x)
     losses, _ = model.loss(variables, batch, key=None)
     from jaxrobust.models.sdim import SDIMNetwork
@@ -138,7 +138,11 @@ def test_all_pairs_negatives_average_every_other_input():
 
 @pytest.mark.parametrize(
     ("changes", "match"),
-    [({"alpha": -1.0}, "alpha"), ({"negatives": "pairs"}, "negatives"), ({"gamma": -0.1}, "gamma")],
+    [
+        ({"alpha": -1.0}, "alpha"),
+        ({"mi_negatives": "pairs"}, "mi_negatives"),
+        ({"gamma": -0.1}, "gamma"),
+    ],
 )
 def test_bad_settings_are_refused(changes, match):
     with pytest.raises(ValueError, match=match):

@@ -1,11 +1,13 @@
 """Evaluation in its own process: restore checkpoints, run registered tasks, report, plot.
 
 Tasks (keys of ``config.evaluate``): ``classification``, ``ood``, ``attacks``, ``rejection``,
-``intensity_scaling``, ``adversarial_detection``; add one with :func:`register_evaluation`.
+``intensity_scaling``, ``adversarial_detection``, ``adversarial_rejection``; add one with
+:func:`register_evaluation`.
 """
 
 from jaxrobust.evaluate import (  # noqa: F401 (register the tasks)
     adversarial_detection,
+    adversarial_rejection,
     classification,
     intensity,
     ood,

@@ -55,7 +55,7 @@ from jaxrobust.config.schema import Field, validate_section
 from jaxrobust.config.sections import seed_field
 from jaxrobust.errors import ConfigError
 from jaxrobust.evaluate.aggregate import aggregate, cell, runs_note
-from jaxrobust.evaluate.batched import map_dataset
+from jaxrobust.evaluate.batched import map_chunks, map_dataset
 from jaxrobust.evaluate.context import _pass_fn
 from jaxrobust.evaluate.task import register_evaluation
 from jaxrobust.inference.active_defense import (
@@ -254,19 +254,6 @@ def _score_arrays(restored, score_name: str, x: np.ndarray, key, batch_size: int
     return np.moveaxis(out, 0, 1) if restored.num_runs is not None else out[None]
 
 
-def _chunked(fn, arrays, chunk: int):
-    """``fn`` over leading-axis chunks of ``arrays`` in one jitted ``lax.map`` (the tail padded
-    with the first rows and dropped)."""
-    n = arrays[0].shape[0]
-    chunk = min(chunk, n)
-    num = -(-n // chunk)
-    pad = num * chunk - n
-    padded = [jnp.concatenate([a, a[:pad]]) if pad else a for a in arrays]
-    stacked = [a.reshape(num, chunk, *a.shape[1:]) for a in padded]
-    out = jax.jit(lambda *xs: jax.lax.map(lambda c: fn(*c), xs))(*stacked)
-    return jax.tree.map(lambda o: np.asarray(o.reshape(num * chunk, *o.shape[2:])[:n]), out)
-
-
 def _attack(spec, victim, x, y, num_classes: int, key, chunk: int, ctx):
     """``(adversarial [M, ...], success [M] or [R, M], source index [M], target [M] or None,
     run axis?)`` of one attack on the sources ``x``."""
@@ -279,7 +266,7 @@ def _attack(spec, victim, x, y, num_classes: int, key, chunk: int, ctx):
             adv = attack_lib.fgsm(loss, xs, ys, epsilon=spec["epsilon"])
             return adv, jnp.argmax(logits(adv), -1) != ys
 
-        adv, success = _chunked(one, (x, y), chunk)
+        adv, success = map_chunks(one, (x, y), chunk)
         return adv, success, np.arange(len(x)), None
     if kind in ("cw_l2", "jsma"):
         offsets = np.arange(1, num_classes)
@@ -303,7 +290,7 @@ def _attack(spec, victim, x, y, num_classes: int, key, chunk: int, ctx):
                 r = attack_lib.jsma(logits, a, t, theta=spec["theta"], gamma=spec["gamma"])
                 return r.adversarial, r.success
 
-        adv, success = _chunked(one, (xs, ys, ts), chunk)
+        adv, success = map_chunks(one, (xs, ys, ts), chunk)
         return adv, success, source, targets
     if kind == "adaptive":
         target = ctx.restored(spec["model"])
@@ -326,7 +313,7 @@ def _attack(spec, victim, x, y, num_classes: int, key, chunk: int, ctx):
             return adv, jnp.argmax(logits(adv), -1) != ys
 
         keys = jax.random.split(key, len(x))
-        adv, success = _chunked(lambda a, b, k: one(a, b, k[0]), (x, y, keys), chunk)
+        adv, success = map_chunks(lambda a, b, k: one(a, b, k[0]), (x, y, keys), chunk)
         return adv, success, np.arange(len(x)), None
     # the encoder attack, one per run of the attacked VAE
     target = ctx.restored(spec["model"])
@@ -340,11 +327,11 @@ def _attack(spec, victim, x, y, num_classes: int, key, chunk: int, ctx):
         )  # fmt: skip
 
     if target.num_runs is None:
-        adv = _chunked(lambda xs: attack_run(target.variables, xs, key), (x,), chunk)
+        adv = map_chunks(lambda xs: attack_run(target.variables, xs, key), (x,), chunk)
         adv = adv[None]
     else:
         per_run = over_runs(attack_run, in_axes=(0, None, None))
-        adv = _chunked(
+        adv = map_chunks(
             lambda xs: jnp.moveaxis(per_run(target.variables, xs, key), 0, 1), (x,), chunk
         )  # [n, R, ...]
         adv = np.moveaxis(adv, 1, 0)

@@ -54,3 +54,17 @@ def _compiled_map(fn, preprocess: Preprocess, batch_size: int, num: int):
         return jax.tree.map(lambda o: o.reshape((-1, *o.shape[2:]))[:num], out)
 
     return run
+
+
+def map_chunks(fn: Callable[..., PyTree], arrays: tuple, chunk: int) -> PyTree:
+    """``fn(*chunk_arrays)`` over leading-axis chunks of ``arrays`` in one jitted ``lax.map``,
+    as NumPy (the tail padded with the first rows, its outputs dropped): attacks on many inputs
+    without a Python loop over batches and with bounded memory."""
+    n = arrays[0].shape[0]
+    chunk = min(chunk, n)
+    num = -(-n // chunk)
+    pad = num * chunk - n
+    padded = [jnp.concatenate([a, a[:pad]]) if pad else jnp.asarray(a) for a in arrays]
+    stacked = [a.reshape(num, chunk, *a.shape[1:]) for a in padded]
+    out = jax.jit(lambda *xs: jax.lax.map(lambda c: fn(*c), xs))(*stacked)
+    return jax.tree.map(lambda o: np.asarray(o.reshape(num * chunk, *o.shape[2:])[:n]), out)

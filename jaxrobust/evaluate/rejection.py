@@ -8,7 +8,9 @@ inputs of class c (the training split the model was trained on, after the valida
 fitted in one jitted pass. Reported per percentile: the thresholds, accuracy on the accepted
 test inputs and the test rejection rate, and for each out-dataset the share of its inputs
 rejected by that rule (Eq. 9), and the class-wise mean OOD detection rate of Table 3 (for each
-class c the share of the OOD inputs with s_c(x) < delta_c, averaged over c).
+class c the share of the OOD inputs with s_c(x) < delta_c, averaged over c). Fig. 2's per-class
+histograms of s_c on the class-c test inputs and on each OOD set, with delta_c at the first
+percentile, go to ``plots/rejection_histograms_<model>_<out>.png``.
 
 Config::
 
@@ -36,23 +38,42 @@ SCHEMA = {
 def plan(section, ctx) -> None:
     in_name = ctx.config.data.name
     for name in section["models"]:
-        for dataset in (f"{in_name}:{TRAIN}", in_name, *section["out_datasets"]):
+        plan_thresholds(ctx, name)
+        for dataset in (in_name, *section["out_datasets"]):
             ctx.request(name, dataset, ["logits"])
 
 
+def plan_thresholds(ctx, name: str) -> None:
+    """Request what :func:`fit_thresholds` needs: the model's logits on its training split."""
+    ctx.request(name, f"{ctx.config.data.name}:{TRAIN}", ["logits"])
+
+
+def fit_thresholds(ctx, name: str, percentiles) -> dict[str, jnp.ndarray]:
+    """``{"1": delta [C], ...}``: per-class thresholds of model ``name`` at each percentile of
+    its class scores over the correctly classified training inputs of each class (one jitted
+    percentile per setting; :func:`jaxrobust.metrics.class_thresholds_from_percentile`)."""
+    in_name = ctx.config.data.name
+    train = ctx.dataset(f"{in_name}:{TRAIN}")
+    train_logits = jnp.asarray(ctx.outputs(name, f"{in_name}:{TRAIN}")["logits"][0])
+    labels = jnp.asarray(train.labels)
+    return {
+        f"{p:g}": metrics.class_thresholds_from_percentile(
+            train_logits, labels, p, correct_only=True
+        )
+        for p in percentiles
+    }
+
+
 def run(section, ctx) -> dict:
+    from jaxrobust.metrics import plots
+
     in_name = ctx.config.data.name
     results = {}
-    train = ctx.dataset(f"{in_name}:{TRAIN}")
     test = ctx.dataset(in_name)
     for name in section["models"]:
-        train_logits = jnp.asarray(ctx.outputs(name, f"{in_name}:{TRAIN}")["logits"][0])
         test_logits = jnp.asarray(ctx.outputs(name, in_name)["logits"][0])
         entry = {}
-        for percentile in section["percentiles"]:
-            thresholds = metrics.class_thresholds_from_percentile(
-                train_logits, jnp.asarray(train.labels), percentile, correct_only=True
-            )
+        for percentile, thresholds in fit_thresholds(ctx, name, section["percentiles"]).items():
             predictions, accepted = metrics.accept_above_class_thresholds(test_logits, thresholds)
             result = metrics.classification_with_rejection(
                 predictions, jnp.asarray(test.labels), accepted
@@ -73,7 +94,13 @@ def run(section, ctx) -> dict:
                     "mean": float(jnp.mean(classwise)),
                     "per_class": np.asarray(classwise).tolist(),
                 }
-            entry[f"{percentile:g}"] = row
+                if not entry:  # Fig. 2: the first percentile's thresholds
+                    plots.plot_classwise_histograms(
+                        np.asarray(test_logits), test.labels, np.asarray(out_logits),
+                        np.asarray(thresholds), (f"{in_name} test (class c)", out_name),
+                        ctx.plot_dir / f"rejection_histograms_{name}_{out_name}.png",
+                    )  # fmt: skip
+            entry[percentile] = row
         results[name] = entry
     return results
 

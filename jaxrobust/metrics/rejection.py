@@ -108,12 +108,22 @@ def accept_above_class_thresholds(class_scores, thresholds) -> tuple[jax.Array, 
         >>> predictions.tolist(), accepted.tolist()
         ([0, 1, 0], [True, True, False])
     """
+    _require_thresholds(thresholds)
     class_scores = _real_array("class_scores", class_scores)
     thresholds = _real_array("thresholds", thresholds)
     _check_scores_and_thresholds(class_scores, thresholds)
     predictions = jnp.argmax(class_scores, axis=1)
     best = jnp.max(class_scores, axis=1)
     return predictions, best >= thresholds[predictions]
+
+
+def _require_thresholds(thresholds) -> None:
+    if thresholds is None:
+        raise InputError(
+            "thresholds is None: rejection needs per-class thresholds fitted first, e.g. "
+            "class_thresholds_from_percentile(train_scores, train_labels, 1.0) on the model's "
+            "training scores (never the test split)."
+        )
 
 
 def _check_scores_and_thresholds(class_scores: jax.Array, thresholds: jax.Array) -> None:
@@ -148,6 +158,7 @@ def classwise_detection_rate(class_scores, thresholds) -> jax.Array:
         >>> rates.tolist(), float(rates.mean())
         ([1.0, 0.5], 0.75)
     """
+    _require_thresholds(thresholds)
     class_scores = _real_array("class_scores", class_scores)
     thresholds = _real_array("thresholds", thresholds)
     _check_scores_and_thresholds(class_scores, thresholds)

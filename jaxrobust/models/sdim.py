@@ -17,7 +17,7 @@ and the prediction is argmax_c (Eq. 8, uniform prior). The loss per example (Eq.
 with the concat-and-convolve T network (Table 8): L(x) concatenated with x~ tiled over the
 M x M locations (256 + 64 channels), 1x1 convs 256-ReLU-256-ReLU-1. Positive pairs are
 (L_i(x_b), x~_b); negatives pair x~_b with L_i(x_pi(b)), pi a random derangement of the batch
-(``negatives="derangement"``: a uniformly random single cycle, never b itself, App. B.2), or all
+(``mi_negatives="derangement"``: a uniformly random single cycle, never b itself, App. B.2), or all
 other inputs of the batch (``"all_pairs"``, the Fig. 1 caption; B times the T work). The JSD form
 is DIM's (Hjelm et al. 2019); the paper does not write it (digest open point 4).
 
@@ -69,7 +69,7 @@ SDIM_ARCHITECTURE = {
     "head_hidden": Field(int, 256, minimum=1, help="the encoder head's hidden Linear-BN-ReLU"),
     "rep_dim": Field(int, 64, minimum=1, help="d, the representation's dimension"),
     "t_hidden": Field(int, 256, minimum=1, help="the T network's 1x1 conv widths"),
-    "negatives": Field(str, "derangement", choices=NEGATIVES),
+    "mi_negatives": Field(str, "derangement", choices=NEGATIVES, help="negatives of the MI bound"),
     "alpha": Field(float, 1.0, minimum=0.0, help="weight of J_MI"),
     "beta": Field(float, 1.0, minimum=0.0, help="weight of J_NLL"),
     "gamma": Field(float, 1.0, minimum=0.0, help="weight of the margin loss J_LM"),
@@ -199,7 +199,7 @@ def make_sdim(
     head_hidden: int = 256,
     rep_dim: int = 64,
     t_hidden: int = 256,
-    negatives: str = "derangement",
+    mi_negatives: str = "derangement",
     alpha: float = 1.0,
     beta: float = 1.0,
     gamma: float = 1.0,
@@ -209,8 +209,8 @@ def make_sdim(
     """The SDIM model (module docstring); capabilities ``logits`` (= log p(x~|c)), ``features``
     (x~), ``outputs``; scores ``max_log_likelihood`` (max_c log p(x~|c), larger = in) and the
     softmax classifier's ``max_softmax`` and ``entropy`` of softmax(log p(x~|c))."""
-    if negatives not in NEGATIVES:
-        raise ValueError(f"negatives={negatives!r}; choose one of {NEGATIVES}.")
+    if mi_negatives not in NEGATIVES:
+        raise ValueError(f"mi_negatives={mi_negatives!r}; choose one of {NEGATIVES}.")
     for name, value in (("alpha", alpha), ("beta", beta), ("gamma", gamma), ("margin", margin)):
         if not value >= 0:
             raise ValueError(f"SDIM: {name} = {value} must be >= 0.")
@@ -242,7 +242,7 @@ def make_sdim(
             local, rep = module.encode(x, train)
             logits = module.class_log_likelihood(rep)
             positive = module.t_scores(local, rep)
-            if negatives == "all_pairs":  # T(L(x_j), x~_b) for every j != b
+            if mi_negatives == "all_pairs":  # T(L(x_j), x~_b) for every j != b
                 b = x.shape[0]
                 pairs = module.t_scores(
                     jnp.broadcast_to(local[None], (b, *local.shape)),
@@ -330,6 +330,6 @@ def make_sdim(
 
 def build_sdim(cfg: Mapping[str, Any], image_shape: Sequence[int], num_classes: int) -> Model:
     """The registered builder of ``kind: "sdim"`` (schema :data:`SDIM_ARCHITECTURE`)."""
-    keys = ("n", "widths", "head_hidden", "rep_dim", "t_hidden", "negatives", "alpha", "beta",
+    keys = ("n", "widths", "head_hidden", "rep_dim", "t_hidden", "mi_negatives", "alpha", "beta",
             "gamma", "margin", "min_log_scale")  # fmt: skip
     return make_sdim(image_shape, num_classes, **{k: cfg[k] for k in keys if k in cfg})
