@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from synthetic import write_colour_stand_ins
 
-from jaxrobust.config import load_config, resolve_config
+from jaxrobust.config import import_file, load_config, resolve_config
+from jaxrobust.data import load
 from jaxrobust.evaluate import evaluate
 from jaxrobust.train import train_and_evaluate
 
@@ -51,6 +52,8 @@ def test_the_papers_configs_train_and_evaluate_on_stand_ins(cell, out, tmp_path,
     root = write_colour_stand_ins(tmp_path / "data", 96, 32)
     monkeypatch.setenv("JAXROBUST_DATA", str(root))
     config = _shrunk(cell)
+    # the logit table's image: the class of the first test image, so that it is attacked
+    config.evaluate.adversarial_rejection.table_class = int(load(config.data.name, "test")[1][0])
     assert config.models.sdim.architecture.n == 3  # ResNet26
     workdir = tmp_path / "run"
     train_and_evaluate(config, workdir)
@@ -77,3 +80,20 @@ def test_the_papers_configs_train_and_evaluate_on_stand_ins(cell, out, tmp_path,
     assert results["meta"]["tasks"]["cw_rejection"] == "adversarial_rejection"
     report = (workdir / "results.md").read_text()
     assert "Adversarial inputs detected by rejection" in report and "cw_500" in report
+    _report_and_figures(cell, workdir, results, tmp_path)
+
+
+def _report_and_figures(cell, workdir, results, tmp_path):
+    """The experiment's digest, RESULTS.md tables and figures from the cell's workdir."""
+    run_all = import_file(SDIM / "run_all.py")
+    figures = import_file(SDIM / "figures.py")
+    digest = run_all.make_digest(cell, workdir, results)
+    assert digest["n"] == 3 and set(digest["models"]) == {"sdim", "disc"}
+    output = tmp_path / "RESULTS.md"
+    run_all.write_results({cell: digest}, output)
+    text = output.read_text()
+    for caption in ("Table 1", "Table 3", "Table 5", "Table 7", "Fig. 4", "Claims"):
+        assert caption in text, caption
+    assert f"{100 * digest['classification']['sdim']['accuracy']:.2f}" in text
+    assert figures.accuracy_vs_epsilon({cell: digest}, tmp_path / "fig4.png")
+    assert figures.logit_heatmap(cell, digest, tmp_path / "heat.png")
