@@ -174,3 +174,24 @@ def training_summary(workdir: Path) -> dict[str, dict]:
             "images_per_second": entries[-1].get("images_per_second"),
         }
     return out
+
+
+def finish_results(text: list[str], here: Path, output: Path, figures_command: str | None,
+                   budget: list[str]) -> None:  # fmt: skip
+    """Append the figures of ``here/figures`` (when any, with ``figures_command``), the
+    ``budget`` lines and ``here/notes.md`` (when present) to ``text``, and write it to
+    ``output`` atomically (no half-written RESULTS.md after a crash)."""
+    text = list(text)
+    figures = sorted((here / "figures").glob("*.png")) if figures_command else []
+    if figures:
+        text += ["## Figures", "", f"`{figures_command}`", ""]
+        text += [f"![{f.stem}](figures/{f.name})" for f in figures]
+        text += [""]
+    if budget:
+        text += [*budget, ""]
+    notes = here / "notes.md"
+    if notes.is_file():
+        text += [notes.read_text().rstrip(), ""]
+    tmp = output.with_suffix(".md.tmp")
+    tmp.write_text("\n".join(text))
+    tmp.replace(output)

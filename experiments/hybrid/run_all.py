@@ -363,23 +363,13 @@ def write_results(digests: dict, output: Path) -> None:
             claim_checks(name, d),
         ):
             text += [*part, ""]
-    figures = sorted((HERE / "figures").glob("*.png"))
-    if figures:
-        text += [
-            "## Figures",
-            "",
-            "`python experiments/hybrid/figures.py --workdir runs/hybrid`",
-            "",
-        ]
-        text += [f"![{f.stem}](figures/{f.name})" for f in figures]
-        text += [""]
-    text += [*budget_table(digests), ""]
-    notes = HERE / "notes.md"
-    if notes.is_file():
-        text += [notes.read_text().rstrip(), ""]
-    tmp = output.with_suffix(".md.tmp")
-    tmp.write_text("\n".join(text))
-    tmp.replace(output)
+    cells.finish_results(
+        text,
+        HERE,
+        output,
+        "python experiments/hybrid/figures.py --workdir runs/hybrid",
+        budget_table(digests),
+    )
 
 
 def main(argv=None) -> int:

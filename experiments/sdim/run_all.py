@@ -357,18 +357,13 @@ def write_results(digests: dict, output: Path) -> None:
                      fig4_table(d), claim_checks(d)):  # fmt: skip
             if part:
                 text += [*part, ""]
-    figures = sorted((HERE / "figures").glob("*.png"))
-    if figures:
-        text += ["## Figures", "", "`python experiments/sdim/figures.py --workdir runs/sdim`", ""]
-        text += [f"![{f.stem}](figures/{f.name})" for f in figures]
-        text += [""]
-    text += [*budget_table(digests), ""]
-    notes = HERE / "notes.md"
-    if notes.is_file():
-        text += [notes.read_text().rstrip(), ""]
-    tmp = output.with_suffix(".md.tmp")
-    tmp.write_text("\n".join(text))
-    tmp.replace(output)
+    cells.finish_results(
+        text,
+        HERE,
+        output,
+        "python experiments/sdim/figures.py --workdir runs/sdim",
+        budget_table(digests),
+    )
 
 
 def main(argv=None) -> int:
