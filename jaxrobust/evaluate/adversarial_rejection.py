@@ -121,7 +121,7 @@ def _max_iterations(spec: dict) -> dict:
     return {"max_iterations": spec["max_iterations"]} if spec["max_iterations"] else {}
 
 
-def _attack(spec: dict, logits, x, y, key, chunk: int):
+def _attack(spec: dict, logits, x, y, correct: np.ndarray, key, chunk: int):
     """``(adversarial class scores [M, C], success [M], source [M], target [M] or None)``."""
     kind = spec["attack"]
     if kind in UNTARGETED:
@@ -149,7 +149,6 @@ def _attack(spec: dict, logits, x, y, key, chunk: int):
         return scores, success, np.arange(x.shape[0]), None
     # targeted CW-L2 at every other class of each correctly classified source
     num_classes = int(logits(x[:1]).shape[-1])
-    correct = np.asarray(jnp.argmax(map_chunks(logits, (x,), chunk), -1) == y)
     sources = np.flatnonzero(correct)
     source = np.repeat(sources, num_classes - 1)
     offsets = np.tile(np.arange(1, num_classes), len(sources))
@@ -198,12 +197,13 @@ def run(section, ctx) -> dict:
     first = next(iter(thresholds))
     logits = lambda xs: restored.model.logits(restored.variables, xs)  # noqa: E731
     clean = map_chunks(logits, (x,), section["chunk_size"])
+    correct = np.argmax(clean, -1) == np.asarray(y)
     rows = np.flatnonzero(np.asarray(y) == section["table_class"])
     table_row = int(rows[0]) if len(rows) else None
     results = {
         "model": name,
         "num_images": n,
-        "clean_accuracy": float(np.mean(np.argmax(clean, -1) == np.asarray(y))),
+        "clean_accuracy": float(np.mean(correct)),
         "thresholds": {p: np.asarray(t).tolist() for p, t in thresholds.items()},
         "attacks": {},
         "logit_table": {
@@ -220,7 +220,7 @@ def run(section, ctx) -> dict:
     for attack_name, spec in section["attacks"].items():
         tic = time.perf_counter()
         scores, success, source, targets = _attack(
-            spec, logits, x, y, jax.random.fold_in(key, len(results["attacks"])),
+            spec, logits, x, y, correct, jax.random.fold_in(key, len(results["attacks"])),
             section["chunk_size"],
         )  # fmt: skip
         success = np.asarray(success, bool)
